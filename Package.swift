@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// diffuse — diffusion models for images, audio and video on the CPU.
+// Sections, top-down: C libraries, core, modalities, command line, tests.
+import PackageDescription
+
+// Swift 5 language mode: the numeric kernels hand raw buffers to worker threads, which the
+// Swift 6 checker cannot follow; concurrency is confined to `Parallel` (Sources/Tensor).
+let swiftSettings: [SwiftSetting] = []
+
+let package = Package(
+    name: "diffuse",
+    products: [
+        .executable(name: "diffuse", targets: ["diffuse"]),
+        .library(name: "Tensor", targets: ["Tensor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C libraries (implementation details; each imported by one Swift file)
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CSndFile", path: "Sources/CSndFile", pkgConfig: "sndfile",
+                       providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg",
+                       pkgConfig: "libavformat libavcodec libavutil libswscale",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
+
+        // MARK: Core
+        .target(name: "Tensor", dependencies: ["CBLAS"], path: "Sources/Tensor",
+                swiftSettings: swiftSettings),
+
+        // MARK: Command line
+        .executableTarget(name: "diffuse", dependencies: [
+            "Tensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/diffuse", swiftSettings: swiftSettings),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,268 @@
+// Convolution as im2col + sgemm. conv1d is conv2d on [N, C, 1, L].
+//
+// Layouts: x [N, Cin, H, W], weight [Cout, Cin/G, kh, kw], out [N, Cout, Ho, Wo].
+// A block of nb images is unfolded into col [(Cin kh kw), (nb Ho Wo)], so one product per
+// group covers the block: out_g [Cout/G, (nb P)] = W_g [Cout/G, K_g] x col_g [K_g, (nb P)].
+
+public struct Conv2dParams: Hashable, Sendable {
+    public var stride: (Int, Int)
+    public var padding: (Int, Int)
+    public var dilation: (Int, Int)
+    public var groups: Int
+
+    public init(stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1) {
+        self.stride = stride; self.padding = padding; self.dilation = dilation; self.groups = groups
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.stride == b.stride && a.padding == b.padding && a.dilation == b.dilation && a.groups == b.groups
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(stride.0); h.combine(stride.1); h.combine(padding.0); h.combine(padding.1)
+        h.combine(dilation.0); h.combine(dilation.1); h.combine(groups)
+    }
+}
+
+struct ConvGeometry {
+    let n, cin, h, w, cout, kh, kw, ho, wo, groups: Int
+    let p: Conv2dParams
+    var P: Int { ho * wo }
+    var cinG: Int { cin / groups }
+    var coutG: Int { cout / groups }
+    var kG: Int { cinG * kh * kw }
+    var rows: Int { cin * kh * kw }
+    /// 1x1, stride 1, no padding: the input already is the column matrix.
+    var pointwise: Bool {
+        kh == 1 && kw == 1 && p.stride == (1, 1) && p.padding == (0, 0)
+    }
+
+    init(x: [Int], weight: [Int], _ p: Conv2dParams) {
+        precondition(x.count == 4 && weight.count == 4, "conv2d: x \(x) and weight \(weight) must be rank 4")
+        precondition(p.groups >= 1 && x[1] % p.groups == 0 && weight[0] % p.groups == 0,
+                     "conv2d: groups \(p.groups) must divide Cin \(x[1]) and Cout \(weight[0])")
+        precondition(weight[1] * p.groups == x[1], "conv2d: weight \(weight) expects \(weight[1] * p.groups) input channels, x is \(x)")
+        precondition(p.stride.0 >= 1 && p.stride.1 >= 1 && p.dilation.0 >= 1 && p.dilation.1 >= 1 &&
+                     p.padding.0 >= 0 && p.padding.1 >= 0, "conv2d: bad params \(p)")
+        n = x[0]; cin = x[1]; h = x[2]; w = x[3]
+        cout = weight[0]; kh = weight[2]; kw = weight[3]; groups = p.groups
+        self.p = p
+        ho = (h + 2 * p.padding.0 - p.dilation.0 * (kh - 1) - 1) / p.stride.0 + 1
+        wo = (w + 2 * p.padding.1 - p.dilation.1 * (kw - 1) - 1) / p.stride.1 + 1
+        precondition(ho > 0 && wo > 0, "conv2d: kernel \(weight) larger than padded input \(x)")
+    }
+
+    /// Images per block: enough columns for an efficient product, col at most ~64 MB.
+    var block: Int {
+        var nb = Swift.max(1, Swift.min(n, (2048 + P - 1) / P))
+        while nb > 1 && rows * nb * P > (16 << 20) { nb -= 1 }
+        return nb
+    }
+}
+
+/// col[(ci kh kw), (b P)] for images n0..<n0+nb. Rows in parallel.
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, col: UnsafeMutablePointer<Float>) {
+    let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pc = SendablePointer(col)
+    let ld = nb * g.P
+    Parallel.forEach(g.rows, grain: 8) { row in
+        let j = row % g.kw, i = (row / g.kw) % g.kh, ci = row / (g.kw * g.kh)
+        let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
+        // Valid output columns: 0 <= ox*sw - pw + j*dw < W.
+        let off = j * dw - pw
+        let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
+        let hi = Swift.min(g.wo, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1)
+        for b in 0..<nb {
+            let plane = px.p + ((n0 + b) * g.cin + ci) * g.h * g.w
+            var dst = pc.p + row * ld + b * g.P
+            for oy in 0..<g.ho {
+                let iy = oy * sh - ph + i * dh
+                if iy < 0 || iy >= g.h || lo >= hi {
+                    dst.initialize(repeating: 0, count: g.wo)
+                } else {
+                    let src = plane + iy * g.w + off
+                    if lo > 0 { dst.initialize(repeating: 0, count: lo) }
+                    if sw == 1 {
+                        (dst + lo).update(from: src + lo, count: hi - lo)
+                    } else {
+                        for ox in lo..<hi { dst[ox] = src[ox * sw] }
+                    }
+                    if hi < g.wo { (dst + hi).initialize(repeating: 0, count: g.wo - hi) }
+                }
+                dst += g.wo
+            }
+        }
+    }
+}
+
+/// dx[images n0..<n0+nb] += fold(dcol). Input channels in parallel (each owns its planes).
+func col2im(_ dcol: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, dx: UnsafeMutablePointer<Float>) {
+    let pc = SendablePointer(UnsafeMutablePointer(mutating: dcol)), pd = SendablePointer(dx)
+    let ld = nb * g.P
+    Parallel.forEach(g.cin) { ci in
+        let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
+        for i in 0..<g.kh {
+            for j in 0..<g.kw {
+                let row = (ci * g.kh + i) * g.kw + j
+                let off = j * dw - pw
+                let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
+                let hi = Swift.min(g.wo, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1)
+                if lo >= hi { continue }
+                for b in 0..<nb {
+                    let plane = pd.p + ((n0 + b) * g.cin + ci) * g.h * g.w
+                    var src = pc.p + row * ld + b * g.P
+                    for oy in 0..<g.ho {
+                        let iy = oy * sh - ph + i * dh
+                        if iy >= 0 && iy < g.h {
+                            let dst = plane + iy * g.w + off
+                            if sw == 1 {
+                                for ox in lo..<hi { dst[ox] += src[ox] }
+                            } else {
+                                for ox in lo..<hi { dst[ox * sw] += src[ox] }
+                            }
+                        }
+                        src += g.wo
+                    }
+                }
+            }
+        }
+    }
+}
+
+func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dParams) -> Tensor {
+    let g = ConvGeometry(x: x.shape, weight: weight.shape, p)
+    if let bias { precondition(bias.shape == [g.cout], "conv2d: bias \(bias.shape) for \(g.cout) output channels") }
+    let out = Tensor(uninitialized: [g.n, g.cout, g.ho, g.wo])
+    let P = g.P
+    let direct = g.pointwise && P >= 1024
+    let nb = direct ? 1 : g.block
+    let col = direct ? nil : Tensor(uninitialized: [g.rows, nb * P])
+    let tmp = nb > 1 ? Tensor(uninitialized: [g.cout, nb * P]) : nil
+    var n0 = 0
+    while n0 < g.n {
+        let b = Swift.min(nb, g.n - n0)
+        // col and tmp are sized for full blocks; a short last block packs its rows tighter.
+        let colPtr: UnsafePointer<Float>
+        if let col {
+            im2col(x.data, g, n0: n0, nb: b, col: col.data)
+            colPtr = UnsafePointer(col.data)
+        } else {
+            colPtr = UnsafePointer(x.data + n0 * g.cin * P)
+        }
+        let colLd = col != nil ? b * P : P
+        let dst = tmp?.data ?? (out.data + n0 * g.cout * P)
+        let dstLd = tmp != nil ? b * P : P
+        for gi in 0..<g.groups {
+            BLAS.sgemm(transA: false, transB: false, m: g.coutG, n: b * P, k: g.kG,
+                       a: weight.data + gi * g.coutG * g.kG, lda: g.kG,
+                       b: colPtr + gi * g.kG * colLd, ldb: colLd,
+                       beta: 0, c: dst + gi * g.coutG * dstLd, ldc: dstLd)
+        }
+        // [Cout, (b P)] -> [b, Cout, P], adding the bias on the way.
+        let po = SendablePointer(out.data), pt = SendablePointer(dst)
+        let pb = bias.map { SendablePointer($0.data) }
+        let fromTmp = tmp != nil
+        Parallel.forEach(b * g.cout, grain: 4) { idx in
+            let bi = idx / g.cout, co = idx % g.cout
+            let o = po.p + ((n0 + bi) * g.cout + co) * P
+            if fromTmp { o.update(from: pt.p + co * dstLd + bi * P, count: P) }
+            if let pb { let v = pb.p[co]; for k in 0..<P { o[k] += v } }
+        }
+        n0 += b
+    }
+    return out
+}
+
+/// Gradients of conv2d for the inputs that need them: (dx, dweight, dbias).
+func conv2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dParams, g gy: Tensor,
+                    needX: Bool, needW: Bool) -> (Tensor?, Tensor?, Tensor?) {
+    let g = ConvGeometry(x: x.shape, weight: weight.shape, p)
+    let P = g.P
+    let dx = needX ? Tensor.zeros(x.shape) : nil
+    let dw = needW ? Tensor.zeros(weight.shape) : nil
+    let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([g.cout]) : nil
+    if !needX && !needW { return (dx, dw, db) }
+    let direct = g.pointwise && P >= 1024
+    let nb = direct ? 1 : g.block
+    let col = direct ? nil : Tensor(uninitialized: [g.rows, nb * P])
+    let gT = nb > 1 ? Tensor(uninitialized: [g.cout, nb * P]) : nil
+    var n0 = 0
+    while n0 < g.n {
+        let b = Swift.min(nb, g.n - n0)
+        // gy [b, Cout, P] -> [Cout, (b P)]
+        let gPtr: UnsafePointer<Float>
+        let gLd = gT != nil ? b * P : P
+        if let gT {
+            let ps = SendablePointer(gy.data), pd = SendablePointer(gT.data)
+            Parallel.forEach(b * g.cout, grain: 4) { idx in
+                let bi = idx / g.cout, co = idx % g.cout
+                (pd.p + co * gLd + bi * P).update(from: ps.p + ((n0 + bi) * g.cout + co) * P, count: P)
+            }
+            gPtr = UnsafePointer(gT.data)
+        } else {
+            gPtr = UnsafePointer(gy.data + n0 * g.cout * P)
+        }
+        let colLd = col != nil ? b * P : P
+        if let dw {
+            let colPtr: UnsafePointer<Float>
+            if let col { im2col(x.data, g, n0: n0, nb: b, col: col.data); colPtr = UnsafePointer(col.data) }
+            else { colPtr = UnsafePointer(x.data + n0 * g.cin * P) }
+            for gi in 0..<g.groups {
+                // dW_g [Cout/G, K_g] += g_g [Cout/G, (b P)] x col_g^T
+                BLAS.sgemm(transA: false, transB: true, m: g.coutG, n: g.kG, k: b * P,
+                           a: gPtr + gi * g.coutG * gLd, lda: gLd,
+                           b: colPtr + gi * g.kG * colLd, ldb: colLd,
+                           beta: 1, c: dw.data + gi * g.coutG * g.kG, ldc: g.kG)
+            }
+        }
+        if let dx {
+            if let col {
+                for gi in 0..<g.groups {
+                    // dcol_g [K_g, (b P)] = W_g^T x g_g
+                    BLAS.sgemm(transA: true, transB: false, m: g.kG, n: b * P, k: g.coutG,
+                               a: weight.data + gi * g.coutG * g.kG, lda: g.kG,
+                               b: gPtr + gi * g.coutG * gLd, ldb: gLd,
+                               beta: 0, c: col.data + gi * g.kG * colLd, ldc: colLd)
+                }
+                col2im(col.data, g, n0: n0, nb: b, dx: dx.data)
+            } else {
+                for gi in 0..<g.groups {
+                    BLAS.sgemm(transA: true, transB: false, m: g.kG, n: P, k: g.coutG,
+                               a: weight.data + gi * g.coutG * g.kG, lda: g.kG,
+                               b: gPtr + gi * g.coutG * gLd, ldb: gLd,
+                               beta: 0, c: dx.data + n0 * g.cin * P + gi * g.kG * P, ldc: P)
+                }
+            }
+        }
+        n0 += b
+    }
+    return (dx, dw, db)
+}
+
+// MARK: Public API
+
+extension Tensor {
+    /// 2D convolution (cross-correlation, as PyTorch): self [N, Cin, H, W], weight
+    /// [Cout, Cin/groups, kh, kw], bias [Cout] -> [N, Cout, Ho, Wo].
+    public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                       dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        let p = Conv2dParams(stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
+        return conv2dForward(self, weight, bias, p).recorded(.conv2d(p), inputs)
+    }
+
+    public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
+                       dilation: Int = 1, groups: Int = 1) -> Tensor {
+        conv2d(weight, bias: bias, stride: (stride, stride), padding: (padding, padding),
+               dilation: (dilation, dilation), groups: groups)
+    }
+
+    /// 1D convolution: self [N, Cin, L], weight [Cout, Cin/groups, k], bias [Cout] -> [N, Cout, Lo].
+    public func conv1d(_ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
+                       dilation: Int = 1, groups: Int = 1) -> Tensor {
+        precondition(rank == 3 && weight.rank == 3, "conv1d: x \(shape) and weight \(weight.shape) must be rank 3")
+        let x4 = reshaped([shape[0], shape[1], 1, shape[2]])
+        let w4 = weight.reshaped([weight.shape[0], weight.shape[1], 1, weight.shape[2]])
+        let y = x4.conv2d(w4, bias: bias, stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups: groups)
+        return y.reshaped([y.shape[0], y.shape[1], y.shape[3]])
+    }
+}
