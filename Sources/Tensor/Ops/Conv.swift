@@ -243,7 +243,7 @@ func conv2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dPar
 extension Tensor {
     /// 2D convolution (cross-correlation, as PyTorch): self [N, Cin, H, W], weight
     /// [Cout, Cin/groups, kh, kw], bias [Cout] -> [N, Cout, Ho, Wo].
-    public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+    public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int), padding: (Int, Int),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         let p = Conv2dParams(stride: stride, padding: padding, dilation: dilation, groups: groups)
         let inputs = bias.map { [self, weight, $0] } ?? [self, weight]

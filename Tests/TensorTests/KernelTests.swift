@@ -1,0 +1,243 @@
+import XCTest
+import Foundation
+import Tensor
+import TestSupport
+
+/// Fast kernels against naive Double loops, on odd sizes (1, 3, 17, ...).
+final class KernelTests: XCTestCase {
+    func r(_ s: [Int], _ seed: UInt64) -> Tensor { randomTensor(s, seed: seed) }
+
+    // MARK: naive references
+
+    func naiveConv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: (Int, Int), pad: (Int, Int),
+                     dil: (Int, Int), groups: Int) -> Tensor {
+        let (n, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (cout, cig, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let ho = (h + 2 * pad.0 - dil.0 * (kh - 1) - 1) / stride.0 + 1
+        let wo = (wd + 2 * pad.1 - dil.1 * (kw - 1) - 1) / stride.1 + 1
+        let cog = cout / groups
+        var out = [Float](repeating: 0, count: n * cout * ho * wo)
+        for b0 in 0..<n { for co in 0..<cout { for oy in 0..<ho { for ox in 0..<wo {
+            var acc = Double(b?.data[co] ?? 0)
+            let g = co / cog
+            for ci in 0..<cig { for i in 0..<kh { for j in 0..<kw {
+                let iy = oy * stride.0 - pad.0 + i * dil.0, ix = ox * stride.1 - pad.1 + j * dil.1
+                if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+                let xv = x.data[((b0 * cin + g * cig + ci) * h + iy) * wd + ix]
+                acc += Double(xv) * Double(w.data[((co * cig + ci) * kh + i) * kw + j])
+            } } }
+            out[((b0 * cout + co) * ho + oy) * wo + ox] = Float(acc)
+        } } } }
+        _ = cin
+        return Tensor(shape: [n, cout, ho, wo], scalars: out)
+    }
+
+    func naiveMatmul(_ a: [Float], _ b: [Float], m: Int, k: Int, n: Int) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n {
+            var acc = 0.0
+            for l in 0..<k { acc += Double(a[i * k + l]) * Double(b[l * n + j]) }
+            c[i * n + j] = Float(acc)
+        } }
+        return c
+    }
+
+    // MARK: tests
+
+    func testConv2dMatchesNaive() {
+        let cases: [([Int], [Int], (Int, Int), (Int, Int), (Int, Int), Int)] = [
+            ([1, 1, 1, 1], [1, 1, 1, 1], (1, 1), (0, 0), (1, 1), 1),
+            ([2, 3, 17, 5], [4, 3, 3, 3], (1, 1), (1, 1), (1, 1), 1),
+            ([3, 4, 9, 11], [6, 2, 3, 5], (2, 3), (1, 2), (1, 1), 2),
+            ([1, 3, 13, 13], [3, 1, 3, 3], (1, 1), (2, 2), (2, 2), 3),
+            ([2, 17, 33, 33], [3, 17, 1, 1], (1, 1), (0, 0), (1, 1), 1),  // pointwise, P >= 1024
+            ([5, 8, 7, 3], [16, 8, 1, 1], (1, 1), (0, 0), (1, 1), 1),
+            ([2, 2, 6, 6], [2, 2, 4, 4], (2, 2), (0, 0), (1, 1), 1),
+        ]
+        for (k, c) in cases.enumerated() {
+            let x = r(c.0, UInt64(k * 3)), w = r(c.1, UInt64(k * 3 + 1)), b = r([c.1[0]], UInt64(k * 3 + 2))
+            let got = x.conv2d(w, bias: b, stride: c.2, padding: c.3, dilation: c.4, groups: c.5)
+            let want = naiveConv2d(x, w, b, stride: c.2, pad: c.3, dil: c.4, groups: c.5)
+            assertClose(got, want, atol: 1e-4, rtol: 1e-4, "case \(k)")
+        }
+    }
+
+    func testConv2dBackwardMatchesNaiveAdjoint() {
+        // <conv(x), g> = <x, conv^T(g)>: the input gradient is the adjoint of the forward map.
+        for (k, groups) in [1, 2].enumerated() {
+            let x = r([3, 4, 9, 8], UInt64(50 + k)), w = r([6, 4 / groups, 3, 3], UInt64(60 + k))
+            x.requiresGrad = true; w.requiresGrad = true
+            let y = x.conv2d(w, stride: (2, 1), padding: (1, 1), groups: groups)
+            let g = r(y.shape, UInt64(70 + k))
+            (y * g).sum().backward()
+            var lhs = 0.0, rhs = 0.0
+            for i in 0..<y.count { lhs += Double(y.data[i]) * Double(g.data[i]) }
+            for i in 0..<x.count { rhs += Double(x.data[i]) * Double(x.grad!.data[i]) }
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-3 * Swift.max(1, Swift.abs(lhs)))
+            var rhsW = 0.0
+            for i in 0..<w.count { rhsW += Double(w.data[i]) * Double(w.grad!.data[i]) }
+            XCTAssertEqual(lhs, rhsW, accuracy: 1e-3 * Swift.max(1, Swift.abs(lhs)))
+        }
+    }
+
+    func testMatmulMatchesNaive() {
+        for (m, k, n) in [(1, 1, 1), (3, 17, 5), (17, 3, 1), (33, 65, 17)] {
+            let a = r([m, k], UInt64(m)), b = r([k, n], UInt64(n + 100))
+            let want = naiveMatmul(a.scalars, b.scalars, m: m, k: k, n: n)
+            assertClose(a.matmul(b), want.map(Double.init), atol: 1e-4, rtol: 1e-4)
+            // transposed storage gives the same product
+            assertClose(a.transposed().matmul(b.transposed(), transposeSelf: true, transposeOther: true),
+                        want.map(Double.init), atol: 1e-4, rtol: 1e-4)
+        }
+        // batched, and a shared right-hand matrix
+        let a = r([3, 5, 7], 1), b = r([3, 7, 2], 2), s = r([7, 2], 3)
+        let ab = a.matmul(b), asb = a.matmul(s)
+        for i in 0..<3 {
+            let ai = Array(a.scalars[(i * 35)..<((i + 1) * 35)])
+            let bi = Array(b.scalars[(i * 14)..<((i + 1) * 14)])
+            XCTAssertEqual(Array(ab.scalars[(i * 10)..<((i + 1) * 10)]), naiveMatmul(ai, bi, m: 5, k: 7, n: 2), accuracy: 1e-4)
+            XCTAssertEqual(Array(asb.scalars[(i * 10)..<((i + 1) * 10)]), naiveMatmul(ai, s.scalars, m: 5, k: 7, n: 2), accuracy: 1e-4)
+        }
+    }
+
+    func testBroadcastAndReductionsMatchNaive() {
+        let a = r([3, 1, 5], 10), b = r([4, 1], 11)
+        let c = a * b + a - b / (b.abs() + 1)
+        XCTAssertEqual(c.shape, [3, 4, 5])
+        for i in 0..<3 { for j in 0..<4 { for k in 0..<5 {
+            let av = a.data[i * 5 + k], bv = b.data[j]
+            XCTAssertEqual(c.data[(i * 4 + j) * 5 + k], av * bv + av - bv / (Swift.abs(bv) + 1), accuracy: 1e-6)
+        } } }
+        let x = r([3, 17, 5], 12)
+        let s1 = x.sum(axes: [1]), s02 = x.sum(axes: [0, 2], keepDims: true)
+        XCTAssertEqual(s02.shape, [1, 17, 1])
+        for i in 0..<3 { for k in 0..<5 {
+            var acc = 0.0
+            for j in 0..<17 { acc += Double(x.data[(i * 17 + j) * 5 + k]) }
+            XCTAssertEqual(Double(s1.data[i * 5 + k]), acc, accuracy: 1e-5)
+        } }
+        for j in 0..<17 {
+            var acc = 0.0
+            for i in 0..<3 { for k in 0..<5 { acc += Double(x.data[(i * 17 + j) * 5 + k]) } }
+            XCTAssertEqual(Double(s02.data[j]), acc, accuracy: 1e-5)
+        }
+        let big = r([1_000_003], 13)
+        var acc = 0.0
+        for i in 0..<big.count { acc += Double(big.data[i]) }
+        XCTAssertEqual(Double(big.sum().item()), acc, accuracy: 1e-2)
+        let v = x.variance(axes: [2], correction: 1)
+        for i in 0..<3 { for j in 0..<17 {
+            let row = (0..<5).map { Double(x.data[(i * 17 + j) * 5 + $0]) }
+            let m = row.reduce(0, +) / 5
+            XCTAssertEqual(Double(v.data[i * 17 + j]), row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / 4, accuracy: 1e-5)
+        } }
+    }
+
+    func testPointwiseFunctionsMatchLibm() {
+        let x = Tensor(shape: [2001], scalars: (0..<2001).map { Float($0 - 1000) / 100 })
+        func check(_ y: Tensor, _ f: (Double) -> Double, rtol: Double, atol: Double, _ name: String) {
+            for i in 0..<x.count {
+                let want = f(Double(x.data[i]))
+                XCTAssertEqual(Double(y.data[i]), want, accuracy: atol + rtol * Swift.abs(want), "\(name)(\(x.data[i]))")
+            }
+        }
+        check(x.exp(), Foundation.exp, rtol: 1e-6, atol: 0, "exp")
+        check(x.tanh(), Foundation.tanh, rtol: 1e-6, atol: 2e-7, "tanh")
+        check(x.sigmoid(), { 1 / (1 + Foundation.exp(-$0)) }, rtol: 1e-6, atol: 1e-7, "sigmoid")
+        check(x.silu(), { $0 / (1 + Foundation.exp(-$0)) }, rtol: 1e-6, atol: 1e-6, "silu")
+        check(x.gelu(), { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) }, rtol: 1e-6, atol: 2e-6, "gelu")
+        check(x.gelu(approximateTanh: true),
+              { 0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) },
+              rtol: 1e-6, atol: 2e-6, "gelu_tanh")
+        let e = Tensor(shape: [4], scalars: [-200, -88, 88, 200]).exp()
+        XCTAssertEqual(e.data[0], 0, accuracy: 1e-37)
+        XCTAssert(e.data[2].isFinite && e.data[2] > 1e38)
+        XCTAssert(Tensor(shape: [2], scalars: [-100, 100]).sigmoid().scalars == [0, 1] ||
+                  Swift.abs(Tensor(shape: [1], scalars: [-100]).sigmoid().item()) < 1e-30)
+    }
+
+    func testNormsMatchNaive() {
+        let x = r([3, 6, 17], 20), w = r([6], 21), b = r([6], 22)
+        let y = x.groupNorm(groups: 3, weight: w, bias: b, eps: 1e-6)
+        for n in 0..<3 { for g in 0..<3 {
+            var vals: [Double] = []
+            for c in (g * 2)..<(g * 2 + 2) { for s in 0..<17 { vals.append(Double(x.data[(n * 6 + c) * 17 + s])) } }
+            let m = vals.reduce(0, +) / Double(vals.count)
+            let v = vals.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(vals.count)
+            for c in (g * 2)..<(g * 2 + 2) { for s in 0..<17 {
+                let i = (n * 6 + c) * 17 + s
+                let want = (Double(x.data[i]) - m) / (v + 1e-6).squareRoot() * Double(w.data[c]) + Double(b.data[c])
+                XCTAssertEqual(Double(y.data[i]), want, accuracy: 1e-5)
+            } }
+        } }
+        let z = r([5, 33], 23), lw = r([33], 24), lb = r([33], 25)
+        let ly = z.layerNorm(weight: lw, bias: lb)
+        for row in 0..<5 {
+            let vals = (0..<33).map { Double(z.data[row * 33 + $0]) }
+            let m = vals.reduce(0, +) / 33
+            let v = vals.map { ($0 - m) * ($0 - m) }.reduce(0, +) / 33
+            for k in 0..<33 {
+                let want = (vals[k] - m) / (v + 1e-5).squareRoot() * Double(lw.data[k]) + Double(lb.data[k])
+                XCTAssertEqual(Double(ly.data[row * 33 + k]), want, accuracy: 1e-5)
+            }
+        }
+    }
+
+    func testAttentionMatchesNaiveAcrossChunks() {
+        // Lq = 300 > one chunk of 128 rows; Lk = 17.
+        let (B, H, Lq, Lk, D, Dv) = (2, 3, 300, 17, 5, 3)
+        let q = r([B, H, Lq, D], 30), k = r([B, H, Lk, D], 31), v = r([B, H, Lk, Dv], 32)
+        let o = Tensor.scaledDotProductAttention(q, k, v)
+        let scale = 1 / Double(D).squareRoot()
+        for bh in 0..<(B * H) { for i in stride(from: 0, to: Lq, by: 7) {
+            var s = [Double](repeating: 0, count: Lk)
+            for j in 0..<Lk {
+                for d in 0..<D { s[j] += Double(q.data[(bh * Lq + i) * D + d]) * Double(k.data[(bh * Lk + j) * D + d]) }
+                s[j] *= scale
+            }
+            let m = s.max()!
+            let e = s.map { Foundation.exp($0 - m) }
+            let z = e.reduce(0, +)
+            for dv in 0..<Dv {
+                var acc = 0.0
+                for j in 0..<Lk { acc += e[j] / z * Double(v.data[(bh * Lk + j) * Dv + dv]) }
+                XCTAssertEqual(Double(o.data[(bh * Lq + i) * Dv + dv]), acc, accuracy: 1e-5)
+            }
+        } }
+    }
+
+    func testSoftmaxIsStable() {
+        let x = Tensor(shape: [2, 3], scalars: [1000, 1001, 1002, -1000, -1000, -1000])
+        let y = x.softmax()
+        XCTAssert(y.scalars.allSatisfy { $0.isFinite })
+        XCTAssertEqual(y.data[2], Float(1 / (1 + Foundation.exp(-1.0) + Foundation.exp(-2.0))), accuracy: 1e-6)
+        XCTAssertEqual(y.data[3], 1.0 / 3, accuracy: 1e-6)
+    }
+
+    func testUpsamplePoolEmbeddingAndShapeOps() {
+        let x = Tensor(shape: [1, 1, 2, 2], scalars: [1, 2, 3, 4])
+        XCTAssertEqual(x.upsampleNearest(scale: 2).scalars, [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+        XCTAssertEqual(Tensor(shape: [1, 1, 3], scalars: [1, 2, 3]).upsampleNearest(size: [5]).scalars, [1, 1, 2, 2, 3])
+        XCTAssertEqual(x.upsampleNearest(scale: 2).avgPool(kernel: [2, 2]).scalars, [1, 2, 3, 4])
+        XCTAssertEqual(Tensor(shape: [1, 1, 5], scalars: [1, 2, 3, 4, 5]).avgPool(kernel: [2]).scalars, [1.5, 3.5])
+        let table = Tensor(shape: [3, 2], scalars: [0, 1, 10, 11, 20, 21])
+        XCTAssertEqual(table.embedding([2, 0, 2]).scalars, [20, 21, 0, 1, 20, 21])
+        let t = Tensor.arange(24).reshaped([2, 3, 4])
+        let p = t.permuted(2, 0, 1)
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 {
+            XCTAssertEqual(p.data[(k * 2 + i) * 3 + j], Float((i * 3 + j) * 4 + k))
+        } } }
+        XCTAssertEqual(t.slice(axis: 2, 1..<3).slice(axis: 0, 1..<2).scalars, [13, 14, 17, 18, 21, 22])
+        XCTAssertEqual(Tensor.arange(3).reshaped([1, 3]).padded([(1, 0), (2, 1)], value: 9).scalars,
+                       [9, 9, 9, 9, 9, 9, 9, 9, 0, 1, 2, 9])
+        let parts = t.split(sizes: [1, 3], axis: 2)
+        assertClose(Tensor.concat(parts, axis: 2), t)
+        XCTAssert(t.reshaped([6, 4]).sharesStorage(with: t), "reshape is a view")
+        XCTAssertFalse(t.transposed().sharesStorage(with: t), "permute copies")
+    }
+}
+
+private func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, file: file, line: line)
+    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+}
