@@ -41,6 +41,8 @@ let package = Package(
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
+        // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
+        .testTarget(name: "CLITests", dependencies: ["diffuse"], path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -24,6 +24,7 @@ public enum BLAS {
                       alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                       b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = Threads.count  // first use applies DIFFUSE_THREADS to OpenBLAS too
         if m == 0 || n == 0 { return }
         if k == 0 {
             // sgemm with K = 0 only scales C.

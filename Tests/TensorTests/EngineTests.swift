@@ -104,3 +104,15 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(w.grad!.scalars, [2, 2, 2])
     }
 }
+
+final class BufferReuseTests: XCTestCase {
+    func testInferenceReusesFreedBuffers() {
+        GradMode.withoutGrad {
+            let x = randomTensor([257, 3], seed: 1)
+            // Each temporary dies at the end of its statement; the next one of that size gets its buffer.
+            var seen = Set<UnsafeMutablePointer<Float>>()
+            for _ in 0..<4 { seen.insert((x * 3).data) }
+            XCTAssertEqual(seen.count, 1)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+import Tensor
+
+@main
+struct Diffuse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diffuse",
+        abstract: "Diffusion models on the CPU: train, generate, augment, measure.",
+        version: "0.1.0",
+        subcommands: [Bench.self]
+    )
+}
