@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "diffuse", targets: ["diffuse"]),
         .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "NN", targets: ["NN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,10 +32,11 @@ let package = Package(
         // MARK: Core
         .target(name: "Tensor", dependencies: ["CBLAS"], path: "Sources/Tensor",
                 swiftSettings: swiftSettings),
+        .target(name: "NN", dependencies: ["Tensor"], path: "Sources/NN", swiftSettings: swiftSettings),
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor",
+            "Tensor", "NN",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 

@@ -40,6 +40,9 @@ final class GradientTests: XCTestCase {
         gradientCheck([pos(29)], h: 1e-3) { $0[0].reciprocal() }
         gradientCheck([r([3, 5], 30)], h: 1e-3) { $0[0].square() }
         gradientCheck([pos(31)], h: 1e-3) { $0[0].abs() }  // away from the kink at 0
+        gradientCheck([pos(32)], h: 1e-3) { $0[0].relu() }
+        gradientCheck([pos(33).affine(scale: -1, shift: 0)], h: 1e-3) { $0[0].relu() }
+        gradientCheck([r([3, 5], 34, low: -4, high: 4)], h: 1e-3) { $0[0].mish() }
     }
 
     func testReductions() {

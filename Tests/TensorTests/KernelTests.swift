@@ -149,6 +149,8 @@ final class KernelTests: XCTestCase {
         check(x.gelu(approximateTanh: true),
               { 0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) },
               rtol: 1e-6, atol: 2e-6, "gelu_tanh")
+        check(x.relu(), { Swift.max($0, 0) }, rtol: 0, atol: 0, "relu")
+        check(x.mish(), { $0 * Foundation.tanh(Foundation.log1p(Foundation.exp($0))) }, rtol: 1e-6, atol: 1e-6, "mish")
         let e = Tensor(shape: [4], scalars: [-200, -88, 88, 200]).exp()
         XCTAssertEqual(e.data[0], 0, accuracy: 1e-37)
         XCTAssert(e.data[2].isFinite && e.data[2] > 1e38)

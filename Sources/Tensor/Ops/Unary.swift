@@ -3,7 +3,9 @@ import Foundation
 // Pointwise functions: forward and backward side by side.
 
 public enum UnaryOp: Sendable {
-    case exp, log, sqrt, rsqrt, tanh, sigmoid, silu, abs, square, reciprocal
+    case exp, log, sqrt, rsqrt, tanh, sigmoid, silu, abs, square, reciprocal, relu
+    /// x · tanh(softplus(x)), softplus with PyTorch's threshold of 20.
+    case mish
     /// GELU with the exact erf form (PyTorch's default, `approximate="none"`).
     case gelu
     /// GELU with the tanh approximation (`approximate="tanh"`).
@@ -27,7 +29,8 @@ private let geluC: Float = 0.79788456080286536  // sqrt(2/pi)
     case .reciprocal: return 1 / x
     case .gelu: return 0.5 * x * (1 + verf(x * sqrtHalf))
     case .geluTanh: return 0.5 * x * (1 + vtanh(geluC * (x + 0.044715 * x * x * x)))
-    case .log: fatalError("log is scalar")
+    case .relu: return x.replacing(with: 0, where: x .< 0)
+    case .log, .mish: fatalError("scalar op")
     }
 }
 
@@ -39,6 +42,8 @@ func unaryForward(_ op: UnaryOp, _ x: Tensor) -> Tensor {
         switch op {
         // A log kernel is not worth its code: no hot loop takes logs.
         case .log: for i in 0..<n { b[i] = Foundation.log(a[i]) }
+        case .mish: for i in 0..<n { b[i] = a[i] * Foundation.tanh(softplus(a[i])) }
+        case .relu: map8(n, a, b) { forwardLanes(.relu, $0) }
         case .exp: map8(n, a, b) { forwardLanes(.exp, $0) }
         case .sqrt: map8(n, a, b) { forwardLanes(.sqrt, $0) }
         case .rsqrt: map8(n, a, b) { forwardLanes(.rsqrt, $0) }
@@ -80,6 +85,12 @@ func unaryBackward(_ op: UnaryOp, x: Tensor, y: Tensor, g: Tensor) -> Tensor {
                 return g.replacing(with: -g, where: x .< 0).replacing(with: z, where: x .== 0)
             }
         case .square: zip8(n, xs, gs, ds) { x, g in 2 * g * x }
+        case .relu: zip8(n, xs, gs, ds) { x, g in g.replacing(with: 0, where: x .<= 0) }
+        case .mish:
+            for i in 0..<n {
+                let x = xs[i], t = Foundation.tanh(softplus(x)), sg = 1 / (1 + Foundation.exp(-x))
+                ds[i] = gs[i] * (t + x * (1 - t * t) * sg)
+            }
         case .reciprocal: zip8(n, ys, gs, ds) { y, g in -g * y * y }
         case .gelu:
             zip8(n, xs, gs, ds) { x, g in
@@ -95,6 +106,9 @@ func unaryBackward(_ op: UnaryOp, x: Tensor, y: Tensor, g: Tensor) -> Tensor {
     }
     return dx
 }
+
+/// log(1 + e^x), linear above 20 as PyTorch's softplus.
+@inline(__always) func softplus(_ x: Float) -> Float { x > 20 ? x : Foundation.log1p(Foundation.exp(x)) }
 
 /// y = x * scale + shift
 func affineForward(_ x: Tensor, scale: Float, shift: Float) -> Tensor {
@@ -168,6 +182,8 @@ extension Tensor {
     public func abs() -> Tensor { unary(.abs) }
     public func square() -> Tensor { unary(.square) }
     public func reciprocal() -> Tensor { unary(.reciprocal) }
+    public func relu() -> Tensor { unary(.relu) }
+    public func mish() -> Tensor { unary(.mish) }
 
     /// x * scale + shift
     public func affine(scale: Float, shift: Float) -> Tensor {

@@ -1,0 +1,31 @@
+import Foundation
+import Tensor
+
+/// Parameter initialisation as PyTorch's defaults, drawn from one seeded stream.
+/// `NNInit.seed(s)` before building a model makes its initial weights reproducible.
+public enum NNInit {
+    nonisolated(unsafe) public static var generator = RandomGenerator(seed: 0)
+
+    public static func seed(_ s: UInt64) { generator = RandomGenerator(seed: s) }
+
+    /// U(-bound, bound): PyTorch's kaiming_uniform(a=√5) for Linear/Conv weights and their
+    /// bias rule both give bound = 1/√fan_in.
+    public static func uniform(_ shape: [Int], bound: Float) -> Tensor {
+        let t = generator.uniform([1, shape.reduce(1, *)], low: -bound, high: bound).reshaped(shape).detached()
+        t.requiresGrad = true
+        return t
+    }
+
+    public static func normal(_ shape: [Int], std: Float = 1) -> Tensor {
+        let t = generator.normal([1, shape.reduce(1, *)], std: std).reshaped(shape).detached()
+        t.requiresGrad = true
+        return t
+    }
+
+    public static func constant(_ shape: [Int], _ value: Float) -> Tensor {
+        Tensor.full(shape, value, requiresGrad: true)
+    }
+
+    /// 1/√fan_in
+    static func bound(fanIn: Int) -> Float { fanIn > 0 ? 1 / Float(fanIn).squareRoot() : 0 }
+}

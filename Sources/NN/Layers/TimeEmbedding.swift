@@ -1,0 +1,101 @@
+import Foundation
+import Tensor
+
+/// diffusers' `get_timestep_embedding` as the `Timesteps` module computes it, in float32 like
+/// PyTorch (the arguments of sin/cos reach ~1000 rad, so rounding order matters):
+///
+///     half = C / 2
+///     freq_i = exp(-ln(max_period) · i / (half − downscale_freq_shift))
+///     emb = [sin(scale · t · freq), cos(scale · t · freq)]   (halves swapped if flip_sin_to_cos)
+///
+/// t: [N] -> [N, C] (an odd C gets a zero column at the end).
+public final class Timesteps: Module {
+    public let numChannels: Int
+    public let flipSinToCos: Bool
+    public let downscaleFreqShift: Float
+    public let scale: Float
+    public let maxPeriod: Float
+
+    public init(numChannels: Int, flipSinToCos: Bool, downscaleFreqShift: Float, scale: Float = 1, maxPeriod: Float = 10000) {
+        self.numChannels = numChannels; self.flipSinToCos = flipSinToCos
+        self.downscaleFreqShift = downscaleFreqShift; self.scale = scale; self.maxPeriod = maxPeriod
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {}
+
+    public func callAsFunction(_ timesteps: [Float]) -> Tensor {
+        let half = numChannels / 2
+        let logMax = Float(Foundation.log(Double(maxPeriod)))
+        var freqs = [Float](repeating: 0, count: half)
+        for i in 0..<half {
+            let e = -logMax * Float(i) / (Float(half) - downscaleFreqShift)
+            freqs[i] = Foundation.exp(e)
+        }
+        let n = timesteps.count
+        let out = Tensor.zeros([n, numChannels])
+        for (r, t) in timesteps.enumerated() {
+            let row = out.data + r * numChannels
+            for i in 0..<half {
+                let a = scale * (t * freqs[i])
+                let s = Foundation.sin(a), c = Foundation.cos(a)
+                row[i] = flipSinToCos ? c : s
+                row[half + i] = flipSinToCos ? s : c
+            }
+        }
+        return out
+    }
+}
+
+/// diffusers' `GaussianFourierProjection`: fixed random frequencies W (not trained).
+/// t: [N] -> [N, 2·size]: [sin(2π · t' · W), cos(2π · t' · W)], t' = log(t) when `log`.
+public final class GaussianFourierProjection: Module {
+    public let weight: Tensor  // [size], requires no gradient
+    public let log: Bool
+    public let flipSinToCos: Bool
+
+    public init(embeddingSize: Int = 256, scale: Float = 1, log: Bool = true, flipSinToCos: Bool = false) {
+        weight = NNInit.normal([embeddingSize]) * scale
+        weight.requiresGrad = false
+        self.log = log
+        self.flipSinToCos = flipSinToCos
+    }
+
+    public func visit(_ v: inout ModuleVisitor) { v("weight", weight) }
+
+    public func callAsFunction(_ timesteps: [Float]) -> Tensor {
+        let m = weight.count
+        let out = Tensor.zeros([timesteps.count, 2 * m])
+        let twoPi = 2 * Float.pi
+        for (r, t0) in timesteps.enumerated() {
+            let t = log ? Foundation.log(t0) : t0
+            let row = out.data + r * 2 * m
+            for i in 0..<m {
+                let a = t * weight.data[i] * twoPi
+                let s = Foundation.sin(a), c = Foundation.cos(a)
+                row[i] = flipSinToCos ? c : s
+                row[m + i] = flipSinToCos ? s : c
+            }
+        }
+        return out
+    }
+}
+
+/// diffusers' `TimestepEmbedding`: linear_1 → act → linear_2. [N, in] -> [N, timeEmbedDim].
+public final class TimestepEmbedding: Module {
+    public let linear1: Linear
+    public let act: Activation
+    public let linear2: Linear
+
+    public init(inChannels: Int, timeEmbedDim: Int, act: Activation = .silu, outDim: Int? = nil) {
+        linear1 = Linear(inChannels, timeEmbedDim)
+        self.act = act
+        linear2 = Linear(timeEmbedDim, outDim ?? timeEmbedDim)
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v("linear_1", linear1)
+        v("linear_2", linear2)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear2(act(linear1(x))) }
+}
