@@ -1,0 +1,137 @@
+import Foundation
+
+/// Any JSON value: what a config keeps for keys it does not know, to write them back.
+public enum JSONValue: Codable, Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .number(let d):
+            if d.rounded() == d && Swift.abs(d) < 1e15 { try c.encode(Int64(d)) } else { try c.encode(d) }
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+}
+
+public struct ConfigKey: CodingKey, Hashable {
+    public var stringValue: String
+    public var intValue: Int? { nil }
+    public init(_ s: String) { stringValue = s }
+    public init?(stringValue: String) { self.stringValue = stringValue }
+    public init?(intValue: Int) { nil }
+}
+
+/// An impossible or mistyped value in a config file.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let key: String
+    public let reason: String
+    public var description: String { "config key '\(key)': \(reason)" }
+}
+
+/// Reads a diffusers config: known keys with their defaults (a key present in the file always
+/// wins), everything else kept in `remaining()` so it is written back unchanged.
+public final class ConfigReader {
+    private let c: KeyedDecodingContainer<ConfigKey>
+    private var used = Set<String>(["_class_name", "_diffusers_version"])
+
+    public init(_ decoder: Decoder) throws { c = try decoder.container(keyedBy: ConfigKey.self) }
+
+    public var className: String? { try? c.decodeIfPresent(String.self, forKey: ConfigKey("_class_name")) }
+
+    /// The value at `key`, `default` when absent or null.
+    public func get<T: Decodable>(_ key: String, _ default: T) throws -> T {
+        used.insert(key)
+        let k = ConfigKey(key)
+        guard c.contains(k), try !c.decodeNil(forKey: k) else { return `default` }
+        do { return try c.decode(T.self, forKey: k) } catch {
+            throw ConfigError(key: key, reason: "expected \(T.self)")
+        }
+    }
+
+    /// The value at `key` when present and not null (for optional fields whose null means "none").
+    public func optional<T: Decodable>(_ key: String, _ default: T? = nil) throws -> T? {
+        used.insert(key)
+        let k = ConfigKey(key)
+        guard c.contains(k) else { return `default` }
+        if try c.decodeNil(forKey: k) { return nil }
+        do { return try c.decode(T.self, forKey: k) } catch {
+            throw ConfigError(key: key, reason: "expected \(T.self) or null")
+        }
+    }
+
+    /// Keys this reader was not asked about, with their values.
+    public func remaining() throws -> [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
+        for k in c.allKeys where !used.contains(k.stringValue) { out[k.stringValue] = try c.decode(JSONValue.self, forKey: k) }
+        return out
+    }
+}
+
+/// Writes a diffusers config: `_class_name`, `_diffusers_version`, the known keys, then the
+/// kept unknown ones.
+public struct ConfigWriter {
+    private var c: KeyedEncodingContainer<ConfigKey>
+
+    /// The diffusers version our files claim to match.
+    public static let diffusersVersion = "0.36.0"
+
+    public init(_ encoder: Encoder, className: String, extra: [String: JSONValue]) throws {
+        c = encoder.container(keyedBy: ConfigKey.self)
+        try c.encode(className, forKey: ConfigKey("_class_name"))
+        try c.encode(ConfigWriter.diffusersVersion, forKey: ConfigKey("_diffusers_version"))
+        for (k, v) in extra { try c.encode(v, forKey: ConfigKey(k)) }
+    }
+
+    public mutating func set<T: Encodable>(_ key: String, _ value: T) throws {
+        try c.encode(value, forKey: ConfigKey(key))
+    }
+
+    /// Writes null for nil (diffusers writes `null` for unset optional fields).
+    public mutating func setOptional<T: Encodable>(_ key: String, _ value: T?) throws {
+        if let value { try c.encode(value, forKey: ConfigKey(key)) } else { try c.encodeNil(forKey: ConfigKey(key)) }
+    }
+}
+
+public enum ConfigFile {
+    /// Decodes a config file, naming the file in any error.
+    public static func read<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ConfigError(key: url.lastPathComponent, reason: "cannot read \(url.path)")
+        }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch let e as ConfigError {
+            throw ConfigError(key: e.key, reason: "\(e.reason) (in \(url.path))")
+        } catch {
+            throw ConfigError(key: url.lastPathComponent, reason: "\(url.path) is not a valid JSON config: \(error)")
+        }
+    }
+
+    /// Writes a config as pretty JSON with sorted keys (atomically).
+    public static func write<T: Encodable>(_ value: T, to url: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try enc.encode(value)
+        data.append(0x0A)
+        try AtomicFile.write(data, to: url)
+    }
+}
