@@ -197,7 +197,6 @@ public final class SafeTensorsFile {
 
 /// A non-negative integer below 2^53 from a JSON number, else nil.
 private func exactInteger(_ v: Any) -> Int? {
-    if v is Bool { return nil }
     guard let n = v as? NSNumber else { return nil }
     let d = n.doubleValue
     guard d >= 0, d < 9_007_199_254_740_992, d.rounded() == d else { return nil }
