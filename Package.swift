@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "diffuse", targets: ["diffuse"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Image", targets: ["Image"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,9 +35,13 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["Tensor"], path: "Sources/NN", swiftSettings: swiftSettings),
 
+        // MARK: Modalities
+        .target(name: "Image", dependencies: ["Tensor", "NN", "CPNG"], path: "Modalities/Image",
+                swiftSettings: swiftSettings),
+
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN",
+            "Tensor", "NN", "Image",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 

@@ -45,6 +45,7 @@ public struct ConfigKey: CodingKey, Hashable {
 public struct ConfigError: Error, CustomStringConvertible {
     public let key: String
     public let reason: String
+    public init(key: String, reason: String) { self.key = key; self.reason = reason }
     public var description: String { "config key '\(key)': \(reason)" }
 }
 

@@ -47,8 +47,10 @@ extension SafeTensorsFile: TensorSource {
     public func tensor(named name: String) throws -> Tensor { try tensor(name) }
 }
 
-/// diffusers' legacy attention names (`query`, `key`, `value`, `proj_attn`) → current ones.
-public func currentAttentionName(_ legacy: String) -> String? {
+/// diffusers' legacy names → current ones: attention's `query`, `key`, `value`,
+/// `proj_attn` (→ `to_q`, `to_k`, `to_v`, `to_out.0`) and Downsample2D's `Conv2d_0` (→ `conv`,
+/// which diffusers registers under both names).
+public func currentName(_ legacy: String) -> String? {
     var parts = legacy.split(separator: ".").map(String.init)
     guard parts.count >= 2 else { return nil }
     let i = parts.count - 2
@@ -57,6 +59,7 @@ public func currentAttentionName(_ legacy: String) -> String? {
     case "key": parts[i] = "to_k"
     case "value": parts[i] = "to_v"
     case "proj_attn": parts[i] = "to_out.0"
+    case "Conv2d_0": parts[i] = "conv"
     default: return nil
     }
     return parts.joined(separator: ".")
@@ -75,11 +78,13 @@ extension Module {
         var mapping: [(model: String, file: String)] = []
         var unexpected: [String] = []
         var claimed = Set<String>()
+        let present = Set(source.tensorNames)
         for name in source.tensorNames.sorted() {
             if expected[name] != nil {
                 mapping.append((name, name)); claimed.insert(name)
-            } else if let alt = currentAttentionName(name), expected[alt] != nil, !source.tensorNames.contains(alt) {
-                mapping.append((alt, name)); claimed.insert(alt)
+            } else if let alt = currentName(name), expected[alt] != nil {
+                // The same tensor under its current name too: a duplicate, not a conflict.
+                if !present.contains(alt) { mapping.append((alt, name)); claimed.insert(alt) }
             } else {
                 unexpected.append(name)
             }

@@ -3,17 +3,17 @@ import Tensor
 /// diffusers' `Downsample1D`/`Downsample2D`: a strided 3×3 conv (stride 2, `padding`; with
 /// padding 0 the input is first padded by one on the right/bottom, as diffusers does), or a
 /// 2× average pool when `useConv` is false. x [N, C, *S] -> [N, Cout, *S/2].
+/// The conv is stored as `conv`, whatever diffusers' `name` argument was (`name: "conv"` also
+/// registers it as `Conv2d_0`; the loader accepts that name).
 public final class Downsample: Module {
     public let dims: Int
     public let conv: (any ConvolutionLayer)?
     public let padding: Int
-    public let name: String
 
     public init(dims: Int = 2, channels: Int, useConv: Bool, outChannels: Int? = nil, padding: Int = 1,
-                name: String = "conv", kernelSize: Int = 3, bias: Bool = true) {
+                kernelSize: Int = 3, bias: Bool = true) {
         self.dims = dims
         self.padding = padding
-        self.name = name
         let out = outChannels ?? channels
         if useConv {
             conv = makeConv(dims: dims, channels, out, kernelSize: kernelSize, stride: 2, padding: padding, bias: bias)
@@ -23,7 +23,7 @@ public final class Downsample: Module {
         }
     }
 
-    public func visit(_ v: inout ModuleVisitor) { v(name, conv) }
+    public func visit(_ v: inout ModuleVisitor) { v("conv", conv) }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         guard let conv else { return x.avgPool(kernel: [Int](repeating: 2, count: dims)) }

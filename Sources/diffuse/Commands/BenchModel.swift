@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import NN
+import Image
+
+extension Bench {
+    struct Model: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time one forward pass or one training step of a model (median of several runs).",
+            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights)."
+        )
+
+        enum Mode: String, ExpressibleByArgument, CaseIterable { case forward, train }
+
+        @Argument(help: "Model folder or config.json.") var model: String
+        @OptionGroup var runtime: RuntimeOptions
+        @Option(help: "Batch size.") var batch = 1
+        @Option(help: "forward: one inference pass; train: forward + backward + AdamW.") var mode = Mode.forward
+        @Option(help: "Timed runs (after 2 warm-up runs); the median is reported.") var runs = 5
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            if batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096, got \(batch)") }
+            if runs < 5 || runs > 1000 { throw ValidationError("--runs must be between 5 and 1000, got \(runs)") }
+        }
+
+        struct Result: Codable {
+            var model: String, mode: String, batch: Int, threads: Int, parameters: Int
+            var median_s: Double, samples_per_s: Double, peak_rss_bytes: Int
+        }
+
+        func run() throws {
+            runtime.apply()
+            let net = try UNet2DModel.load(URL(fileURLWithPath: model))
+            let c = net.config
+            let size = c.sampleSize ?? [32, 32]
+            var rng = RandomGenerator(seed: 1)
+            let x = rng.normal([batch, c.inChannels, size[0], size[1]])
+            let t = rng.integers(batch, below: 1000).map(Float.init)
+            let labels = c.isClassConditional ? rng.integers(batch, below: c.numClassEmbeds ?? 10) : nil
+            let median: Double
+            switch mode {
+            case .forward:
+                net.setTraining(false)
+                median = GradMode.withoutGrad {
+                    KernelBenchmark.median(runs: runs) { _ = net(x, timesteps: t, classLabels: labels) }
+                }
+            case .train:
+                net.setTraining(true)
+                let opt = AdamW(net.trainableParameters(), learningRate: 1e-4)
+                let target = rng.normal(x.shape)
+                median = KernelBenchmark.median(runs: runs) {
+                    net.zeroGrad()
+                    (net(x, timesteps: t, classLabels: labels) - target).square().mean().backward()
+                    opt.step()
+                }
+            }
+            let r = Result(model: model, mode: mode.rawValue, batch: batch, threads: Threads.count,
+                           parameters: net.parameterCount, median_s: median, samples_per_s: Double(batch) / median,
+                           peak_rss_bytes: peakRSS())
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(r), as: UTF8.self))
+            } else {
+                print(String(format: "%@ %@ batch %d, %d threads, %.2f M parameters: %.2f ms median, %.1f samples/s, peak RSS %.0f MB",
+                             model, mode.rawValue, batch, r.threads, Double(r.parameters) / 1e6, median * 1000,
+                             r.samples_per_s, Double(r.peak_rss_bytes) / 1e6))
+            }
+        }
+    }
+}
+
+/// Peak resident set size of this process, bytes.
+func peakRSS() -> Int {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return u.ru_maxrss * 1024
+}
