@@ -8,7 +8,8 @@ public struct SendablePointer<T>: @unchecked Sendable {
     public init(_ p: UnsafeMutablePointer<T>) { self.p = p }
 }
 
-/// The one thread setting of the engine: our loops and OpenBLAS both follow it.
+/// The one thread setting of the engine: our loops follow it, and so do matrix products
+/// (split into panels over our threads; OpenBLAS itself stays single-threaded).
 /// Default: `DIFFUSE_THREADS`, else the number of cores.
 public enum Threads {
     nonisolated(unsafe) private static var _count: Int = {
@@ -18,7 +19,7 @@ public enum Threads {
         } else {
             n = ProcessInfo.processInfo.activeProcessorCount
         }
-        BLAS.setThreads(n)
+        BLAS.pinSingleThreaded()
         return n
     }()
 
@@ -28,7 +29,6 @@ public enum Threads {
         set {
             precondition(newValue >= 1, "Threads.count must be >= 1, got \(newValue)")
             _count = newValue
-            BLAS.setThreads(newValue)
         }
     }
 }

@@ -89,6 +89,15 @@ final class KernelTests: XCTestCase {
             assertClose(a.transposed().matmul(b.transposed(), transposeSelf: true, transposeOther: true),
                         want.map(Double.init), atol: 1e-4, rtol: 1e-4)
         }
+        // Large enough to be split into panels across threads, both ways, all transpositions.
+        for (m, k, n) in [(100, 300, 257), (257, 300, 100), (33, 1000, 129)] {
+            let a = r([m, k], UInt64(m + 7)), b = r([k, n], UInt64(n + 8))
+            let want = naiveMatmul(a.scalars, b.scalars, m: m, k: k, n: n).map(Double.init)
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let got = (ta ? a.transposed() : a).matmul(tb ? b.transposed() : b, transposeSelf: ta, transposeOther: tb)
+                assertClose(got, want, atol: 1e-3, rtol: 1e-4, "\(m)x\(k)x\(n) \(ta) \(tb)")
+            }
+        }
         // batched, and a shared right-hand matrix
         let a = r([3, 5, 7], 1), b = r([3, 7, 2], 2), s = r([7, 2], 3)
         let ab = a.matmul(b), asb = a.matmul(s)

@@ -28,27 +28,35 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float) -> (o
     let nChunks = (a.lq + cq - 1) / cq
     let items = a.bh * nChunks
     let T = Parallel.chunkCount(items)
-    let scratch = Tensor(uninitialized: [T, cq * a.lk])
+    let scratch = Tensor(uninitialized: [T, cq * a.lk + cq])
     let pq = SendablePointer(q.data), pk = SendablePointer(k.data), pv = SendablePointer(v.data)
     let po = SendablePointer(out.data), pl = SendablePointer(lse.data), ps = SendablePointer(scratch.data)
-    BLAS.singleThreaded {
         Parallel.indexedChunks(items) { t, s0, e0 in
-            let S = ps.p + t * cq * a.lk
+            let S = ps.p + t * (cq * a.lk + cq), Sum = S + cq * a.lk
             for item in s0..<e0 {
                 let b = item / nChunks, c0 = (item % nChunks) * cq
                 let rows = Swift.min(cq, a.lq - c0)
                 let qc = pq.p + (b * a.lq + c0) * a.d
                 // S [rows, Lk] = scale · q_c kᵀ
-                BLAS.sgemm(transA: false, transB: true, m: rows, n: a.lk, k: a.d, alpha: scale,
+                BLAS.sgemmSerial(transA: false, transB: true, m: rows, n: a.lk, k: a.d, alpha: scale,
                            a: qc, lda: a.d, b: pk.p + b * a.lk * a.d, ldb: a.d, beta: 0, c: S, ldc: a.lk)
-                for r in 0..<rows { pl.p[b * a.lq + c0 + r] = softmaxRow(S + r * a.lk, a.lk) }
+                // Unnormalised probabilities; the 1/sum goes on the (narrower) output rows.
+                for r in 0..<rows {
+                    let (m, s) = expRow(S + r * a.lk, a.lk)
+                    pl.p[b * a.lq + c0 + r] = m + Foundation.log(s)
+                    Sum[r] = 1 / s
+                }
                 // o_c [rows, Dv] = P v
-                BLAS.sgemm(transA: false, transB: false, m: rows, n: a.dv, k: a.lk,
+                let oc = po.p + (b * a.lq + c0) * a.dv
+                BLAS.sgemmSerial(transA: false, transB: false, m: rows, n: a.dv, k: a.lk,
                            a: S, lda: a.lk, b: pv.p + b * a.lk * a.dv, ldb: a.dv,
-                           beta: 0, c: po.p + (b * a.lq + c0) * a.dv, ldc: a.dv)
+                           beta: 0, c: oc, ldc: a.dv)
+                for r in 0..<rows {
+                    let f = Sum[r], row = oc + r * a.dv
+                    for j in 0..<a.dv { row[j] *= f }
+                }
             }
         }
-    }
     return (out, lse)
 }
 
@@ -63,7 +71,6 @@ func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: 
     let po = SendablePointer(out.data), pl = SendablePointer(lse.data), pg = SendablePointer(g.data)
     let pdq = SendablePointer(dq.data), pdk = SendablePointer(dk.data), pdv = SendablePointer(dv.data)
     let ps = SendablePointer(scratch.data)
-    BLAS.singleThreaded {
         Parallel.indexedChunks(a.bh) { t, s0, e0 in
             let P = ps.p + t * (2 * cq * a.lk + cq), dP = P + cq * a.lk, Di = dP + cq * a.lk
             for b in s0..<e0 {
@@ -74,7 +81,7 @@ func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: 
                     let rows = Swift.min(cq, a.lq - c0)
                     let Q = pq.p + (b * a.lq + c0) * a.d, O = po.p + (b * a.lq + c0) * a.dv
                     let G = pg.p + (b * a.lq + c0) * a.dv, dQ = pdq.p + (b * a.lq + c0) * a.d
-                    BLAS.sgemm(transA: false, transB: true, m: rows, n: a.lk, k: a.d, alpha: scale,
+                    BLAS.sgemmSerial(transA: false, transB: true, m: rows, n: a.lk, k: a.d, alpha: scale,
                                a: Q, lda: a.d, b: K, ldb: a.d, beta: 0, c: P, ldc: a.lk)
                     for r in 0..<rows {
                         let l = pl.p[b * a.lq + c0 + r]
@@ -84,25 +91,24 @@ func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: 
                         Di[r] = dot
                     }
                     // dV += Pᵀ G
-                    BLAS.sgemm(transA: true, transB: false, m: a.lk, n: a.dv, k: rows,
+                    BLAS.sgemmSerial(transA: true, transB: false, m: a.lk, n: a.dv, k: rows,
                                a: P, lda: a.lk, b: G, ldb: a.dv, beta: 1, c: dV, ldc: a.dv)
                     // dP = G Vᵀ ; dS = P ∘ (dP − D)
-                    BLAS.sgemm(transA: false, transB: true, m: rows, n: a.lk, k: a.dv,
+                    BLAS.sgemmSerial(transA: false, transB: true, m: rows, n: a.lk, k: a.dv,
                                a: G, lda: a.dv, b: V, ldb: a.dv, beta: 0, c: dP, ldc: a.lk)
                     for r in 0..<rows {
                         let d = Di[r]
                         zip8(a.lk, P + r * a.lk, dP + r * a.lk, dP + r * a.lk) { p, dp in p * (dp - d) }
                     }
                     // dQ = scale · dS K ; dK += scale · dSᵀ Q
-                    BLAS.sgemm(transA: false, transB: false, m: rows, n: a.d, k: a.lk, alpha: scale,
+                    BLAS.sgemmSerial(transA: false, transB: false, m: rows, n: a.d, k: a.lk, alpha: scale,
                                a: dP, lda: a.lk, b: K, ldb: a.d, beta: 0, c: dQ, ldc: a.d)
-                    BLAS.sgemm(transA: true, transB: false, m: a.lk, n: a.d, k: rows, alpha: scale,
+                    BLAS.sgemmSerial(transA: true, transB: false, m: a.lk, n: a.d, k: rows, alpha: scale,
                                a: dP, lda: a.lk, b: Q, ldb: a.d, beta: 1, c: dK, ldc: a.d)
                     c0 += rows
                 }
             }
         }
-    }
     return (dq, dk, dv)
 }
 

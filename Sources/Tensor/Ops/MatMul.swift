@@ -39,21 +39,25 @@ func matmulForward(_ a: Tensor, _ b: Tensor, transA: Bool, transB: Bool) -> Tens
 }
 
 /// count independent products C_i = op(A_i) op(B_i) (+ beta C_i). Small products run in
-/// parallel, one BLAS thread each; large ones one after another on every BLAS thread.
+/// parallel, one per thread; large ones one after another, each split across the threads.
 func batchedGemm(count: Int, m: Int, n: Int, k: Int, transA: Bool, transB: Bool,
                  a: UnsafePointer<Float>, strideA: Int, lda: Int,
                  b: UnsafePointer<Float>, strideB: Int, ldb: Int,
                  c: UnsafeMutablePointer<Float>, strideC: Int, beta: Float) {
     let pa = SendablePointer(UnsafeMutablePointer(mutating: a))
     let pb = SendablePointer(UnsafeMutablePointer(mutating: b)), pc = SendablePointer(c)
+    let parallelBatches = count >= 2 && m * n * k < (1 << 22) && Threads.count > 1
     let one = { (i: Int) in
-        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: pa.p + i * strideA, lda: lda,
-                   b: pb.p + i * strideB, ldb: ldb, beta: beta, c: pc.p + i * strideC, ldc: n)
+        BLAS.sgemmSerial(transA: transA, transB: transB, m: m, n: n, k: k, a: pa.p + i * strideA, lda: lda,
+                         b: pb.p + i * strideB, ldb: ldb, beta: beta, c: pc.p + i * strideC, ldc: n)
     }
-    if count >= 2 && m * n * k < (1 << 22) && Threads.count > 1 {
-        BLAS.singleThreaded { Parallel.forEach(count) { one($0) } }
+    if parallelBatches {
+        Parallel.forEach(count) { one($0) }
     } else {
-        for i in 0..<count { one(i) }
+        for i in 0..<count {
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: pa.p + i * strideA, lda: lda,
+                       b: pb.p + i * strideB, ldb: ldb, beta: beta, c: pc.p + i * strideC, ldc: n)
+        }
     }
 }
 

@@ -1,15 +1,32 @@
 // Numerically stable softmax over the last dim.
 
-/// In place: row <- exp(row - max(row)) / sum; returns log(sum) + max (the row's logsumexp).
-@inline(__always) func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-    var m = -Float.infinity
-    for i in 0..<n { m = Swift.max(m, p[i]) }
+/// In place: row <- exp(row - max(row)); returns (max, sum of the exponentials).
+@inline(__always) func expRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> (Float, Float) {
+    var mv = V8(repeating: -.infinity)
+    var i = 0
+    while i + 8 <= n { let x = load8(p + i); mv = mv.replacing(with: x, where: x .> mv); i += 8 }
+    var m = mv.max()
+    while i < n { m = Swift.max(m, p[i]); i += 1 }
     if m == -.infinity { m = 0 }  // a fully masked row: exp(-inf) = 0 everywhere
-    map8(n, p, p) { vexp($0 - m) }
-    let s = rowSum(p, n)
-    let inv = Float(1 / s)
+    var acc = V8(repeating: 0)
+    i = 0
+    while i + 8 <= n {
+        let e = vexp(load8(p + i) - m)
+        store8(e, p + i)
+        acc += e
+        i += 8
+    }
+    var s = acc.sum()
+    while i < n { let e = Foundation.exp(p[i] - m); p[i] = e; s += e; i += 1 }
+    return (m, s)
+}
+
+/// In place: row <- softmax(row); returns the row's logsumexp.
+@inline(__always) func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+    let (m, s) = expRow(p, n)
+    let inv = 1 / s
     map8(n, p, p) { $0 * inv }
-    return m + Float(Foundation.log(s))
+    return m + Foundation.log(s)
 }
 
 import Foundation
