@@ -26,6 +26,15 @@ public enum KernelBenchmark {
         return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
     }
 
+    /// GFLOP/s of a 1024³ sgemm (the reference rate the other numbers are compared with).
+    public static func sgemmRate(runs: Int = 5) -> Double {
+        GradMode.withoutGrad {
+            var rng = RandomGenerator(seed: 0)
+            let a = rng.normal([1024, 1024]), b = rng.normal([1024, 1024])
+            return 2 * pow(1024.0, 3) / median(runs: runs) { _ = a.matmul(b) } / 1e9
+        }
+    }
+
     /// Runs every kernel; `progress` is told each kernel's name before it runs.
     public static func run(runs: Int = 7, progress: (String) -> Void = { _ in }) -> [KernelTiming] {
         GradMode.withoutGrad { runAll(runs: runs, progress: progress) }

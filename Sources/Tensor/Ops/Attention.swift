@@ -24,6 +24,7 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float) -> (o
     let a = AttentionDims(q.shape, k.shape, v.shape)
     let out = Tensor(uninitialized: [q.shape[0], q.shape[1], a.lq, a.dv])
     let lse = Tensor(uninitialized: [a.bh, a.lq])
+    FlopCounter.add(2 * Double(a.bh) * Double(a.lq) * Double(a.lk) * Double(a.d + a.dv))
     let cq = Swift.min(attentionChunk, Swift.max(a.lq, 1))
     let nChunks = (a.lq + cq - 1) / cq
     let items = a.bh * nChunks

@@ -60,37 +60,47 @@ struct ConvGeometry {
     }
 }
 
-/// col[(ci kh kw), (b P)] for images n0..<n0+nb. Rows in parallel.
-func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, col: UnsafeMutablePointer<Float>) {
-    let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pc = SendablePointer(col)
-    let ld = nb * g.P
-    Parallel.forEach(g.rows, grain: 8) { row in
+/// Unfolds output rows oy0..<oy1 of image `n`: dst[(ci kh kw), (oy ox)] with row stride `ld`.
+/// Serial; callers parallelise over images or tiles.
+@inline(__always)
+func unfoldTile(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n: Int, oy0: Int, oy1: Int,
+                dst: UnsafeMutablePointer<Float>, ld: Int) {
+    let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
+    for row in 0..<g.rows {
         let j = row % g.kw, i = (row / g.kw) % g.kh, ci = row / (g.kw * g.kh)
-        let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
         // Valid output columns: 0 <= ox*sw - pw + j*dw < W.
         let off = j * dw - pw
-        let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
+        let lo = Swift.min(g.wo, off >= 0 ? 0 : (-off + sw - 1) / sw)
         let hi = Swift.min(g.wo, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1)
-        for b in 0..<nb {
-            let plane = px.p + ((n0 + b) * g.cin + ci) * g.h * g.w
-            var dst = pc.p + row * ld + b * g.P
-            for oy in 0..<g.ho {
-                let iy = oy * sh - ph + i * dh
-                if iy < 0 || iy >= g.h || lo >= hi {
-                    dst.initialize(repeating: 0, count: g.wo)
+        let plane = x + (n * g.cin + ci) * g.h * g.w
+        var d = dst + row * ld
+        for oy in oy0..<oy1 {
+            let iy = oy * sh - ph + i * dh
+            if iy < 0 || iy >= g.h || lo >= hi {
+                d.initialize(repeating: 0, count: g.wo)
+            } else {
+                let src = plane + iy * g.w + off
+                if lo > 0 { d.initialize(repeating: 0, count: lo) }
+                if sw == 1 {
+                    (d + lo).update(from: src + lo, count: hi - lo)
                 } else {
-                    let src = plane + iy * g.w + off
-                    if lo > 0 { dst.initialize(repeating: 0, count: lo) }
-                    if sw == 1 {
-                        (dst + lo).update(from: src + lo, count: hi - lo)
-                    } else {
-                        for ox in lo..<hi { dst[ox] = src[ox * sw] }
-                    }
-                    if hi < g.wo { (dst + hi).initialize(repeating: 0, count: g.wo - hi) }
+                    for ox in lo..<hi { d[ox] = src[ox * sw] }
                 }
-                dst += g.wo
+                if hi < g.wo { (d + hi).initialize(repeating: 0, count: g.wo - hi) }
             }
+            d += g.wo
         }
+    }
+}
+
+/// col[(ci kh kw), (b P)] for images n0..<n0+nb, parallel over images and row ranges.
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, col: UnsafeMutablePointer<Float>) {
+    let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pc = SendablePointer(col)
+    let parts = Swift.max(1, Swift.min(g.ho, (Threads.count + nb - 1) / nb))
+    Parallel.forEach(nb * parts) { item in
+        let b = item / parts, part = item % parts
+        let oy0 = g.ho * part / parts, oy1 = g.ho * (part + 1) / parts
+        unfoldTile(px.p, g, n: n0 + b, oy0: oy0, oy1: oy1, dst: pc.p + b * g.P + oy0 * g.wo, ld: nb * g.P)
     }
 }
 
@@ -133,41 +143,49 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     if let bias { precondition(bias.shape == [g.cout], "conv2d: bias \(bias.shape) for \(g.cout) output channels") }
     let out = Tensor(uninitialized: [g.n, g.cout, g.ho, g.wo])
     let P = g.P
-    let direct = g.pointwise && P >= 1024
-    let nb = direct ? 1 : g.block
-    let col = direct ? nil : Tensor(uninitialized: [g.rows, nb * P])
-    let tmp = nb > 1 ? Tensor(uninitialized: [g.cout, nb * P]) : nil
-    var n0 = 0
-    while n0 < g.n {
-        let b = Swift.min(nb, g.n - n0)
-        // col and tmp are sized for full blocks; a short last block packs its rows tighter.
-        let colPtr: UnsafePointer<Float>
-        if let col {
-            im2col(x.data, g, n0: n0, nb: b, col: col.data)
-            colPtr = UnsafePointer(col.data)
-        } else {
-            colPtr = UnsafePointer(x.data + n0 * g.cin * P)
+    FlopCounter.add(2 * Double(g.n) * Double(g.cout) * Double(P) * Double(g.kG))
+    // Work items are tiles of output rows of one image: each worker unfolds its tile into its
+    // own scratch (sized to stay in cache) and multiplies straight into the output.
+    let T = Threads.count
+    var tileRows = Swift.max(1, Swift.min(g.ho, Swift.max(64, (1 << 17) / g.rows) / g.wo))
+    tileRows = Swift.min(tileRows, Swift.max(1, g.ho * g.n / (4 * T)))
+    let tilesPerImage = (g.ho + tileRows - 1) / tileRows
+    let items = g.n * tilesPerImage
+    let workers = Parallel.chunkCount(items)
+    let scratchSize = g.rows * tileRows * g.wo
+    let scratch = g.pointwise ? nil : Tensor(uninitialized: [workers, scratchSize])
+    let px = SendablePointer(x.data), pw = SendablePointer(weight.data), po = SendablePointer(out.data)
+    let ps = scratch.map { SendablePointer($0.data) }
+    let pb = bias.map { SendablePointer($0.data) }
+    Parallel.indexedChunks(items) { t, s0, e0 in
+        for item in s0..<e0 {
+            let n = item / tilesPerImage
+            let oy0 = (item % tilesPerImage) * tileRows, oy1 = Swift.min(g.ho, oy0 + tileRows)
+            let cols = (oy1 - oy0) * g.wo
+            let bPtr: UnsafeMutablePointer<Float>, ldb: Int
+            if let ps {
+                bPtr = ps.p + t * scratchSize
+                ldb = cols
+                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, dst: bPtr, ld: ldb)
+            } else {
+                // 1×1, stride 1, no padding: output column p reads input column p.
+                bPtr = px.p + n * g.cin * P + oy0 * g.wo
+                ldb = P
+            }
+            let c = po.p + n * g.cout * P + oy0 * g.wo
+            for gi in 0..<g.groups {
+                BLAS.sgemmSerial(transA: false, transB: false, m: g.coutG, n: cols, k: g.kG,
+                                 a: pw.p + gi * g.coutG * g.kG, lda: g.kG,
+                                 b: bPtr + gi * g.kG * ldb, ldb: ldb,
+                                 beta: 0, c: c + gi * g.coutG * P, ldc: P)
+            }
+            if let pb {
+                for co in 0..<g.cout {
+                    let v = pb.p[co], row = c + co * P
+                    for k in 0..<cols { row[k] += v }
+                }
+            }
         }
-        let colLd = col != nil ? b * P : P
-        let dst = tmp?.data ?? (out.data + n0 * g.cout * P)
-        let dstLd = tmp != nil ? b * P : P
-        for gi in 0..<g.groups {
-            BLAS.sgemm(transA: false, transB: false, m: g.coutG, n: b * P, k: g.kG,
-                       a: weight.data + gi * g.coutG * g.kG, lda: g.kG,
-                       b: colPtr + gi * g.kG * colLd, ldb: colLd,
-                       beta: 0, c: dst + gi * g.coutG * dstLd, ldc: dstLd)
-        }
-        // [Cout, (b P)] -> [b, Cout, P], adding the bias on the way.
-        let po = SendablePointer(out.data), pt = SendablePointer(dst)
-        let pb = bias.map { SendablePointer($0.data) }
-        let fromTmp = tmp != nil
-        Parallel.forEach(b * g.cout, grain: 4) { idx in
-            let bi = idx / g.cout, co = idx % g.cout
-            let o = po.p + ((n0 + bi) * g.cout + co) * P
-            if fromTmp { o.update(from: pt.p + co * dstLd + bi * P, count: P) }
-            if let pb { let v = pb.p[co]; for k in 0..<P { o[k] += v } }
-        }
-        n0 += b
     }
     return out
 }

@@ -24,6 +24,7 @@ func matmulForward(_ a: Tensor, _ b: Tensor, transA: Bool, transB: Bool) -> Tens
     let d = MatMulDims(a.shape, b.shape, transA: transA, transB: transB)
     let out = Tensor(uninitialized: d.batch + [d.m, d.n])
     let nb = d.batch.reduce(1, *)
+    FlopCounter.add(2 * Double(nb) * Double(d.m) * Double(d.n) * Double(d.k))
     let lda = transA ? d.m : d.k, ldb = transB ? d.k : d.n
     if d.sharedB && !transA {
         // [(batch M), K] x [K, N] as one product.

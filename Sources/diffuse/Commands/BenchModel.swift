@@ -28,6 +28,8 @@ extension Bench {
         struct Result: Codable {
             var model: String, mode: String, batch: Int, threads: Int, parameters: Int
             var median_s: Double, samples_per_s: Double, peak_rss_bytes: Int
+            /// Forward FLOPs of convolutions, products and attention (train: 3× forward).
+            var gflop: Double, gflops: Double, sgemm_gflops: Double
         }
 
         func run() throws {
@@ -39,6 +41,9 @@ extension Bench {
             let x = rng.normal([batch, c.inChannels, size[0], size[1]])
             let t = rng.integers(batch, below: 1000).map(Float.init)
             let labels = c.isClassConditional ? rng.integers(batch, below: c.numClassEmbeds ?? 10) : nil
+            let before = FlopCounter.forwardFlops
+            GradMode.withoutGrad { _ = net(x, timesteps: t, classLabels: labels) }
+            let flops = (FlopCounter.forwardFlops - before) * (mode == .train ? 3 : 1)
             let median: Double
             switch mode {
             case .forward:
@@ -58,15 +63,16 @@ extension Bench {
             }
             let r = Result(model: model, mode: mode.rawValue, batch: batch, threads: Threads.count,
                            parameters: net.parameterCount, median_s: median, samples_per_s: Double(batch) / median,
-                           peak_rss_bytes: peakRSS())
+                           peak_rss_bytes: peakRSS(), gflop: flops / 1e9, gflops: flops / median / 1e9,
+                           sgemm_gflops: KernelBenchmark.sgemmRate())
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try enc.encode(r), as: UTF8.self))
             } else {
-                print(String(format: "%@ %@ batch %d, %d threads, %.2f M parameters: %.2f ms median, %.1f samples/s, peak RSS %.0f MB",
+                print(String(format: "%@ %@ batch %d, %d threads, %.2f M parameters: %.2f ms median, %.1f samples/s, %.1f GFLOP/s (sgemm %.1f), peak RSS %.0f MB",
                              model, mode.rawValue, batch, r.threads, Double(r.parameters) / 1e6, median * 1000,
-                             r.samples_per_s, Double(r.peak_rss_bytes) / 1e6))
+                             r.samples_per_s, r.gflops, r.sgemm_gflops, Double(r.peak_rss_bytes) / 1e6))
             }
         }
     }
