@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"], path: "Tests/NNTests",
                     exclude: ["Goldens", "Corrupt"]),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
-        .testTarget(name: "CLITests", dependencies: ["diffuse"], path: "Tests/CLITests"),
+        .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image"], path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,50 +1,104 @@
 import XCTest
 import Foundation
 
+/// The executable sits beside the test bundle in the build folder.
+let diffuseExecutable: URL = {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments.first { $0.hasSuffix(".xctest") } ?? CommandLine.arguments[0])
+    return bundle.deletingLastPathComponent().appendingPathComponent("diffuse")
+}()
+
+struct CommandResult { var status: Int32; var stdout: String; var stderr: String }
+
+/// Runs `diffuse args...` and collects its exit status and output.
+func runDiffuse(_ args: [String], env: [String: String] = [:]) throws -> CommandResult {
+    let p = Process()
+    p.executableURL = diffuseExecutable
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return CommandResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                         stderr: String(decoding: e, as: UTF8.self))
+}
+
 /// The `diffuse` executable as a user runs it: help text and exit codes
 /// (0 ok, 1 runtime error, 64 usage).
 final class CLITests: XCTestCase {
-    /// The executable sits beside the test bundle in the build folder.
-    static var executable: URL {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments.first { $0.hasSuffix(".xctest") } ?? CommandLine.arguments[0])
-        return bundle.deletingLastPathComponent().appendingPathComponent("diffuse")
-    }
-
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
-    func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
-        let p = Process()
-        p.executableURL = Self.executable
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-    }
-
     func testExecutableIsBuilt() {
-        XCTAssert(FileManager.default.isExecutableFile(atPath: Self.executable.path), "no executable at \(Self.executable.path)")
+        XCTAssert(FileManager.default.isExecutableFile(atPath: diffuseExecutable.path), "no executable at \(diffuseExecutable.path)")
     }
 
     func testHelpListsSubcommands() throws {
-        let r = try run(["--help"])
+        let r = try runDiffuse(["--help"])
         XCTAssertEqual(r.status, 0)
         XCTAssert(r.stdout.contains("bench"), r.stdout)
-        let k = try run(["bench", "kernels", "--help"])
+        let k = try runDiffuse(["bench", "kernels", "--help"])
         XCTAssertEqual(k.status, 0)
         for flag in ["--json", "--threads", "--runs"] { XCTAssert(k.stdout.contains(flag), "help lacks \(flag): \(k.stdout)") }
     }
 
     func testBadUsageExits64() throws {
-        XCTAssertEqual(try run(["bench", "kernels", "--runs", "2"]).status, 64)
-        XCTAssertEqual(try run(["bench", "kernels", "--threads", "0"]).status, 64)
-        XCTAssertEqual(try run(["no-such-command"]).status, 64)
-        let r = try run(["bench", "kernels", "--threads", "zero"])
+        XCTAssertEqual(try runDiffuse(["bench", "kernels", "--runs", "2"]).status, 64)
+        XCTAssertEqual(try runDiffuse(["bench", "kernels", "--threads", "0"]).status, 64)
+        XCTAssertEqual(try runDiffuse(["no-such-command"]).status, 64)
+        let r = try runDiffuse(["bench", "kernels", "--threads", "zero"])
         XCTAssertEqual(r.status, 64)
         XCTAssert(r.stderr.contains("threads"), r.stderr)
+    }
+}
+
+import Tensor
+import NN
+import Image
+
+final class ForwardCommandTests: XCTestCase {
+    func testForwardMatchesTheLibraryAndRejectsBadInput() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-fwd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = UNet2DConfig()
+        c.sampleSize = [8, 8]; c.inChannels = 1; c.outChannels = 1
+        c.blockOutChannels = [8, 16]; c.downBlockTypes = [.downBlock2D, .attnDownBlock2D]
+        c.upBlockTypes = [.attnUpBlock2D, .upBlock2D]; c.layersPerBlock = 1; c.normNumGroups = 4
+        c.attentionHeadDim = 4; c.numClassEmbeds = 3
+        NNInit.seed(11)
+        let model = try UNet2DModel(config: c)
+        let folder = dir.appendingPathComponent("model")
+        try model.save(to: folder)
+        var rng = RandomGenerator(seed: 3)
+        let x = rng.normal([2, 1, 8, 8])
+        let input = dir.appendingPathComponent("in.safetensors"), output = dir.appendingPathComponent("out.safetensors")
+        try SafeTensors.write(["sample": x, "timestep": Tensor(shape: [2], scalars: [10, 500]),
+                               "class_labels": Tensor(shape: [2], scalars: [2, 0]), "ignored": Tensor.ones([3])], to: input)
+        let r = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try SafeTensorsFile(url: output).tensor("sample")
+        let want = GradMode.withoutGrad { model(x, timesteps: [10, 500], classLabels: [2, 0]) }
+        XCTAssertEqual(got.shape, [2, 1, 8, 8])
+        XCTAssertEqual(got.scalars, want.scalars)
+
+        // A label outside the model's classes, a missing key, and a corrupt file: exit 1, file named.
+        try SafeTensors.write(["sample": x, "timestep": Tensor(5), "class_labels": Tensor(shape: [2], scalars: [7, 0])], to: input)
+        var bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.stderr.contains("in.safetensors") && bad.stderr.contains("7"), bad.stderr)
+        try SafeTensors.write(["sample": x], to: input)
+        bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.stderr.contains("timestep"), bad.stderr)
+        try Data("{}".utf8).write(to: input)
+        bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.stderr.contains("in.safetensors"), bad.stderr)
+        // A broken config.json names the file and the key.
+        try Data(#"{"block_out_channels": [8, 16], "down_block_types": ["DownBlock2D"]}"#.utf8)
+            .write(to: folder.appendingPathComponent("config.json"))
+        bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.stderr.contains("config.json") && bad.stderr.contains("down_block_types"), bad.stderr)
     }
 }

@@ -19,6 +19,7 @@ public enum SafeTensorsDType: String, CaseIterable, Sendable {
 public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let reason: String
+    public init(file: String, reason: String) { self.file = file; self.reason = reason }
     public var description: String { "\(file): \(reason)" }
 }
 
