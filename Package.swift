@@ -50,6 +50,8 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"], path: "Tests/NNTests",
                     exclude: ["Goldens", "Corrupt"]),
+        .testTarget(name: "ImageModelTests", dependencies: ["Image", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/ImageModelTests", exclude: ["Goldens"]),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image"], path: "Tests/CLITests"),
     ],
