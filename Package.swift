@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg",
                        pkgConfig: "libavformat libavcodec libavutil libswscale",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Core
         .target(name: "Tensor", dependencies: ["CBLAS"], path: "Sources/Tensor",
@@ -36,7 +37,7 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"], path: "Sources/NN", swiftSettings: swiftSettings),
 
         // MARK: Modalities
-        .target(name: "Image", dependencies: ["Tensor", "NN", "CPNG"], path: "Modalities/Image",
+        .target(name: "Image", dependencies: ["Tensor", "NN", "CPNG", "CZlib"], path: "Modalities/Image",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line
