@@ -100,6 +100,12 @@ final class GradientTests: XCTestCase {
             $0[0].conv2d($0[1], stride: (2, 1), padding: (1, 2), dilation: (2, 1), groups: 2)
         }
         gradientCheck([r([3, 4, 4, 4], 95), r([5, 4, 1, 1], 96), r([5], 97)]) { $0[0].conv2d($0[1], bias: $0[2]) }
+        // Stride 1 (the flipped-kernel input gradient): groups, non-square kernels, asymmetric padding.
+        gradientCheck([r([2, 4, 6, 5], 103), r([6, 2, 3, 2], 104), r([6], 105)]) {
+            $0[0].conv2d($0[1], bias: $0[2], stride: (1, 1), padding: (1, 0), groups: 2)
+        }
+        gradientCheck([r([2, 3, 5, 5], 106), r([2, 3, 3, 3], 107)]) { $0[0].conv2d($0[1], padding: 0) }
+        gradientCheck([r([1, 2, 13], 108), r([3, 2, 5], 109)]) { $0[0].conv1d($0[1], padding: 2) }
         gradientCheck([r([2, 3, 11], 98), r([4, 3, 5], 99), r([4], 100)]) {
             $0[0].conv1d($0[1], bias: $0[2], stride: 2, padding: 2)
         }

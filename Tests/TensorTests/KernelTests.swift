@@ -64,10 +64,10 @@ final class KernelTests: XCTestCase {
 
     func testConv2dBackwardMatchesNaiveAdjoint() {
         // <conv(x), g> = <x, conv^T(g)>: the input gradient is the adjoint of the forward map.
-        for (k, groups) in [1, 2].enumerated() {
+        for (k, (groups, stride)) in [(1, 2), (2, 2), (1, 1), (2, 1)].enumerated() {
             let x = r([3, 4, 9, 8], UInt64(50 + k)), w = r([6, 4 / groups, 3, 3], UInt64(60 + k))
             x.requiresGrad = true; w.requiresGrad = true
-            let y = x.conv2d(w, stride: (2, 1), padding: (1, 1), groups: groups)
+            let y = x.conv2d(w, stride: (stride, 1), padding: (1, 1), groups: groups)
             let g = r(y.shape, UInt64(70 + k))
             (y * g).sum().backward()
             var lhs = 0.0, rhs = 0.0

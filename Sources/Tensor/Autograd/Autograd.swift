@@ -1,4 +1,5 @@
 import Foundation
+import Dispatch
 
 /// One recorded op: what it was (with whatever its gradient needs) and what it read.
 /// The output holds its node; nodes hold inputs, never outputs, so a graph frees itself
@@ -78,7 +79,9 @@ extension Tensor {
             for t in order {
                 guard let g = t.grad, let node = t.node else { continue }
                 if t !== self { t.grad = nil }  // keep gradients of leaves and the loss only
+                let t0 = OpProfile.isEnabled ? DispatchTime.now().uptimeNanoseconds : 0
                 let grads = gradients(of: node, outputGrad: g, output: t)
+                if OpProfile.isEnabled { OpProfile.add(node.op.name, DispatchTime.now().uptimeNanoseconds - t0) }
                 for (input, gi) in zip(node.inputs, grads) {
                     guard input.requiresGrad, let gi else { continue }
                     precondition(gi.shape == input.shape,
@@ -87,5 +90,23 @@ extension Tensor {
                 }
             }
         }
+    }
+}
+
+/// Time spent in each op's gradient, when `DIFFUSE_PROFILE` is set (printed by `report()`).
+public enum OpProfile {
+    public static let isEnabled = ProcessInfo.processInfo.environment["DIFFUSE_PROFILE"] != nil
+    nonisolated(unsafe) private static var totals: [String: (UInt64, Int)] = [:]
+
+    static func add(_ name: String, _ ns: UInt64) {
+        let (t, c) = totals[name] ?? (0, 0)
+        totals[name] = (t + ns, c + 1)
+    }
+
+    /// Lines "op  calls  ms", largest first.
+    public static func report() -> String {
+        totals.sorted { $0.value.0 > $1.value.0 }
+            .map { String(format: "%-18@ %7d calls %9.1f ms", $0.key as NSString, $0.value.1, Double($0.value.0) / 1e6) }
+            .joined(separator: "\n")
     }
 }

@@ -27,6 +27,19 @@ enum Op {
     case attention(scale: Float, output: Tensor, lse: Tensor)
 }
 
+extension Op {
+    /// The op's name in profiles (the case name, with the unary function).
+    var name: String {
+        switch self {
+        case .binary(let b): return "\(b)"
+        case .unary(let u, _): return "\(u)"
+        default:
+            let d = "\(self)"
+            return String(d.prefix { $0 != "(" })
+        }
+    }
+}
+
 func gradients(of node: Node, outputGrad g: Tensor, output: Tensor) -> [Tensor?] {
     let x = node.inputs
     switch node.op {

@@ -52,6 +52,13 @@ struct ConvGeometry {
         precondition(ho > 0 && wo > 0, "conv2d: kernel \(weight) larger than padded input \(x)")
     }
 
+    /// Output rows per work tile: the tile's unfolded columns stay in cache (~512 KB) and
+    /// there are enough tiles to keep every thread busy.
+    func tileRows(threads T: Int) -> Int {
+        let r = Swift.max(1, Swift.min(ho, Swift.max(64, (1 << 17) / rows) / wo))
+        return Swift.min(r, Swift.max(1, ho * n / (4 * T)))
+    }
+
     /// Images per block: enough columns for an efficient product, col at most ~64 MB.
     var block: Int {
         var nb = Swift.max(1, Swift.min(n, (2048 + P - 1) / P))
@@ -104,37 +111,41 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, col:
     }
 }
 
+/// dx[n, ci] += fold of the kh·kw rows of channel ci in dcol (columns `base`..<`base`+P, row stride `ld`).
+@inline(__always)
+func foldChannel(_ dcol: UnsafePointer<Float>, _ g: ConvGeometry, ci: Int, n: Int, base: Int, ld: Int,
+                 dx: UnsafeMutablePointer<Float>) {
+    let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
+    let plane = dx + (n * g.cin + ci) * g.h * g.w
+    for i in 0..<g.kh {
+        for j in 0..<g.kw {
+            let row = (ci * g.kh + i) * g.kw + j
+            let off = j * dw - pw
+            let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
+            let hi = Swift.min(g.wo, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1)
+            if lo >= hi { continue }
+            var src = dcol + row * ld + base
+            for oy in 0..<g.ho {
+                let iy = oy * sh - ph + i * dh
+                if iy >= 0 && iy < g.h {
+                    let dst = plane + iy * g.w + off
+                    if sw == 1 {
+                        for ox in lo..<hi { dst[ox] += src[ox] }
+                    } else {
+                        for ox in lo..<hi { dst[ox * sw] += src[ox] }
+                    }
+                }
+                src += g.wo
+            }
+        }
+    }
+}
+
 /// dx[images n0..<n0+nb] += fold(dcol). Input channels in parallel (each owns its planes).
 func col2im(_ dcol: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, dx: UnsafeMutablePointer<Float>) {
     let pc = SendablePointer(UnsafeMutablePointer(mutating: dcol)), pd = SendablePointer(dx)
-    let ld = nb * g.P
     Parallel.forEach(g.cin) { ci in
-        let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
-        for i in 0..<g.kh {
-            for j in 0..<g.kw {
-                let row = (ci * g.kh + i) * g.kw + j
-                let off = j * dw - pw
-                let lo = off >= 0 ? 0 : (-off + sw - 1) / sw
-                let hi = Swift.min(g.wo, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1)
-                if lo >= hi { continue }
-                for b in 0..<nb {
-                    let plane = pd.p + ((n0 + b) * g.cin + ci) * g.h * g.w
-                    var src = pc.p + row * ld + b * g.P
-                    for oy in 0..<g.ho {
-                        let iy = oy * sh - ph + i * dh
-                        if iy >= 0 && iy < g.h {
-                            let dst = plane + iy * g.w + off
-                            if sw == 1 {
-                                for ox in lo..<hi { dst[ox] += src[ox] }
-                            } else {
-                                for ox in lo..<hi { dst[ox * sw] += src[ox] }
-                            }
-                        }
-                        src += g.wo
-                    }
-                }
-            }
-        }
+        for b in 0..<nb { foldChannel(pc.p, g, ci: ci, n: n0 + b, base: b * g.P, ld: nb * g.P, dx: pd.p) }
     }
 }
 
@@ -146,9 +157,7 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     FlopCounter.add(2 * Double(g.n) * Double(g.cout) * Double(P) * Double(g.kG))
     // Work items are tiles of output rows of one image: each worker unfolds its tile into its
     // own scratch (sized to stay in cache) and multiplies straight into the output.
-    let T = Threads.count
-    var tileRows = Swift.max(1, Swift.min(g.ho, Swift.max(64, (1 << 17) / g.rows) / g.wo))
-    tileRows = Swift.min(tileRows, Swift.max(1, g.ho * g.n / (4 * T)))
+    let tileRows = g.tileRows(threads: Threads.count)
     let tilesPerImage = (g.ho + tileRows - 1) / tileRows
     let items = g.n * tilesPerImage
     let workers = Parallel.chunkCount(items)
@@ -190,15 +199,86 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     return out
 }
 
+/// dW = Σ over images and tiles of g_tile [Cout/G, cols] × col_tileᵀ, the tiles unfolded in
+/// cache as in the forward pass; each worker sums into its own partial dW, and the partials are
+/// added in worker order (deterministic for a thread count).
+private func conv2dWeightGrad(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into dw: Tensor) {
+    let P = g.P
+    let tileRows = g.tileRows(threads: Threads.count)
+    let tilesPerImage = (g.ho + tileRows - 1) / tileRows
+    let items = g.n * tilesPerImage
+    let T = Parallel.chunkCount(items)
+    let scratchSize = g.pointwise ? 0 : g.rows * tileRows * g.wo
+    let scratch = Tensor(uninitialized: [T, Swift.max(scratchSize, 1)])
+    let partial = Tensor.zeros([T, dw.count])
+    let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
+    let ps = SendablePointer(scratch.data), pp = SendablePointer(partial.data)
+    let wsize = dw.count
+    Parallel.indexedChunks(items) { t, s0, e0 in
+        for item in s0..<e0 {
+            let n = item / tilesPerImage
+            let oy0 = (item % tilesPerImage) * tileRows, oy1 = Swift.min(g.ho, oy0 + tileRows)
+            let cols = (oy1 - oy0) * g.wo
+            let bPtr: UnsafeMutablePointer<Float>, ldb: Int
+            if g.pointwise {
+                bPtr = px.p + n * g.cin * P + oy0 * g.wo
+                ldb = P
+            } else {
+                bPtr = ps.p + t * scratchSize
+                ldb = cols
+                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, dst: bPtr, ld: ldb)
+            }
+            let gTile = pg.p + n * g.cout * P + oy0 * g.wo
+            for gi in 0..<g.groups {
+                BLAS.sgemmSerial(transA: false, transB: true, m: g.coutG, n: g.kG, k: cols,
+                                 a: gTile + gi * g.coutG * P, lda: P, b: bPtr + gi * g.kG * ldb, ldb: ldb,
+                                 beta: 1, c: pp.p + t * wsize + gi * g.coutG * g.kG, ldc: g.kG)
+            }
+        }
+    }
+    dw.copyFrom(sumForward(partial, axes: [0]))
+}
+
+/// For stride 1 and no dilation, dx is a plain convolution of the output gradient with the
+/// kernel flipped in space and transposed in channels, padded by k − 1 − p: it then runs on
+/// the fast forward path instead of unfold-and-scatter.
+///     W'[ci, co_g, i, j] = W[g·Cout/G + co_g, ci mod Cin/G, kh−1−i, kw−1−j],  ci in group g
+private func conv2dInputGradByFlippedKernel(_ weight: Tensor, _ g: ConvGeometry, gy: Tensor) -> Tensor {
+    let flipped = Tensor(uninitialized: [g.cin, g.coutG, g.kh, g.kw])
+    let w = weight.data, f = flipped.data
+    for ci in 0..<g.cin {
+        let gi = ci / g.cinG, cl = ci % g.cinG
+        for co in 0..<g.coutG {
+            for i in 0..<g.kh {
+                for j in 0..<g.kw {
+                    f[((ci * g.coutG + co) * g.kh + i) * g.kw + j] =
+                        w[(((gi * g.coutG + co) * g.cinG + cl) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j)]
+                }
+            }
+        }
+    }
+    let p = Conv2dParams(stride: (1, 1), padding: (g.kh - 1 - g.p.padding.0, g.kw - 1 - g.p.padding.1), groups: g.groups)
+    return conv2dForward(gy, flipped, nil, p)
+}
+
 /// Gradients of conv2d for the inputs that need them: (dx, dweight, dbias).
 func conv2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dParams, g gy: Tensor,
                     needX: Bool, needW: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let g = ConvGeometry(x: x.shape, weight: weight.shape, p)
     let P = g.P
-    let dx = needX ? Tensor.zeros(x.shape) : nil
+    let flippable = g.p.stride == (1, 1) && g.p.dilation == (1, 1) &&
+        g.p.padding.0 <= g.kh - 1 && g.p.padding.1 <= g.kw - 1
     let dw = needW ? Tensor.zeros(weight.shape) : nil
+    if flippable && (needX || needW) {
+        let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([g.cout]) : nil
+        if let dw { conv2dWeightGrad(x, g, gy: gy, into: dw) }
+        let dx = needX ? conv2dInputGradByFlippedKernel(weight, g, gy: gy) : nil
+        return (dx, dw, db)
+    }
+    let dx = needX ? Tensor.zeros(x.shape) : nil
     let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([g.cout]) : nil
     if !needX && !needW { return (dx, dw, db) }
+
     let direct = g.pointwise && P >= 1024
     let nb = direct ? 1 : g.block
     let col = direct ? nil : Tensor(uninitialized: [g.rows, nb * P])
