@@ -81,6 +81,13 @@ final class ForwardCommandTests: XCTestCase {
         XCTAssertEqual(got.shape, [2, 1, 8, 8])
         XCTAssertEqual(got.scalars, want.scalars)
 
+        // inspect reads the same folder.
+        let inspect = try runDiffuse(["inspect", folder.path, "--json"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(report?["parameters"] as? Int, model.parameterCount)
+        XCTAssertEqual(report?["weightsDType"] as? String, "F32")
+
         // A label outside the model's classes, a missing key, and a corrupt file: exit 1, file named.
         try SafeTensors.write(["sample": x, "timestep": Tensor(5), "class_labels": Tensor(shape: [2], scalars: [7, 0])], to: input)
         var bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])

@@ -106,7 +106,7 @@ public enum OpProfile {
     /// Lines "op  calls  ms", largest first.
     public static func report() -> String {
         totals.sorted { $0.value.0 > $1.value.0 }
-            .map { String(format: "%-18@ %7d calls %9.1f ms", $0.key as NSString, $0.value.1, Double($0.value.0) / 1e6) }
+            .map { $0.key.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: "%7d calls %9.1f ms", $0.value.1, Double($0.value.0) / 1e6) }
             .joined(separator: "\n")
     }
 }

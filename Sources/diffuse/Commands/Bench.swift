@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
         func run() throws {
             runtime.apply()
             let results = KernelBenchmark.run(runs: runs) { name in
-                if !json { FileHandle.standardError.write(Data("  timing \(name)...\n".utf8)) }
+                if !json { note("  timing \(name)...") }
             }
             if json {
                 let enc = JSONEncoder()
@@ -43,8 +43,5 @@ struct Bench: ParsableCommand {
                       + lpad(rate, 16) + lpad(frac, 10))
             }
         }
-
-        private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
-        private func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
     }
 }

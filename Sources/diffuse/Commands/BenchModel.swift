@@ -61,7 +61,7 @@ extension Bench {
                     opt.step()
                 }
             }
-            if OpProfile.isEnabled { FileHandle.standardError.write(Data(("backward by op:\n" + OpProfile.report() + "\n").utf8)) }
+            if OpProfile.isEnabled { note("backward by op:\n" + OpProfile.report()) }
             let r = Result(model: model, mode: mode.rawValue, batch: batch, threads: Threads.count,
                            parameters: net.parameterCount, median_s: median, samples_per_s: Double(batch) / median,
                            peak_rss_bytes: peakRSS(), gflop: flops / 1e9, gflops: flops / median / 1e9,

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import NN
+import Image
+
+/// What a model folder holds: config, parameter count, tensors by block, file sizes.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model's config, parameter count and files.",
+        discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json."
+    )
+
+    @Argument(help: "Model folder or config.json.") var model: String
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Report: Codable {
+        var path: String
+        var className: String
+        var parameters: Int
+        var parametersByBlock: [String: Int]
+        var files: [String: Int]
+        var weightsDType: String?
+        var config: [String: JSONValue]
+    }
+
+    func run() throws {
+        let url = URL(fileURLWithPath: model)
+        let net = try UNet2DModel.load(url)
+        var byBlock: [String: Int] = [:]
+        for (name, t) in net.namedParameters() {
+            let parts = name.split(separator: ".")
+            let key = parts.count > 2 && parts[1].allSatisfy(\.isNumber) ? "\(parts[0]).\(parts[1])" : String(parts[0])
+            byBlock[key, default: 0] += t.count
+        }
+        var files: [String: Int] = [:]
+        var dtype: String? = nil
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
+            let folder = FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path)
+                ? url.appendingPathComponent("unet") : url
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] {
+                let a = try? FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(f).path)
+                files[f] = (a?[.size] as? NSNumber)?.intValue ?? 0
+            }
+            let w = folder.appendingPathComponent(UNet2DModel.weightsName)
+            if let st = try? SafeTensorsFile(url: w) { dtype = Set(st.entries.map(\.dtype.rawValue)).sorted().joined(separator: ",") }
+        }
+        let cfg = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(net.config))
+        let r = Report(path: model, className: UNet2DConfig.className, parameters: net.parameterCount,
+                       parametersByBlock: byBlock, files: files, weightsDType: dtype, config: cfg)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            return
+        }
+        print("\(model): \(r.className), \(String(format: "%.3f", Double(r.parameters) / 1e6)) M parameters\(dtype.map { " (\($0) weights)" } ?? " (random weights from a bare config)")")
+        let c = net.config
+        print("  sample \(c.sampleSize.map { "\($0[0])×\($0[1])" } ?? "any") × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block")
+        print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
+        print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
+        print("  time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))")
+        print("  parameters by block:")
+        for (k, v) in byBlock.sorted(by: { $0.key < $1.key }) { print("    " + pad(k, 18) + lpad(String(v), 10)) }
+        if !files.isEmpty {
+            print("  files:")
+            for (k, v) in files.sorted(by: { $0.key < $1.key }) { print("    " + pad(k, 40) + lpad(String(v), 12) + " bytes") }
+        }
+    }
+}
