@@ -32,7 +32,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Core
-        .target(name: "Tensor", dependencies: ["CBLAS"], path: "Sources/Tensor",
+        // Pointwise kernels in C, cloned per instruction set (AVX-512 / AVX2+FMA / baseline) and
+        // picked at load time: vector speed without building the whole package for one CPU.
+        .target(name: "CKernels", path: "Sources/CKernels"),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"], path: "Sources/Tensor",
                 swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["Tensor"], path: "Sources/NN", swiftSettings: swiftSettings),
 

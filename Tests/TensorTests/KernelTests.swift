@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import Tensor
+@testable import Tensor
 import TestSupport
 
 /// Fast kernels against naive Double loops, on odd sizes (1, 3, 17, ...).
@@ -165,6 +165,22 @@ final class KernelTests: XCTestCase {
         XCTAssert(e.data[2].isFinite && e.data[2] > 1e38)
         XCTAssert(Tensor(shape: [2], scalars: [-100, 100]).sigmoid().scalars == [0, 1] ||
                   Swift.abs(Tensor(shape: [1], scalars: [-100]).sigmoid().item()) < 1e-30)
+    }
+
+    func testCKernelsMatchTheSwiftReference() {
+        // Odd lengths so every vector tail is exercised.
+        for n in [1, 3, 17, 1000, 4099] {
+            let x = Tensor(shape: [n], scalars: (0..<n).map { Float($0 % 97) * 0.21 - 10 })
+            for op in [UnaryOp.exp, .sigmoid, .silu, .tanh, .gelu, .geluTanh] {
+                assertClose(unaryForward(op, x), unaryForwardReference(op, x), atol: 1e-6, rtol: 2e-6, "\(op) n=\(n)")
+            }
+            let row = x.copy()
+            let (m, sum) = expRow(row.data, n)
+            XCTAssertEqual(m, x.scalars.max()!)
+            var want = 0.0
+            for v in x.scalars { want += Foundation.exp(Double(v - m)) }
+            XCTAssertEqual(Double(sum), want, accuracy: 1e-5 * want)
+        }
     }
 
     func testNormsMatchNaive() {

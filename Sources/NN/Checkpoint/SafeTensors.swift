@@ -81,6 +81,7 @@ public final class SafeTensorsFile {
                 throw fail("header is not valid JSON")
             }
             guard let obj = json as? [String: Any] else { throw fail("header is not a JSON object") }
+            if let dup = duplicateTopLevelKey(headerBytes) { throw fail("header names '\(dup)' more than once") }
             let dataSize = size - 8 - n
             var meta: [String: String] = [:]
             var list: [Entry] = []
@@ -124,9 +125,14 @@ public final class SafeTensorsFile {
                 list.append(Entry(name: name, dtype: dtype, shape: shape, range: begin..<end))
             }
             list.sort { ($0.range.lowerBound, $0.range.upperBound, $0.name) < ($1.range.lowerBound, $1.range.upperBound, $1.name) }
-            for i in list.indices.dropFirst() where list[i].range.lowerBound < list[i - 1].range.upperBound {
-                throw fail("entries '\(list[i - 1].name)' and '\(list[i].name)' overlap")
+            // The tensors tile the data section exactly: no overlap, no hole, nothing after.
+            var end = 0
+            for e in list {
+                if e.range.lowerBound < end { throw fail("entry '\(e.name)' overlaps the tensor before it") }
+                if e.range.lowerBound > end { throw fail("unused bytes \(end)..<\(e.range.lowerBound) before entry '\(e.name)'") }
+                end = e.range.upperBound
             }
+            if end != dataSize { throw fail("\(dataSize - end) bytes after the last tensor") }
             metadata = meta
             entries = list
             byName = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -194,6 +200,37 @@ public final class SafeTensorsFile {
         for e in entries { d[e.name] = try tensor(e.name) }
         return d
     }
+}
+
+/// The first top-level key of a JSON object that occurs twice (JSONSerialization keeps the last
+/// silently). Keys are compared as written, escapes included.
+private func duplicateTopLevelKey(_ data: Data) -> String? {
+    let b = [UInt8](data)
+    var i = 0, depth = 0
+    var seen = Set<[UInt8]>()
+    var expectKey = false
+    while i < b.count {
+        let c = b[i]
+        if c == UInt8(ascii: "\"") {
+            let start = i + 1
+            i += 1
+            while i < b.count && b[i] != UInt8(ascii: "\"") { i += b[i] == UInt8(ascii: "\\") ? 2 : 1 }
+            if depth == 1 && expectKey {
+                let key = Array(b[start..<Swift.min(i, b.count)])
+                if !seen.insert(key).inserted { return String(decoding: key, as: UTF8.self) }
+                expectKey = false
+            }
+        } else if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+            depth += 1
+            if depth == 1 { expectKey = true }
+        } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") {
+            depth -= 1
+        } else if c == UInt8(ascii: ",") && depth == 1 {
+            expectKey = true
+        }
+        i += 1
+    }
+    return nil
 }
 
 /// A non-negative integer below 2^53 from a JSON number, else nil.

@@ -65,12 +65,12 @@ public final class GaussianFourierProjection: Module {
     public func callAsFunction(_ timesteps: [Float]) -> Tensor {
         let m = weight.count
         let out = Tensor.zeros([timesteps.count, 2 * m])
-        let twoPi = 2 * Float.pi
         for (r, t0) in timesteps.enumerated() {
             let t = log ? Foundation.log(t0) : t0
             let row = out.data + r * 2 * m
             for i in 0..<m {
-                let a = t * weight.data[i] * twoPi
+                // Rounded in diffusers' order: ((t · W) · 2) · π, in float32.
+                let a = t * weight.data[i] * 2 * Float.pi
                 let s = Foundation.sin(a), c = Foundation.cos(a)
                 row[i] = flipSinToCos ? c : s
                 row[m + i] = flipSinToCos ? s : c

@@ -2,23 +2,10 @@
 
 /// In place: row <- exp(row - max(row)); returns (max, sum of the exponentials).
 @inline(__always) func expRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> (Float, Float) {
-    var mv = V8(repeating: -.infinity)
-    var i = 0
-    while i + 8 <= n { let x = load8(p + i); mv = mv.replacing(with: x, where: x .> mv); i += 8 }
-    var m = mv.max()
-    while i < n { m = Swift.max(m, p[i]); i += 1 }
+    if n == 0 { return (0, 0) }
+    var m = fastMax(p, n)
     if m == -.infinity { m = 0 }  // a fully masked row: exp(-inf) = 0 everywhere
-    var acc = V8(repeating: 0)
-    i = 0
-    while i + 8 <= n {
-        let e = vexp(load8(p + i) - m)
-        store8(e, p + i)
-        acc += e
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n { let e = Foundation.exp(p[i] - m); p[i] = e; s += e; i += 1 }
-    return (m, s)
+    return (m, fastExpShiftSum(p, n, m))
 }
 
 /// In place: row <- softmax(row); returns the row's logsumexp.

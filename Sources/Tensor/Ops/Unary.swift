@@ -37,6 +37,10 @@ private let geluC: Float = 0.79788456080286536  // sqrt(2/pi)
 func unaryForward(_ op: UnaryOp, _ x: Tensor) -> Tensor {
     let y = Tensor(uninitialized: x.shape)
     let px = SendablePointer(x.data), py = SendablePointer(y.data)
+    if let code = fastUnaryCode(op) {
+        Parallel.chunks(x.count, grain: 1 << 14) { s, e in fastUnary(code, px.p + s, py.p + s, e - s) }
+        return y
+    }
     Parallel.chunks(x.count, grain: 1 << 14) { s, e in
         let a = px.p + s, b = py.p + s, n = e - s
         switch op {
@@ -57,6 +61,13 @@ func unaryForward(_ op: UnaryOp, _ x: Tensor) -> Tensor {
         case .geluTanh: map8(n, a, b) { forwardLanes(.geluTanh, $0) }
         }
     }
+    return y
+}
+
+/// The same functions in Swift SIMD (the reference the C kernels are tested against).
+func unaryForwardReference(_ op: UnaryOp, _ x: Tensor) -> Tensor {
+    let y = Tensor(uninitialized: x.shape)
+    map8(x.count, x.data, y.data) { forwardLanes(op, $0) }
     return y
 }
 

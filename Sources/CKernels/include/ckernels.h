@@ -1,0 +1,15 @@
+// Pointwise float kernels compiled for several instruction sets (AVX-512, AVX2+FMA, baseline);
+// the loader picks the best one for the CPU it runs on. Used by Sources/Tensor only.
+#pragma once
+#include <stddef.h>
+
+enum ck_unary { CK_EXP = 0, CK_SIGMOID = 1, CK_SILU = 2, CK_TANH = 3, CK_GELU = 4, CK_GELU_TANH = 5 };
+
+/// y[i] = f(x[i]) for i < n (x and y may be the same buffer).
+void ck_unary(int op, const float *x, float *y, size_t n);
+
+/// p[i] = exp(p[i] - m) in place; returns the sum of the new values.
+float ck_exp_shift_sum(float *p, size_t n, float m);
+
+/// The largest element of p[0..<n] (n > 0).
+float ck_max(const float *p, size_t n);
