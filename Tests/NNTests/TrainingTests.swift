@@ -23,6 +23,23 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(Downsample(channels: 4, useConv: false).namedParameters().count, 0)
     }
 
+    func testOneDimensionalBlocksShareTheTwoDimensionalCode() {
+        NNInit.seed(8)
+        let r = ResnetBlock(dims: 1, inChannels: 4, outChannels: 6, tembChannels: 5, groups: 2,
+                            timeEmbeddingNorm: .scaleShift)
+        let x = randomTensor([2, 4, 16], seed: 1), t = randomTensor([2, 5], seed: 2)
+        XCTAssertEqual(r(x, temb: t).shape, [2, 6, 16])
+        XCTAssertEqual(r.conv1.namedParameters().first?.tensor.shape, [6, 4, 3])
+        XCTAssertEqual(Downsample(dims: 1, channels: 6, useConv: true)(r(x, temb: t)).shape, [2, 6, 8])
+        XCTAssertEqual(Downsample(dims: 1, channels: 4, useConv: false)(x).shape, [2, 4, 8])
+        XCTAssertEqual(Upsample(dims: 1, channels: 4, useConv: true)(x).shape, [2, 4, 32])
+        let down = ResnetBlock(dims: 1, inChannels: 4, outChannels: 4, tembChannels: nil, groups: 2, down: true)
+        XCTAssertEqual(down(x, temb: nil).shape, [2, 4, 8])
+        // Gradients reach every parameter of the 1D block.
+        r(x, temb: t).square().mean().backward()
+        for (name, p) in r.namedParameters() { XCTAssertNotNil(p.grad, name) }
+    }
+
     func testDefaultInitialisationBounds() {
         NNInit.seed(5)
         let l = Linear(50, 20)
