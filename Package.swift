@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "diffuse", targets: ["diffuse"]),
         .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "Diffusion", targets: ["Diffusion"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,6 +32,9 @@ let package = Package(
         // MARK: Core
         .target(name: "Tensor", dependencies: ["CBLAS"], path: "Sources/Tensor",
                 swiftSettings: swiftSettings),
+        // Noise schedules, parameterizations and samplers; knows nothing about models or media.
+        .target(name: "Diffusion", dependencies: ["Tensor"], path: "Sources/Diffusion",
+                swiftSettings: swiftSettings),
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
@@ -41,6 +45,8 @@ let package = Package(
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor", "TestSupport"],
+                    path: "Tests/DiffusionTests", exclude: ["Goldens"]),  // goldens read via #filePath
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse"], path: "Tests/CLITests"),
     ],
