@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "diffuse", targets: ["diffuse"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Diffusion", targets: ["Diffusion"]),
         .library(name: "Image", targets: ["Image"]),
     ],
     dependencies: [
@@ -41,6 +42,9 @@ let package = Package(
 
         // MARK: Modalities
         .target(name: "Image", dependencies: ["Tensor", "NN", "CPNG", "CZlib"], path: "Modalities/Image",
+                swiftSettings: swiftSettings),
+        // Noise schedules, parameterizations and samplers; knows nothing about models or media.
+        .target(name: "Diffusion", dependencies: ["Tensor"], path: "Sources/Diffusion",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line

@@ -1,0 +1,141 @@
+import Foundation
+import Tensor
+
+/// The model as samplers see it: x (the sampler's model input, [N, C, ...]) and the timestep
+/// the model was trained with (a training-timestep index, fractional for Karras-spaced Euler)
+/// → the prediction its `PredictionType` names. Conditioning is captured by the closure.
+public typealias Denoiser = (_ x: Tensor, _ t: Float) -> Tensor
+
+/// Where stochastic samplers get their Gaussian noise.
+public protocol NoiseSource {
+    /// One tensor of independent N(0, 1) samples.
+    mutating func nextNormal(_ shape: [Int]) -> Tensor
+}
+
+extension RandomGenerator: NoiseSource {
+    public mutating func nextNormal(_ shape: [Int]) -> Tensor { normal(shape) }
+}
+
+/// Plays back recorded noise tensors in order (e.g. the exact draws diffusers made).
+public struct ReplayNoise: NoiseSource {
+    public private(set) var tensors: [Tensor]
+    public private(set) var used = 0
+
+    public init(_ tensors: [Tensor]) { self.tensors = tensors }
+
+    public mutating func nextNormal(_ shape: [Int]) -> Tensor {
+        precondition(used < tensors.count, "ReplayNoise: draw \(used + 1) requested, only \(tensors.count) recorded")
+        let t = tensors[used]
+        precondition(t.shape == shape, "ReplayNoise: draw \(used) has shape \(t.shape), sampler asked for \(shape)")
+        used += 1
+        return t
+    }
+}
+
+/// One sampler: a fixed list of steps built from a scheduler config, and the loop that runs them.
+///
+/// A sampler is built with its step count and is immutable; `sample` keeps all per-run state
+/// (multistep history, Heun's half step) local, so one sampler can run many times, on any
+/// thread. Running it is the whole reverse process from x_T = `initNoiseSigma` · N(0, I).
+public protocol Sampler: Sendable {
+    /// The diffusers class this sampler reproduces.
+    static var schedulerClass: SchedulerClass { get }
+    /// The (resolved) config it was built from; round-trips through `scheduler_config.json`.
+    var config: SchedulerConfig { get }
+    /// Number of inference steps asked for.
+    var steps: Int { get }
+    /// Timestep of each model evaluation, in order (Heun evaluates 2 n − 1 times).
+    var timesteps: [Float] { get }
+    /// Standard deviation of the starting noise.
+    var initNoiseSigma: Float { get }
+
+    init(config: SchedulerConfig, steps: Int) throws
+
+    /// Runs every step from `xT`. `onStep(i, x)` sees x after model evaluation i.
+    func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+                                onStep: ((_ index: Int, _ x: Tensor) -> Void)?) -> Tensor
+}
+
+extension Sampler {
+    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser) -> Tensor {
+        sample(from: xT, noise: &noise, denoise: denoise, onStep: nil)
+    }
+
+    /// Draws x_T from `noise` and runs the sampler.
+    public func sample<N: NoiseSource>(shape: [Int], noise: inout N, denoise: Denoiser,
+                                       onStep: ((_ index: Int, _ x: Tensor) -> Void)? = nil) -> Tensor {
+        let xT = GradMode.withoutGrad { noise.nextNormal(shape) * initNoiseSigma }
+        return sample(from: xT, noise: &noise, denoise: denoise, onStep: onStep)
+    }
+
+    /// Checks the config names this sampler's class and the step count is usable.
+    static func validate(_ config: SchedulerConfig, steps: Int) throws -> SchedulerConfig {
+        let cls = try config.schedulerClass()
+        let c = cls == schedulerClass ? config : config.converted(to: schedulerClass)
+        let train = try c.int("num_train_timesteps")
+        guard steps >= 1, steps <= train else {
+            throw SchedulerConfigError.badValue(key: "num_inference_steps", value: "\(steps)", scheduler: c.className,
+                                                hint: "expected 1 ... \(train) (num_train_timesteps)")
+        }
+        return c
+    }
+}
+
+/// Builds the sampler that `config`'s `_class_name` selects.
+public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) throws -> any Sampler {
+    switch try config.schedulerClass() {
+    case .ddpm: return try DDPMSampler(config: config, steps: steps)
+    case .ddim: return try DDIMSampler(config: config, steps: steps, eta: eta)
+    case .dpmSolverMultistep: return try DPMSolverMultistepSampler(config: config, steps: steps)
+    case .eulerDiscrete: return try EulerSampler(config: config, steps: steps)
+    case .eulerAncestralDiscrete: return try EulerAncestralSampler(config: config, steps: steps)
+    case .heunDiscrete: return try HeunSampler(config: config, steps: steps)
+    case .uniPCMultistep: return try UniPCSampler(config: config, steps: steps)
+    }
+}
+
+/// The names users type for `--sampler`, each a diffusers class plus the options it sets.
+public enum SamplerName: String, CaseIterable, Codable, Sendable {
+    case ddpm
+    case ddim
+    case dpmpp2m = "dpm++2m"
+    case dpmpp2mKarras = "dpm++2m-karras"
+    case dpmpp2mSDE = "dpm++2m-sde"
+    case euler
+    case eulerAncestral = "euler-a"
+    case heun
+    case unipc
+
+    public var schedulerClass: SchedulerClass {
+        switch self {
+        case .ddpm: return .ddpm
+        case .ddim: return .ddim
+        case .dpmpp2m, .dpmpp2mKarras, .dpmpp2mSDE: return .dpmSolverMultistep
+        case .euler: return .eulerDiscrete
+        case .eulerAncestral: return .eulerAncestralDiscrete
+        case .heun: return .heunDiscrete
+        case .unipc: return .uniPCMultistep
+        }
+    }
+
+    /// Options this name fixes on top of the class (set explicitly, as a user would in Python).
+    public var options: [String: JSONValue] {
+        switch self {
+        case .dpmpp2m:
+            return ["algorithm_type": .string("dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(false)]
+        case .dpmpp2mKarras:
+            return ["algorithm_type": .string("dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true)]
+        case .dpmpp2mSDE:
+            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2)]
+        case .unipc:
+            return ["solver_type": .string("bh2")]
+        default:
+            return [:]
+        }
+    }
+
+    /// `config` switched to this sampler the way `XScheduler.from_config(config, **options)` does.
+    public func config(from base: SchedulerConfig) -> SchedulerConfig {
+        base.converted(to: schedulerClass).setting(options)
+    }
+}
