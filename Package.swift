@@ -41,10 +41,10 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"], path: "Sources/NN", swiftSettings: swiftSettings),
 
         // MARK: Modalities
-        .target(name: "Image", dependencies: ["Tensor", "NN", "CPNG", "CZlib"], path: "Modalities/Image",
+        .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "CPNG", "CZlib"], path: "Modalities/Image",
                 swiftSettings: swiftSettings),
         // Noise schedules, parameterizations and samplers; knows nothing about models or media.
-        .target(name: "Diffusion", dependencies: ["Tensor"], path: "Sources/Diffusion",
+        .target(name: "Diffusion", dependencies: ["Tensor", "NN"], path: "Sources/Diffusion",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line

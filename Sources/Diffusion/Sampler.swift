@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+import NN
 
 /// The model as samplers see it: x (the sampler's model input, [N, C, ...]) and the timestep
 /// the model was trained with (a training-timestep index, fractional for Karras-spaced Euler)

@@ -14,7 +14,16 @@ public enum JSONValue: Codable, Equatable, Sendable {
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
         else if let d = try? c.decode(Double.self) { self = .number(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let s = try? c.decode(String.self) {
+            // Python's json writes ±inf and nan as bare Infinity / NaN, which Foundation rejects;
+            // diffusers' `lambda_min_clipped` default is -inf, so read the strings we write back.
+            switch s {
+            case "-Infinity": self = .number(-.infinity)
+            case "Infinity": self = .number(.infinity)
+            case "NaN": self = .number(.nan)
+            default: self = .string(s)
+            }
+        }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
         else { self = .object(try c.decode([String: JSONValue].self)) }
     }
@@ -25,12 +34,18 @@ public enum JSONValue: Codable, Equatable, Sendable {
         case .null: try c.encodeNil()
         case .bool(let b): try c.encode(b)
         case .number(let d):
-            if d.rounded() == d && Swift.abs(d) < 1e15 { try c.encode(Int64(d)) } else { try c.encode(d) }
+            if d.isInfinite { try c.encode(d < 0 ? "-Infinity" : "Infinity") }
+            else if d == d.rounded(), Swift.abs(d) < 1e15 { try c.encode(Int(d)) }
+            else { try c.encode(d) }
         case .string(let s): try c.encode(s)
         case .array(let a): try c.encode(a)
         case .object(let o): try c.encode(o)
         }
     }
+
+    public var double: Double? { if case .number(let d) = self { return d }; return nil }
+    public var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
+    public var string: String? { if case .string(let s) = self { return s }; return nil }
 }
 
 public struct ConfigKey: CodingKey, Hashable {
