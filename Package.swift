@@ -12,6 +12,9 @@ let package = Package(
     products: [
         .executable(name: "diffuse", targets: ["diffuse"]),
         .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "Image", targets: ["Image"]),
+        .library(name: "Audio", targets: ["Audio"]),
+        .library(name: "Video", targets: ["Video"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,6 +35,16 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], path: "Sources/Tensor",
                 swiftSettings: swiftSettings),
 
+        // MARK: Modalities
+        // `Media` holds what the three codecs share (typed errors, atomic writes); no C library.
+        .target(name: "Media", path: "Modalities/Media", swiftSettings: swiftSettings),
+        .target(name: "Image", dependencies: ["Tensor", "Media", "CPNG"], path: "Modalities/Image",
+                swiftSettings: swiftSettings),
+        .target(name: "Audio", dependencies: ["Tensor", "Media", "CSndFile"], path: "Modalities/Audio",
+                swiftSettings: swiftSettings),
+        .target(name: "Video", dependencies: ["Tensor", "Media", "CFFmpeg"], path: "Modalities/Video",
+                swiftSettings: swiftSettings),
+
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
             "Tensor",
@@ -41,6 +54,12 @@ let package = Package(
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
+        .testTarget(name: "ImageTests", dependencies: ["Image", "Tensor"], path: "Tests/ImageTests",
+                    resources: [.copy("Corrupt")]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], path: "Tests/AudioTests",
+                    resources: [.copy("Corrupt")]),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor"], path: "Tests/VideoTests",
+                    resources: [.copy("Corrupt")]),
     ],
     swiftLanguageModes: [.v5]
 )
