@@ -54,12 +54,13 @@ let package = Package(
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Tensor"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
-        .testTarget(name: "ImageTests", dependencies: ["Image", "Tensor"], path: "Tests/ImageTests",
-                    resources: [.copy("Corrupt")]),
-        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor"], path: "Tests/AudioTests",
-                    resources: [.copy("Corrupt")]),
-        .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor"], path: "Tests/VideoTests",
-                    resources: [.copy("Corrupt")]),
+        .testTarget(name: "ImageTests", dependencies: ["Image", "Tensor", "TestSupport"], path: "Tests/ImageTests",
+                    // Corrupt/ and Formats/ are found next to the test sources (#filePath).
+                    exclude: ["Corrupt", "Formats"]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor", "TestSupport"], path: "Tests/AudioTests",
+                    exclude: ["Corrupt"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor", "TestSupport"], path: "Tests/VideoTests",
+                    exclude: ["Corrupt"]),
     ],
     swiftLanguageModes: [.v5]
 )

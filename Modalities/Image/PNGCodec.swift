@@ -47,8 +47,6 @@ public enum PNGCodec {
         }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
-        // Default for 16-bit data without gamma information is linear; tools mean sRGB.
-        image.flags = UInt32(PNG_IMAGE_FLAG_16BIT_sRGB)
         guard png_image_begin_read_from_file(&image, path) != 0 else {
             let reason = message(image)
             png_image_free(&image)
@@ -73,6 +71,9 @@ public enum PNGCodec {
             format = (hasColor ? UInt32(PNG_FORMAT_FLAG_COLOR) : 0) | (hasAlpha ? UInt32(PNG_FORMAT_FLAG_ALPHA) : 0)
         }
         image.format = format
+        // begin_read fills `flags` from the file; add ours after it. libpng's default for 16-bit
+        // data without gamma information is linear; the tools that write such files mean sRGB.
+        image.flags |= UInt32(PNG_IMAGE_FLAG_16BIT_sRGB)
         let channels = Int(format & UInt32(PNG_FORMAT_FLAG_COLOR) != 0 ? 3 : 1) + (format & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0 ? 1 : 0)
         let byteCount = width * height * channels
         precondition(cpng_image_size(image) == byteCount, "PNGCodec: libpng and we disagree on the buffer size")
