@@ -150,6 +150,10 @@ def make_video(tmp):
     put(d, "truncated.gif", gif[:40])
     put(d, "huge.gif", gif_header(65535, 65535))
     put(d, "truncated.avi", avi[:600])
+    h264 = ffmpeg(src + ["-c:v", "libx264", "-movflags", "+faststart"], os.path.join(tmp, "h264.mp4"))
+    put(d, "truncated-mdat.mp4", h264[:len(h264) * 2 // 3])
+    webm = ffmpeg(src + ["-c:v", "libvpx", "-b:v", "200k"], os.path.join(tmp, "a.webm"))
+    put(d, "truncated.webm", webm[:300])
 
 
 if __name__ == "__main__":
