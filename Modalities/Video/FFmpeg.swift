@@ -250,7 +250,7 @@ enum FFmpeg {
             var data = frame.pointee.data
             var lines = frame.pointee.linesize
             let channels = gray ? 1 : 3
-            let h = try buffer.withUnsafeMutableBufferPointer { buf -> Int32 in
+            let h = buffer.withUnsafeMutableBufferPointer { buf -> Int32 in
                 var dst: [UnsafeMutablePointer<UInt8>?] = [buf.baseAddress, nil, nil, nil]
                 var dstStride: [Int32] = [Int32(width * channels), 0, 0, 0]
                 return withUnsafePointer(to: &data) { dp in
