@@ -79,10 +79,19 @@ public enum AudioCodec {
         // [L, C] interleaved -> [C, L] planar
         let t = Tensor.zeros([d.channels, length])
         let dst = t.data
+        var nonFinite = 0
         d.samples.withUnsafeBufferPointer { src in
             for i in 0..<length {
-                for c in 0..<d.channels { dst[c * length + i] = src[i * d.channels + c] }
+                for c in 0..<d.channels {
+                    let x = src[i * d.channels + c]
+                    if !x.isFinite { nonFinite += 1 }
+                    dst[c * length + i] = x
+                }
             }
+        }
+        // A float file can hold NaN or infinity; one such sample would poison a training run.
+        guard nonFinite == 0 else {
+            throw MediaError.invalidData(file: path, reason: "\(nonFinite) samples are NaN or infinite")
         }
         return AudioClip(samples: t, sampleRate: d.sampleRate)
     }

@@ -59,9 +59,11 @@ enum FFmpeg {
         var pkt: UnsafeMutablePointer<AVPacket>?
         var frame: UnsafeMutablePointer<AVFrame>?
         var sws: OpaquePointer?
-        let streamIndex: Int32
-        let timeBase: Double
-        let nativeFPS: Double
+        // Every stored property has a value before the first `throw`: Swift runs deinit (and so
+        // frees the FFmpeg objects) only for a fully initialised object.
+        var streamIndex: Int32 = -1
+        var timeBase = 0.0
+        var nativeFPS = 25.0
         let limits: VideoCodec.Limits
 
         init(path: String, limits: VideoCodec.Limits) throws {
@@ -286,8 +288,9 @@ enum FFmpeg {
         var pkt: UnsafeMutablePointer<AVPacket>?
         var frame: UnsafeMutablePointer<AVFrame>?
         var sws: OpaquePointer?
-        var stream: UnsafeMutablePointer<AVStream>
-        let encoderName: String
+        // Defaults so that the object is fully initialised before the first `throw` (see Demuxer).
+        var stream: UnsafeMutablePointer<AVStream>?
+        var encoderName = ""
         let container: Container
 
         init(path: String, file: String, frames: Frames, _ req: EncodeRequest) throws {
@@ -465,6 +468,7 @@ enum FFmpeg {
                 guard r >= 0 else { throw MediaError.writeFailed(file: file, reason: "encoding failed: \(FFmpeg.describe(r))") }
                 // Without a duration the MP4 edit list drops the last frame.
                 if pkt.pointee.duration == 0 { pkt.pointee.duration = 1 }
+                let stream = stream!
                 av_packet_rescale_ts(pkt, ctx.pointee.time_base, stream.pointee.time_base)
                 pkt.pointee.stream_index = stream.pointee.index
                 let w = av_interleaved_write_frame(oc, pkt)

@@ -115,6 +115,8 @@ def make_audio(tmp):
     put(d, "truncated.ogg", ogg[:90])
     put(d, "truncated.aiff", aiff[:len(aiff) // 2])
     put(d, "text.wav", b"This is not a sound file, just some text.\n" * 4)
+    # IEEE float WAV (format 3) whose samples are NaN and infinity.
+    put(d, "nan-samples.wav", wav(fmt=3, bits=32, frames=4)[:-16] + struct.pack("<4f", float("nan"), 0.5, float("inf"), 0))
 
 
 # ---------------------------------------------------------------- video
