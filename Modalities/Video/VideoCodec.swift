@@ -107,6 +107,18 @@ public enum VideoCodec {
         }
     }
 
+    /// `writeMP4` for a clip at its own frame rate.
+    @discardableResult
+    public static func writeMP4(_ clip: VideoClip, to url: URL, crf: Int = 18, preset: Preset = .medium,
+                                encoder: Encoder = .auto) throws -> String {
+        try writeMP4(clip.frames, fps: clip.fps, to: url, crf: crf, preset: preset, encoder: encoder)
+    }
+
+    /// `writeGIF` for a clip at its own frame rate.
+    public static func writeGIF(_ clip: VideoClip, to url: URL) throws {
+        try writeGIF(clip.frames, fps: clip.fps, to: url)
+    }
+
     // MARK: Conversions
 
     /// Output size for a source of sw×sh: the request, or the source; one side alone keeps the
