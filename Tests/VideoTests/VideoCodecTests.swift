@@ -134,6 +134,34 @@ final class VideoCodecTests: XCTestCase {
         XCTAssertEqual(try ffprobe(url2)["nb_read_frames"], "5")
     }
 
+    /// Containers and codecs made by the ffmpeg command (skipped without it).
+    func testReadsWhatFFmpegWrites() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/ffmpeg") else { throw XCTSkip("ffmpeg missing") }
+        let cases: [(String, [String])] = [
+            ("vp8.webm", ["-c:v", "libvpx", "-b:v", "500k"]),
+            ("vp9.webm", ["-c:v", "libvpx-vp9", "-b:v", "500k", "-deadline", "realtime"]),
+            ("mpeg4.avi", ["-c:v", "mpeg4"]),
+            ("h264-yuv444.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-preset", "ultrafast"]),
+            ("ffv1.mkv", ["-c:v", "ffv1"]),
+            ("anim.gif", []),
+        ]
+        for (name, args) in cases {
+            let url = folder.file(name)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+            p.arguments = ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10:duration=1"] + args + [url.path]
+            try p.run()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { XCTFail("ffmpeg could not write \(name)"); continue }
+            let clip = try VideoCodec.read(url)
+            XCTAssertEqual(clip.frames.shape, [10, 3, 24, 32], name)
+            XCTAssertEqual(clip.fps, 10, accuracy: 1e-6, name)
+            let s = clip.frames.scalars
+            XCTAssertLessThan(s.min()!, -0.8, "\(name) has dark pixels")
+            XCTAssertGreaterThan(s.max()!, 0.8, "\(name) has bright pixels")
+        }
+    }
+
     func testEveryCorruptFileThrowsAMediaErrorNamingTheFile() throws {
         let files = corpusFiles("Corrupt")
         XCTAssertGreaterThanOrEqual(files.count, 10)
