@@ -166,6 +166,17 @@ final class AudioCodecTests: XCTestCase {
         }
     }
 
+    func testMutatedFilesNeverCrash() throws {
+        for (format, seed) in [(AudioCodec.SampleFormat.pcm16, UInt64(21)), (.float32, 22)] {
+            let url = folder.file("base.wav")
+            try AudioCodec.write(AudioClip(samples: sines(channels: 2, length: 300, rate: 8000, frequency: 440), sampleRate: 8000),
+                                 to: url, format: format)
+            let bytes = [UInt8](try Data(contentsOf: url))
+            assertMutationsNeverCrash(bytes, count: 200, seed: seed, in: folder, ext: "wav",
+                                      isTypedError: { $0 is MediaError }) { _ = try AudioCodec.read($0) }
+        }
+    }
+
     func testLimitsAreChecked() throws {
         let url = folder.file("l.wav")
         try AudioCodec.write(AudioClip(samples: Tensor.zeros([2, 100]), sampleRate: 16000), to: url)

@@ -156,6 +156,15 @@ final class PNGCodecTests: XCTestCase {
         XCTAssertEqual(folder.contents(), ["keep.png"])
     }
 
+    func testMutatedFilesNeverCrash() throws {
+        let url = folder.file("base.png")
+        try PNGCodec.write(Pixels(width: 16, height: 12, channels: 4, bytes: pattern(16 * 12 * 4)), to: url)
+        let bytes = [UInt8](try Data(contentsOf: url))
+        let rejected = assertMutationsNeverCrash(bytes, count: 300, seed: 11, in: folder, ext: "png",
+                                                 isTypedError: { $0 is MediaError }) { _ = try PNGCodec.read($0) }
+        XCTAssertGreaterThan(rejected, 100)
+    }
+
     func testLimitsAreCheckedBeforeAllocating() throws {
         let url = folder.file("big.png")
         try PNGCodec.write(Pixels(width: 40, height: 30, channels: 1, bytes: pattern(1200)), to: url)

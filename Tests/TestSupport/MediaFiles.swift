@@ -53,3 +53,53 @@ public func corpusFiles(_ folder: String, testFile: String = #filePath) -> [URL]
     let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
     return names.sorted().map { dir.appendingPathComponent($0) }
 }
+
+/// Deterministic damaged copies of a valid file, for "never crash" tests: bit flips, truncation,
+/// overwritten runs (zeros, 0xFF, random) and duplicated spans.
+public func mutations(of bytes: [UInt8], count: Int, seed: UInt64) -> [[UInt8]] {
+    var state = seed
+    func next() -> Int {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int(truncatingIfNeeded: (z ^ (z >> 31)) >> 1)
+    }
+    var out: [[UInt8]] = []
+    for _ in 0..<count {
+        var b = bytes
+        switch next() % 4 {
+        case 0:
+            for _ in 0..<(1 + next() % 8) { b[next() % b.count] ^= UInt8(1 << (next() % 8)) }
+        case 1:
+            b = Array(b[0..<(next() % b.count)])
+        case 2:
+            let start = next() % b.count, len = min(b.count - start, 1 + next() % 16), kind = next() % 3
+            for i in start..<(start + len) { b[i] = kind == 0 ? 0 : kind == 1 ? 0xFF : UInt8(truncatingIfNeeded: next()) }
+        default:
+            let start = next() % b.count, len = min(b.count - start, 1 + next() % 64)
+            b.insert(contentsOf: b[start..<(start + len)], at: next() % b.count)
+        }
+        out.append(b)
+    }
+    return out
+}
+
+/// Feeds every mutation of `bytes` to `read`; each must succeed or throw (never crash), and
+/// any error must be the codec's typed error. Returns how many were rejected.
+@discardableResult
+public func assertMutationsNeverCrash(_ bytes: [UInt8], count: Int, seed: UInt64, in folder: TemporaryFolder,
+                                      ext: String, file: StaticString = #filePath, line: UInt = #line,
+                                      isTypedError: (Error) -> Bool, read: (URL) throws -> Void) -> Int {
+    var rejected = 0
+    for (i, m) in mutations(of: bytes, count: count, seed: seed).enumerated() {
+        let url = folder.file("mutant-\(i).\(ext)")
+        XCTAssertNoThrow(try Data(m).write(to: url), file: file, line: line)
+        do { try read(url) } catch {
+            rejected += 1
+            XCTAssertTrue(isTypedError(error), "mutant \(i): \(error)", file: file, line: line)
+        }
+        try? FileManager.default.removeItem(at: url)
+    }
+    return rejected
+}

@@ -193,6 +193,17 @@ final class VideoCodecTests: XCTestCase {
         }
     }
 
+    func testMutatedFilesNeverCrash() throws {
+        let mp4 = folder.file("base.mp4"), gif = folder.file("base.gif")
+        try VideoCodec.writeMP4(smoothFrames(4, 3, 16, 16), fps: 5, to: mp4, preset: .ultrafast)
+        try VideoCodec.writeGIF(smoothFrames(3, 3, 12, 12), fps: 5, to: gif)
+        for (url, seed) in [(mp4, UInt64(31)), (gif, 32)] {
+            let bytes = [UInt8](try Data(contentsOf: url))
+            assertMutationsNeverCrash(bytes, count: 150, seed: seed, in: folder, ext: url.pathExtension,
+                                      isTypedError: { $0 is MediaError }) { _ = try VideoCodec.read($0) }
+        }
+    }
+
     func testLimitsAreChecked() throws {
         let url = folder.file("l.mp4")
         try VideoCodec.writeMP4(smoothFrames(4, 3, 32, 32), fps: 5, to: url)
