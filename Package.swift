@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Diffusion", targets: ["Diffusion"]),
         .library(name: "Image", targets: ["Image"]),
+        .library(name: "Audio", targets: ["Audio"]),
+        .library(name: "Video", targets: ["Video"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -33,23 +35,29 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Core
-        // Pointwise kernels in C, cloned per instruction set (AVX-512 / AVX2+FMA / baseline) and
-        // picked at load time: vector speed without building the whole package for one CPU.
+        // Pointwise kernels in C, built for AVX-512 / AVX2+FMA / baseline and picked at load time:
+        // vector speed without building the whole package for one CPU.
         .target(name: "CKernels", path: "Sources/CKernels"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"], path: "Sources/Tensor",
                 swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["Tensor"], path: "Sources/NN", swiftSettings: swiftSettings),
+        // Schedules, parameterizations, samplers, the objective and the trainer; no media.
+        .target(name: "Diffusion", dependencies: ["Tensor", "NN"], path: "Sources/Diffusion",
+                swiftSettings: swiftSettings),
 
         // MARK: Modalities
-        .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "CPNG", "CZlib"], path: "Modalities/Image",
+        // `Media` holds what the three codecs share (typed errors, atomic file writes); no C library.
+        .target(name: "Media", dependencies: ["NN"], path: "Modalities/Media", swiftSettings: swiftSettings),
+        .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "Media", "CPNG", "CZlib"],
+                path: "Modalities/Image", swiftSettings: swiftSettings),
+        .target(name: "Audio", dependencies: ["Tensor", "Media", "CSndFile"], path: "Modalities/Audio",
                 swiftSettings: swiftSettings),
-        // Noise schedules, parameterizations and samplers; knows nothing about models or media.
-        .target(name: "Diffusion", dependencies: ["Tensor", "NN"], path: "Sources/Diffusion",
+        .target(name: "Video", dependencies: ["Tensor", "Media", "CFFmpeg"], path: "Modalities/Video",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Image",
+            "Tensor", "NN", "Diffusion", "Image",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -60,6 +68,13 @@ let package = Package(
                     exclude: ["Goldens", "Corrupt"]),
         .testTarget(name: "ImageModelTests", dependencies: ["Image", "NN", "Tensor", "TestSupport"],
                     path: "Tests/ImageModelTests", exclude: ["Goldens"]),
+        // Corrupt/ and Formats/ are found next to the test sources (#filePath).
+        .testTarget(name: "ImageTests", dependencies: ["Image", "Tensor", "TestSupport"], path: "Tests/ImageTests",
+                    exclude: ["Corrupt", "Formats"]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor", "TestSupport"], path: "Tests/AudioTests",
+                    exclude: ["Corrupt"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor", "TestSupport"], path: "Tests/VideoTests",
+                    exclude: ["Corrupt"]),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image"], path: "Tests/CLITests"),
     ],

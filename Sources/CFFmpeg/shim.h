@@ -9,3 +9,4 @@
 static inline int cffmpeg_averror(int e) { return AVERROR(e); }
 static inline int cffmpeg_averror_eof(void) { return AVERROR_EOF; }
 static inline int64_t cffmpeg_nopts_value(void) { return AV_NOPTS_VALUE; }
+static inline int cffmpeg_averror_decoder_not_found(void) { return AVERROR_DECODER_NOT_FOUND; }

@@ -1,0 +1,2 @@
+// Callers of this modality catch `MediaError` without importing the shared module themselves.
+@_exported import Media

@@ -1,0 +1,140 @@
+import CPNG
+import Foundation
+import Media
+import Tensor
+
+/// PNG reading and writing through libpng's simplified `png_image` API, which reports errors in
+/// a message field instead of longjmp (which Swift cannot survive). The only file that imports
+/// libpng.
+///
+/// Reading accepts every PNG colour type and bit depth (1/2/4/8/16-bit gray, gray+alpha,
+/// palette, RGB, RGBA, interlaced or not); samples come out as 8 bits. 16-bit files without a
+/// gAMA/sRGB chunk are taken as sRGB-encoded (what image tools mean by them), so their values
+/// scale linearly to 8 bits rather than being gamma-converted. Writing produces 8-bit gray, RGB
+/// or RGBA (gray+alpha too).
+public enum PNGCodec {
+    /// Channel layout of what `read` returns.
+    public enum Mode: Sendable {
+        /// One channel. Colour is converted to luminance by libpng (sRGB-aware); alpha is
+        /// composited onto `background`.
+        case gray
+        /// Three channels. Gray is replicated; alpha is composited onto `background`.
+        case rgb
+        /// The file's own channels: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA (palette -> RGB/RGBA).
+        case keep
+    }
+
+    /// Largest images we agree to allocate for. Checked before any pixel buffer exists.
+    public struct Limits: Sendable {
+        public var maxDimension: Int
+        public var maxPixels: Int
+        public init(maxDimension: Int = 16384, maxPixels: Int = 16384 * 16384) {
+            self.maxDimension = maxDimension
+            self.maxPixels = maxPixels
+        }
+    }
+
+    /// Reads a PNG into 8-bit interleaved pixels.
+    /// - Parameters:
+    ///   - mode: output channels (see `Mode`).
+    ///   - background: gray level that transparent pixels are composited onto for `.gray`/`.rgb`.
+    /// - Throws: `MediaError` naming the file and the reason for anything the file can cause.
+    public static func readPixels(_ url: URL, mode: Mode = .keep, background: UInt8 = 255,
+                                  limits: Limits = Limits()) throws -> Pixels {
+        let path = url.path
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw MediaError.cannotOpen(file: path, reason: "no readable file at this path")
+        }
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        guard png_image_begin_read_from_file(&image, path) != 0 else {
+            let reason = message(image)
+            png_image_free(&image)
+            throw MediaError.invalidData(file: path, reason: reason)
+        }
+        defer { png_image_free(&image) }
+
+        let width = Int(image.width), height = Int(image.height)
+        // Header fields are checked before the buffer they size is allocated.
+        try MediaLimits.check(width, max: limits.maxDimension, "width", file: path)
+        try MediaLimits.check(height, max: limits.maxDimension, "height", file: path)
+        try MediaLimits.check(width * height, max: limits.maxPixels, "pixel count", file: path)
+
+        let native = image.format
+        let hasAlpha = native & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0
+        let hasColor = native & UInt32(PNG_FORMAT_FLAG_COLOR) != 0
+        let format: UInt32
+        switch mode {
+        case .gray: format = UInt32(PNG_FORMAT_GRAY)
+        case .rgb: format = UInt32(PNG_FORMAT_RGB)
+        case .keep:
+            format = (hasColor ? UInt32(PNG_FORMAT_FLAG_COLOR) : 0) | (hasAlpha ? UInt32(PNG_FORMAT_FLAG_ALPHA) : 0)
+        }
+        image.format = format
+        // begin_read fills `flags` from the file; add ours after it. libpng's default for 16-bit
+        // data without gamma information is linear; the tools that write such files mean sRGB.
+        image.flags |= UInt32(PNG_IMAGE_FLAG_16BIT_sRGB)
+        let channels = Int(format & UInt32(PNG_FORMAT_FLAG_COLOR) != 0 ? 3 : 1) + (format & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0 ? 1 : 0)
+        let byteCount = width * height * channels
+        precondition(cpng_image_size(image) == byteCount, "PNGCodec: libpng and we disagree on the buffer size")
+
+        var bytes = [UInt8](repeating: 0, count: byteCount)
+        var bg = png_color(red: background, green: background, blue: background)
+        let ok = bytes.withUnsafeMutableBytes { buf in
+            png_image_finish_read(&image, &bg, buf.baseAddress, Int32(width * channels), nil)
+        }
+        guard ok != 0 else {
+            throw MediaError.invalidData(file: path, reason: message(image))
+        }
+        return Pixels(width: width, height: height, channels: channels, bytes: bytes)
+    }
+
+    /// Reads a PNG into a float tensor [C, H, W] in [-1, 1] (C = 1 for `.gray`, 3 for `.rgb`,
+    /// the file's channels for `.keep`).
+    public static func read(_ url: URL, mode: Mode = .rgb, background: UInt8 = 255,
+                            limits: Limits = Limits()) throws -> Tensor {
+        try readPixels(url, mode: mode, background: background, limits: limits).tensor()
+    }
+
+    /// Writes a tensor [C, H, W] in [-1, 1] (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as an
+    /// 8-bit PNG, atomically. Values are rounded and clipped; NaN becomes black.
+    public static func write(_ t: Tensor, to url: URL) throws {
+        try write(Pixels(tensor: t), to: url)
+    }
+
+    /// Writes 8-bit pixels as a PNG, atomically (temp file, then rename).
+    public static func write(_ pixels: Pixels, to url: URL) throws {
+        let path = url.path
+        try MediaLimits.check(pixels.width, max: Limits().maxDimension, "width", file: path)
+        try MediaLimits.check(pixels.height, max: Limits().maxDimension, "height", file: path)
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(pixels.width)
+        image.height = UInt32(pixels.height)
+        switch pixels.channels {
+        case 1: image.format = UInt32(PNG_FORMAT_GRAY)
+        case 2: image.format = UInt32(PNG_FORMAT_GA)
+        case 3: image.format = UInt32(PNG_FORMAT_RGB)
+        default: image.format = UInt32(PNG_FORMAT_RGB | PNG_FORMAT_FLAG_ALPHA)
+        }
+        try MediaFile.write(to: url) { temp in
+            let ok = pixels.bytes.withUnsafeBytes { buf in
+                png_image_write_to_file(&image, temp, 0, buf.baseAddress,
+                                        Int32(pixels.width * pixels.channels), nil)
+            }
+            let reason = message(image)
+            png_image_free(&image)
+            guard ok != 0 else { throw MediaError.writeFailed(file: path, reason: reason) }
+        }
+    }
+
+    /// libpng's error text: a NUL-terminated char[64] that imports as a tuple.
+    private static func message(_ image: png_image) -> String {
+        var m = image.message
+        let text = withUnsafeBytes(of: &m) { raw -> String in
+            let bytes = raw.prefix { $0 != 0 }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return text.isEmpty ? "libpng reported an error" : text
+    }
+}
