@@ -119,6 +119,26 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
     }
 }
 
+extension SchedulerClass {
+    /// Values a class's `__init__` rewrites with `register_to_config` (solver types of the other
+    /// multistep family, DEIS's algorithm type).
+    func normalize(_ values: inout [String: JSONValue]) {
+        switch self {
+        case .uniPCMultistep:
+            if let s = values["solver_type"]?.string, ["midpoint", "heun", "logrho"].contains(s) {
+                values["solver_type"] = .string("bh2")
+            }
+        case .dpmSolverMultistep:
+            if let s = values["solver_type"]?.string, ["logrho", "bh1", "bh2"].contains(s) {
+                values["solver_type"] = .string("midpoint")
+            }
+            if values["algorithm_type"]?.string == "deis" { values["algorithm_type"] = .string("dpmsolver++") }
+        default:
+            break
+        }
+    }
+}
+
 /// A problem with a scheduler config that a user's file can cause.
 public enum SchedulerConfigError: Error, Equatable, CustomStringConvertible {
     case unknownClass(String)
@@ -142,6 +162,12 @@ public enum SchedulerConfigError: Error, Equatable, CustomStringConvertible {
 /// `XScheduler.from_config(config)`: keys the file gave carry over, keys it did not take the
 /// new class's defaults (diffusers' `_use_default_values`).
 public struct SchedulerConfig: Codable, Equatable, Sendable {
+    /// Equal when the files would be equal (`defaultedKeys` is provenance, not content: like
+    /// diffusers' `_use_default_values`, it is not written).
+    public static func == (a: SchedulerConfig, b: SchedulerConfig) -> Bool {
+        a.className == b.className && a.values == b.values
+    }
+
     /// `_class_name` as written (may name a class we do not reproduce).
     public var className: String
     /// All other entries, including `_diffusers_version` and keys of other classes.
@@ -167,6 +193,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         // Like diffusers loading the file: the class's missing keys take its defaults.
         let missing = Set(cls?.defaults.keys ?? [:].keys).subtracting(all.keys)
         for k in missing { values[k] = cls!.defaults[k] }
+        cls?.normalize(&values)
         defaultedKeys = missing
     }
 
@@ -244,6 +271,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
             defaulted.insert(k)
         }
         out.defaultedKeys = defaulted
+        cls.normalize(&out.values)
         return out
     }
 

@@ -88,7 +88,7 @@ final class SchedulerGoldenTests: XCTestCase {
             // Karras timesteps come from log σ, so they agree to ~1e-6 relative.
             XCTAssertEqual(sampler.timesteps.count, c.timesteps.count, "\(c.name): timesteps", file: file, line: line)
             let dt = zip(sampler.timesteps, c.timesteps).map { Swift.abs(Double($0) - $1) / Swift.max(1, Swift.abs($1)) }.max() ?? 0
-            XCTAssertLessThanOrEqual(dt, 1e-5, "\(c.name): timesteps \(sampler.timesteps) vs \(c.timesteps)", file: file, line: line)
+            XCTAssertLessThanOrEqual(dt, 1e-5, "\(c.name): timesteps (relative error)", file: file, line: line)
             XCTAssertEqual(Double(sampler.initNoiseSigma), c.init_noise_sigma, accuracy: 3e-7 * c.init_noise_sigma,
                            "\(c.name): init noise sigma", file: file, line: line)
             if let ref = c.sigmas {
@@ -98,7 +98,7 @@ final class SchedulerGoldenTests: XCTestCase {
                 if let ours = ours {
                     XCTAssertEqual(ours.count, ref.count, "\(c.name): sigmas", file: file, line: line)
                     let ds = zip(ours, ref).map { Swift.abs(Double($0) - $1) / Swift.max(1e-30, Swift.abs($1)) }.max() ?? 0
-                    XCTAssertLessThanOrEqual(ds, sigmaTolerance, "\(c.name): sigmas \(ours) vs \(ref)", file: file, line: line)
+                    XCTAssertLessThanOrEqual(ds, sigmaTolerance, "\(c.name): sigmas (relative error)", file: file, line: line)
                 }
             }
             var noise = ReplayNoise(c.noise.map { Tensor(shape: c.shape, scalars: $0) })

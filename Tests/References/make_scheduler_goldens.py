@@ -3,7 +3,8 @@
 
 Pinned reference: diffusers 0.42.1, torch 2.15.0 (CPU), numpy 2.4.6, Python 3.11.
 Run:  /work/venv/bin/python Tests/References/make_scheduler_goldens.py
-Writes Tests/DiffusionTests/Goldens/<SchedulerClass>.json and schedules.json.
+Writes Tests/DiffusionTests/Goldens/<SchedulerClass>.json, schedules.json and conversions.json
+(`B.from_config(A.config)` for files of class A: what carries over when a user switches sampler).
 
 Each case builds a scheduler with some config overrides, SAVES its config and reloads it
 (`from_pretrained(dir)`), as users load a pipeline's scheduler_config.json, then runs the
@@ -234,12 +235,55 @@ def schedules():
     return out
 
 
+CLASSES = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+           EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler]
+
+
+def conversions():
+    """`B.from_config(A.config)` for A loaded from a file, as a pipeline swaps its scheduler."""
+    sources = {
+        # a full file as save_config writes it, plus a key no class knows
+        "ddim-sd-full": (DDIMScheduler, {**SCALED, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}),
+        "dpm-karras-full": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True, "prediction_type": "v_prediction"}),
+        "euler-a-zsnr-full": (EulerAncestralDiscreteScheduler, ZSNR),
+    }
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for name, (cls, kw) in sources.items():
+            cls(**kw).save_config(d)
+            path = os.path.join(d, "scheduler_config.json")
+            cfg = json.load(open(path))
+            cfg["my_custom_key"] = [1, 2]
+            json.dump(cfg, open(path, "w"), indent=2, sort_keys=True)
+            out.append((name, open(path).read()))
+        # a hand-written minimal file: missing keys take each class's own defaults
+        minimal = '{"_class_name": "DDPMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, ' \
+                  '"beta_end": 0.012, "prediction_type": "v_prediction"}'
+        out.append(("ddpm-minimal", minimal))
+        result = []
+        for name, text in out:
+            with open(os.path.join(d, "scheduler_config.json"), "w") as f:
+                f.write(text)
+            src_cls = getattr(diffusers, json.loads(text.replace("-Infinity", "null"))["_class_name"])
+            src = src_cls.from_pretrained(d)
+            targets = {}
+            for cls in CLASSES:
+                tgt = cls.from_config(src.config)
+                with tempfile.TemporaryDirectory() as d2:
+                    tgt.save_config(d2)
+                    targets[cls.__name__] = open(os.path.join(d2, "scheduler_config.json")).read()
+            result.append({"name": name, "source": text, "targets": targets})
+    return result
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     meta = {"diffusers": diffusers.__version__, "torch": torch.__version__, "numpy": np.__version__}
     for cls, cs in cases().items():
         with open(os.path.join(OUT, cls + ".json"), "w") as f:
             json.dump({"meta": meta, "class": cls, "cases": cs}, f, separators=(",", ":"))
+    with open(os.path.join(OUT, "conversions.json"), "w") as f:
+        json.dump({"meta": meta, "conversions": conversions()}, f, separators=(",", ":"))
     with open(os.path.join(OUT, "schedules.json"), "w") as f:
         json.dump({"meta": meta, "schedules": schedules()}, f, separators=(",", ":"))
 
