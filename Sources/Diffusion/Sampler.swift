@@ -40,6 +40,8 @@ public struct ReplayNoise: NoiseSource {
 public protocol Sampler: Sendable {
     /// The diffusers class this sampler reproduces.
     static var schedulerClass: SchedulerClass { get }
+    /// Prediction types the sampler accepts (the config's `prediction_type`).
+    static var predictionTypes: Set<PredictionType> { get }
     /// The (resolved) config it was built from; round-trips through `scheduler_config.json`.
     var config: SchedulerConfig { get }
     /// Number of inference steps asked for.
@@ -57,6 +59,8 @@ public protocol Sampler: Sendable {
 }
 
 extension Sampler {
+    public static var predictionTypes: Set<PredictionType> { Set(PredictionType.allCases) }
+
     public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser) -> Tensor {
         sample(from: xT, noise: &noise, denoise: denoise, onStep: nil)
     }
@@ -81,6 +85,20 @@ extension Sampler {
     }
 }
 
+/// The sampler type that reproduces a diffusers class.
+public func samplerType(_ cls: SchedulerClass) -> any Sampler.Type {
+    switch cls {
+    case .ddpm: return DDPMSampler.self
+    case .ddim: return DDIMSampler.self
+    case .dpmSolverMultistep: return DPMSolverMultistepSampler.self
+    case .eulerDiscrete: return EulerSampler.self
+    case .eulerAncestralDiscrete: return EulerAncestralSampler.self
+    case .heunDiscrete: return HeunSampler.self
+    case .uniPCMultistep: return UniPCSampler.self
+    case .pndm: return PNDMSampler.self
+    }
+}
+
 /// Builds the sampler that `config`'s `_class_name` selects.
 public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) throws -> any Sampler {
     switch try config.schedulerClass() {
@@ -91,6 +109,7 @@ public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) t
     case .eulerAncestralDiscrete: return try EulerAncestralSampler(config: config, steps: steps)
     case .heunDiscrete: return try HeunSampler(config: config, steps: steps)
     case .uniPCMultistep: return try UniPCSampler(config: config, steps: steps)
+    case .pndm: return try PNDMSampler(config: config, steps: steps)
     }
 }
 
@@ -105,6 +124,8 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
     case eulerAncestral = "euler-a"
     case heun
     case unipc
+    /// Pseudo linear multistep (PLMS; Runge–Kutta warm-up unless `skip_prk_steps`).
+    case pndm
 
     public var schedulerClass: SchedulerClass {
         switch self {
@@ -115,6 +136,7 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
         case .eulerAncestral: return .eulerAncestralDiscrete
         case .heun: return .heunDiscrete
         case .unipc: return .uniPCMultistep
+        case .pndm: return .pndm
         }
     }
 

@@ -57,6 +57,7 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
     case eulerAncestralDiscrete = "EulerAncestralDiscreteScheduler"
     case heunDiscrete = "HeunDiscreteScheduler"
     case uniPCMultistep = "UniPCMultistepScheduler"
+    case pndm = "PNDMScheduler"
 
     /// The class's `__init__` keys and defaults (diffusers 0.42.1). `nil` entries are Python None.
     public var defaults: [String: JSONValue] {
@@ -106,6 +107,10 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
                 "beta_start": .number(0.00085), "beta_end": .number(0.012),
                 "clip_sample": .bool(false), "clip_sample_range": .number(1), "timestep_spacing": .string("linspace"),
             ]) { _, b in b }
+        case .pndm:
+            return common.merging([
+                "skip_prk_steps": .bool(false), "set_alpha_to_one": .bool(false), "timestep_spacing": .string("leading"),
+            ]) { a, _ in a }
         case .uniPCMultistep:
             return common.merging(thresholding) { a, _ in a }.merging(sigmaSpacing) { a, _ in a }.merging([
                 "solver_order": .number(2), "predict_x0": .bool(true), "solver_type": .string("bh2"),

@@ -71,14 +71,18 @@ final class SamplerConformanceTests: XCTestCase {
     }
 
     /// The samplers denoise: with the exact denoiser of a point mass at x₀ (every prediction
-    /// type), each deterministic sampler lands on x₀.
+    /// type the sampler takes), every sampler lands on x₀. The bound is loose because PNDM with
+    /// v-prediction converts v to ε with the sample at the start of its (pseudo) Runge–Kutta
+    /// step, not the one the model saw — diffusers' behaviour, reproduced (~8e-3 here); every
+    /// other sampler lands within ~1e-4. A wrong schedule or conversion misses by O(0.1).
     func testExactDenoiserOfAPointMassRecoversIt() throws {
         let x0 = randomTensor([1, 2, 3], seed: 9)
         for name in SamplerName.allCases {
-            for p in PredictionType.allCases where !(p == .sample && name == .eulerAncestral) {
+            for p in PredictionType.allCases where samplerType(name.schedulerClass).predictionTypes.contains(p) {
                 let c = name.config(from: Self.base).setting(["prediction_type": .string(p.rawValue),
                                                               "clip_sample": .bool(false),
-                                                              "timestep_spacing": .string("trailing")])
+                                                              "timestep_spacing": .string("trailing"),
+                                                              "set_alpha_to_one": .bool(true)])
                 let s = try makeSampler(c, steps: 20)
                 let schedule = try c.noiseSchedule()
                 var rng = RandomGenerator(seed: 3)
@@ -89,7 +93,7 @@ final class SamplerConformanceTests: XCTestCase {
                     let eps = (x - a * x0) / Tensor(sg)
                     return Parameterization(p).target(x0: x0, noise: eps, alpha: a, sigma: sg)
                 })
-                assertClose(out, x0, atol: 2e-3, rtol: 0, "\(name) \(p)")
+                assertClose(out, x0, atol: 1e-2, rtol: 0, "\(name) \(p)")
             }
         }
     }

@@ -139,4 +139,5 @@ final class SchedulerGoldenTests: XCTestCase {
     func testEulerAncestral() throws { try check(.eulerAncestralDiscrete) }
     func testHeun() throws { try check(.heunDiscrete) }
     func testUniPC() throws { try check(.uniPCMultistep) }
+    func testPNDM() throws { try check(.pndm) }
 }

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import diffusers
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler)
+                       EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
 
 assert diffusers.__version__ == "0.42.1", diffusers.__version__
 assert torch.__version__.startswith("2.15"), torch.__version__
@@ -220,6 +220,15 @@ def cases():
     add(U, "karras-sigma_min-final", {"final_sigmas_type": "sigma_min", "use_karras_sigmas": True}, 12)
     add(U, "thresholding-x0", {"thresholding": True, "prediction_type": "sample", "sample_max_value": 1.5}, 12)
     add(U, "disable-corrector", {"disable_corrector": [0, 3]}, 12)
+
+    for s, sv in SCHEDS.items():
+        for p in ["eps", "v"]:
+            add(PNDMScheduler, f"{s}-{p}", {**sv, "prediction_type": PREDS[p]}, 10)
+    add(PNDMScheduler, "sd-plms", {**SCALED, "skip_prk_steps": True, "steps_offset": 1}, 12)
+    add(PNDMScheduler, "plms-v", {"skip_prk_steps": True, "prediction_type": "v_prediction"}, 12)
+    add(PNDMScheduler, "linspace", {"timestep_spacing": "linspace"}, 10)
+    add(PNDMScheduler, "trailing-plms", {"timestep_spacing": "trailing", "skip_prk_steps": True}, 10)
+    add(PNDMScheduler, "alpha-to-one", {"set_alpha_to_one": True}, 8)
     return out
 
 
@@ -236,7 +245,7 @@ def schedules():
 
 
 CLASSES = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-           EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler]
+           EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler, PNDMScheduler]
 
 
 def conversions():
