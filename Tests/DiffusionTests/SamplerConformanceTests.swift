@@ -71,10 +71,11 @@ final class SamplerConformanceTests: XCTestCase {
     }
 
     /// The samplers denoise: with the exact denoiser of a point mass at x₀ (every prediction
-    /// type the sampler takes), every sampler lands on x₀. The bound is loose because PNDM with
-    /// v-prediction converts v to ε with the sample at the start of its (pseudo) Runge–Kutta
-    /// step, not the one the model saw — diffusers' behaviour, reproduced (~8e-3 here); every
-    /// other sampler lands within ~1e-4. A wrong schedule or conversion misses by O(0.1).
+    /// type the sampler takes), every sampler lands on x₀. Most land to float precision (their
+    /// last step returns the x₀ prediction, so this mainly checks the conversions and the final
+    /// step); the bound is loose because PNDM with v-prediction converts v to ε with the sample
+    /// at the start of its (pseudo) Runge–Kutta step, not the one the model saw — diffusers'
+    /// behaviour, reproduced (8e-3 here).
     func testExactDenoiserOfAPointMassRecoversIt() throws {
         let x0 = randomTensor([1, 2, 3], seed: 9)
         for name in SamplerName.allCases {
