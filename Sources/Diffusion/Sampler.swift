@@ -96,6 +96,7 @@ public func samplerType(_ cls: SchedulerClass) -> any Sampler.Type {
     case .heunDiscrete: return HeunSampler.self
     case .uniPCMultistep: return UniPCSampler.self
     case .pndm: return PNDMSampler.self
+    case .lmsDiscrete: return LMSSampler.self
     }
 }
 
@@ -110,6 +111,7 @@ public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) t
     case .heunDiscrete: return try HeunSampler(config: config, steps: steps)
     case .uniPCMultistep: return try UniPCSampler(config: config, steps: steps)
     case .pndm: return try PNDMSampler(config: config, steps: steps)
+    case .lmsDiscrete: return try LMSSampler(config: config, steps: steps)
     }
 }
 
@@ -126,6 +128,8 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
     case unipc
     /// Pseudo linear multistep (PLMS; Runge–Kutta warm-up unless `skip_prk_steps`).
     case pndm
+    /// Linear multistep in σ (k-diffusion's `sample_lms`, order 4).
+    case lms
 
     public var schedulerClass: SchedulerClass {
         switch self {
@@ -137,6 +141,7 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
         case .heun: return .heunDiscrete
         case .unipc: return .uniPCMultistep
         case .pndm: return .pndm
+        case .lms: return .lmsDiscrete
         }
     }
 

@@ -58,6 +58,7 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
     case heunDiscrete = "HeunDiscreteScheduler"
     case uniPCMultistep = "UniPCMultistepScheduler"
     case pndm = "PNDMScheduler"
+    case lmsDiscrete = "LMSDiscreteScheduler"
 
     /// The class's `__init__` keys and defaults (diffusers 0.42.1). `nil` entries are Python None.
     public var defaults: [String: JSONValue] {
@@ -107,6 +108,10 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
                 "beta_start": .number(0.00085), "beta_end": .number(0.012),
                 "clip_sample": .bool(false), "clip_sample_range": .number(1), "timestep_spacing": .string("linspace"),
             ]) { _, b in b }
+        case .lmsDiscrete:
+            return common.merging(sigmaSpacing) { a, _ in a }.merging([
+                "timestep_spacing": .string("linspace"),
+            ]) { a, _ in a }
         case .pndm:
             return common.merging([
                 "skip_prk_steps": .bool(false), "set_alpha_to_one": .bool(false), "timestep_spacing": .string("leading"),

@@ -94,7 +94,7 @@ final class SchedulerGoldenTests: XCTestCase {
             if let ref = c.sigmas {
                 let ours: [Float]? = (sampler as? EulerSampler)?.sigmas ?? (sampler as? EulerAncestralSampler)?.sigmas
                     ?? (sampler as? HeunSampler)?.sigmas ?? (sampler as? DPMSolverMultistepSampler)?.sigmas
-                    ?? (sampler as? UniPCSampler)?.sigmas
+                    ?? (sampler as? UniPCSampler)?.sigmas ?? (sampler as? LMSSampler)?.sigmas
                 if let ours = ours {
                     XCTAssertEqual(ours.count, ref.count, "\(c.name): sigmas", file: file, line: line)
                     let ds = zip(ours, ref).map { Swift.abs(Double($0) - $1) / Swift.max(1e-30, Swift.abs($1)) }.max() ?? 0
@@ -140,4 +140,5 @@ final class SchedulerGoldenTests: XCTestCase {
     func testHeun() throws { try check(.heunDiscrete) }
     func testUniPC() throws { try check(.uniPCMultistep) }
     func testPNDM() throws { try check(.pndm) }
+    func testLMS() throws { try check(.lmsDiscrete) }
 }

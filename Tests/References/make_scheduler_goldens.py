@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden trajectories of diffusers' schedulers for Tests/DiffusionTests (SchedulerGoldenTests).
 
-Pinned reference: diffusers 0.42.1, torch 2.15.0 (CPU), numpy 2.4.6, Python 3.11.
+Pinned reference: diffusers 0.42.1, torch 2.15.0 (CPU), numpy 2.4.6, scipy 1.17.1 (LMS), Python 3.11.
 Run:  /work/venv/bin/python Tests/References/make_scheduler_goldens.py
 Writes Tests/DiffusionTests/Goldens/<SchedulerClass>.json, schedules.json and conversions.json
 (`B.from_config(A.config)` for files of class A: what carries over when a user switches sampler).
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import diffusers
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
+                       EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler,
+                       UniPCMultistepScheduler)
 
 assert diffusers.__version__ == "0.42.1", diffusers.__version__
 assert torch.__version__.startswith("2.15"), torch.__version__
@@ -229,6 +230,14 @@ def cases():
     add(PNDMScheduler, "linspace", {"timestep_spacing": "linspace"}, 10)
     add(PNDMScheduler, "trailing-plms", {"timestep_spacing": "trailing", "skip_prk_steps": True}, 10)
     add(PNDMScheduler, "alpha-to-one", {"set_alpha_to_one": True}, 8)
+
+    for s, sv in SCHEDS.items():
+        for p, pv in PREDS.items():
+            add(LMSDiscreteScheduler, f"{s}-{p}", {**sv, "prediction_type": pv}, 12)
+    add(LMSDiscreteScheduler, "karras", {"use_karras_sigmas": True}, 12)
+    add(LMSDiscreteScheduler, "exponential-scaled", {**SCALED, "use_exponential_sigmas": True}, 12)
+    add(LMSDiscreteScheduler, "leading-offset1", {**SCALED, "timestep_spacing": "leading", "steps_offset": 1}, 12)
+    add(LMSDiscreteScheduler, "trailing", {"timestep_spacing": "trailing"}, 12)
     return out
 
 
@@ -245,7 +254,8 @@ def schedules():
 
 
 CLASSES = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-           EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler, PNDMScheduler]
+           EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler, PNDMScheduler,
+           LMSDiscreteScheduler]
 
 
 def conversions():
