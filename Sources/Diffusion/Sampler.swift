@@ -122,6 +122,7 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
     case dpmpp2m = "dpm++2m"
     case dpmpp2mKarras = "dpm++2m-karras"
     case dpmpp2mSDE = "dpm++2m-sde"
+    case dpmpp2mSDEKarras = "dpm++2m-sde-karras"
     case euler
     case eulerAncestral = "euler-a"
     case heun
@@ -135,7 +136,7 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
         switch self {
         case .ddpm: return .ddpm
         case .ddim: return .ddim
-        case .dpmpp2m, .dpmpp2mKarras, .dpmpp2mSDE: return .dpmSolverMultistep
+        case .dpmpp2m, .dpmpp2mKarras, .dpmpp2mSDE, .dpmpp2mSDEKarras: return .dpmSolverMultistep
         case .euler: return .eulerDiscrete
         case .eulerAncestral: return .eulerAncestralDiscrete
         case .heun: return .heunDiscrete
@@ -153,7 +154,9 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
         case .dpmpp2mKarras:
             return ["algorithm_type": .string("dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true)]
         case .dpmpp2mSDE:
-            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2)]
+            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(false)]
+        case .dpmpp2mSDEKarras:
+            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true)]
         case .unipc:
             return ["solver_type": .string("bh2")]
         default:

@@ -67,7 +67,7 @@ final class SchedulerConfigTests: XCTestCase {
 
     func testSamplerNamesMapToClassesAndOptions() throws {
         XCTAssertEqual(SamplerName.allCases.map(\.rawValue),
-                       ["ddpm", "ddim", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "euler", "euler-a", "heun", "unipc", "pndm", "lms"])
+                       ["ddpm", "ddim", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "dpm++2m-sde-karras", "euler", "euler-a", "heun", "unipc", "pndm", "lms"])
         let base = SchedulerConfig(.ddpm, ["beta_schedule": .string("scaled_linear"), "prediction_type": .string("v_prediction")])
         for name in SamplerName.allCases {
             let c = name.config(from: base)
