@@ -68,6 +68,10 @@ let package = Package(
                     exclude: ["Goldens", "Corrupt"]),
         .testTarget(name: "ImageModelTests", dependencies: ["Image", "NN", "Tensor", "TestSupport"],
                     path: "Tests/ImageModelTests", exclude: ["Goldens"]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/DiffusionTests", exclude: ["Goldens"]),  // goldens read via #filePath
+        .testTarget(name: "TrainingTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/TrainingTests"),
         // Corrupt/ and Formats/ are found next to the test sources (#filePath).
         .testTarget(name: "ImageTests", dependencies: ["Image", "Tensor", "TestSupport"], path: "Tests/ImageTests",
                     exclude: ["Corrupt", "Formats"]),

@@ -41,6 +41,8 @@ public struct ReplayNoise: NoiseSource {
 public protocol Sampler: Sendable {
     /// The diffusers class this sampler reproduces.
     static var schedulerClass: SchedulerClass { get }
+    /// Prediction types the sampler accepts (the config's `prediction_type`).
+    static var predictionTypes: Set<PredictionType> { get }
     /// The (resolved) config it was built from; round-trips through `scheduler_config.json`.
     var config: SchedulerConfig { get }
     /// Number of inference steps asked for.
@@ -58,6 +60,8 @@ public protocol Sampler: Sendable {
 }
 
 extension Sampler {
+    public static var predictionTypes: Set<PredictionType> { Set(PredictionType.allCases) }
+
     public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser) -> Tensor {
         sample(from: xT, noise: &noise, denoise: denoise, onStep: nil)
     }
@@ -82,6 +86,21 @@ extension Sampler {
     }
 }
 
+/// The sampler type that reproduces a diffusers class.
+public func samplerType(_ cls: SchedulerClass) -> any Sampler.Type {
+    switch cls {
+    case .ddpm: return DDPMSampler.self
+    case .ddim: return DDIMSampler.self
+    case .dpmSolverMultistep: return DPMSolverMultistepSampler.self
+    case .eulerDiscrete: return EulerSampler.self
+    case .eulerAncestralDiscrete: return EulerAncestralSampler.self
+    case .heunDiscrete: return HeunSampler.self
+    case .uniPCMultistep: return UniPCSampler.self
+    case .pndm: return PNDMSampler.self
+    case .lmsDiscrete: return LMSSampler.self
+    }
+}
+
 /// Builds the sampler that `config`'s `_class_name` selects.
 public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) throws -> any Sampler {
     switch try config.schedulerClass() {
@@ -92,6 +111,8 @@ public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) t
     case .eulerAncestralDiscrete: return try EulerAncestralSampler(config: config, steps: steps)
     case .heunDiscrete: return try HeunSampler(config: config, steps: steps)
     case .uniPCMultistep: return try UniPCSampler(config: config, steps: steps)
+    case .pndm: return try PNDMSampler(config: config, steps: steps)
+    case .lmsDiscrete: return try LMSSampler(config: config, steps: steps)
     }
 }
 
@@ -102,20 +123,27 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
     case dpmpp2m = "dpm++2m"
     case dpmpp2mKarras = "dpm++2m-karras"
     case dpmpp2mSDE = "dpm++2m-sde"
+    case dpmpp2mSDEKarras = "dpm++2m-sde-karras"
     case euler
     case eulerAncestral = "euler-a"
     case heun
     case unipc
+    /// Pseudo linear multistep (PLMS; Runge–Kutta warm-up unless `skip_prk_steps`).
+    case pndm
+    /// Linear multistep in σ (k-diffusion's `sample_lms`, order 4).
+    case lms
 
     public var schedulerClass: SchedulerClass {
         switch self {
         case .ddpm: return .ddpm
         case .ddim: return .ddim
-        case .dpmpp2m, .dpmpp2mKarras, .dpmpp2mSDE: return .dpmSolverMultistep
+        case .dpmpp2m, .dpmpp2mKarras, .dpmpp2mSDE, .dpmpp2mSDEKarras: return .dpmSolverMultistep
         case .euler: return .eulerDiscrete
         case .eulerAncestral: return .eulerAncestralDiscrete
         case .heun: return .heunDiscrete
         case .unipc: return .uniPCMultistep
+        case .pndm: return .pndm
+        case .lms: return .lmsDiscrete
         }
     }
 
@@ -127,7 +155,9 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
         case .dpmpp2mKarras:
             return ["algorithm_type": .string("dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true)]
         case .dpmpp2mSDE:
-            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2)]
+            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(false)]
+        case .dpmpp2mSDEKarras:
+            return ["algorithm_type": .string("sde-dpmsolver++"), "solver_order": .number(2), "use_karras_sigmas": .bool(true)]
         case .unipc:
             return ["solver_type": .string("bh2")]
         default:

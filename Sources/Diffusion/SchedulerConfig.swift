@@ -12,6 +12,8 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
     case eulerAncestralDiscrete = "EulerAncestralDiscreteScheduler"
     case heunDiscrete = "HeunDiscreteScheduler"
     case uniPCMultistep = "UniPCMultistepScheduler"
+    case pndm = "PNDMScheduler"
+    case lmsDiscrete = "LMSDiscreteScheduler"
 
     /// The class's `__init__` keys and defaults (diffusers 0.42.1). `nil` entries are Python None.
     public var defaults: [String: JSONValue] {
@@ -61,6 +63,14 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
                 "beta_start": .number(0.00085), "beta_end": .number(0.012),
                 "clip_sample": .bool(false), "clip_sample_range": .number(1), "timestep_spacing": .string("linspace"),
             ]) { _, b in b }
+        case .lmsDiscrete:
+            return common.merging(sigmaSpacing) { a, _ in a }.merging([
+                "timestep_spacing": .string("linspace"),
+            ]) { a, _ in a }
+        case .pndm:
+            return common.merging([
+                "skip_prk_steps": .bool(false), "set_alpha_to_one": .bool(false), "timestep_spacing": .string("leading"),
+            ]) { a, _ in a }
         case .uniPCMultistep:
             return common.merging(thresholding) { a, _ in a }.merging(sigmaSpacing) { a, _ in a }.merging([
                 "solver_order": .number(2), "predict_x0": .bool(true), "solver_type": .string("bh2"),
@@ -70,6 +80,26 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
                 "use_dynamic_shifting": .bool(false), "time_shift_type": .string("exponential"),
                 "sigma_min": .null, "sigma_max": .null, "shift_terminal": .null,
             ]) { a, _ in a }
+        }
+    }
+}
+
+extension SchedulerClass {
+    /// Values a class's `__init__` rewrites with `register_to_config` (solver types of the other
+    /// multistep family, DEIS's algorithm type).
+    func normalize(_ values: inout [String: JSONValue]) {
+        switch self {
+        case .uniPCMultistep:
+            if let s = values["solver_type"]?.string, ["midpoint", "heun", "logrho"].contains(s) {
+                values["solver_type"] = .string("bh2")
+            }
+        case .dpmSolverMultistep:
+            if let s = values["solver_type"]?.string, ["logrho", "bh1", "bh2"].contains(s) {
+                values["solver_type"] = .string("midpoint")
+            }
+            if values["algorithm_type"]?.string == "deis" { values["algorithm_type"] = .string("dpmsolver++") }
+        default:
+            break
         }
     }
 }
@@ -97,6 +127,12 @@ public enum SchedulerConfigError: Error, Equatable, CustomStringConvertible {
 /// `XScheduler.from_config(config)`: keys the file gave carry over, keys it did not take the
 /// new class's defaults (diffusers' `_use_default_values`).
 public struct SchedulerConfig: Codable, Equatable, Sendable {
+    /// Equal when the files would be equal (`defaultedKeys` is provenance, not content: like
+    /// diffusers' `_use_default_values`, it is not written).
+    public static func == (a: SchedulerConfig, b: SchedulerConfig) -> Bool {
+        a.className == b.className && a.values == b.values
+    }
+
     /// `_class_name` as written (may name a class we do not reproduce).
     public var className: String
     /// All other entries, including `_diffusers_version` and keys of other classes.
@@ -122,6 +158,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         // Like diffusers loading the file: the class's missing keys take its defaults.
         let missing = Set(cls?.defaults.keys ?? [:].keys).subtracting(all.keys)
         for k in missing { values[k] = cls!.defaults[k] }
+        cls?.normalize(&values)
         defaultedKeys = missing
     }
 
@@ -199,6 +236,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
             defaulted.insert(k)
         }
         out.defaultedKeys = defaulted
+        cls.normalize(&out.values)
         return out
     }
 

@@ -46,7 +46,8 @@ public struct DDPMSampler: Sampler {
         self.steps = steps
         schedule = try c.noiseSchedule()
         parameterization = try c.parameterization()
-        variance = try c.choice("variance_type", DDPMVariance.self)
+        // null (carried over from DPM-Solver's config) falls through to fixed_small in diffusers
+        variance = c.value("variance_type") == .null ? .fixedSmall : try c.choice("variance_type", DDPMVariance.self)
         discreteTimesteps = try c.choice("timestep_spacing", TimestepSpacing.self)
             .discrete(steps: steps, trainSteps: schedule.numTrainTimesteps, offset: try c.int("steps_offset"))
     }
