@@ -1,0 +1,117 @@
+import Foundation
+import Tensor
+import NN
+
+/// The run was cancelled through its progress callback.
+public struct GenerationCancelled: Error, CustomStringConvertible {
+    public var description: String { "generation cancelled" }
+}
+
+extension NoiseSchedule {
+    /// ᾱ at a possibly fractional training timestep, as σ-based samplers ask for it: diffusers
+    /// maps σ to t by interpolating log σ between integer timesteps, so this inverts that.
+    public func alphaBar(at t: Float) -> Float {
+        let last = numTrainTimesteps - 1
+        let i = Swift.max(0, Swift.min(Int(t.rounded(.down)), last))
+        let f = Double(Swift.max(0, Swift.min(t, Float(last)))) - Double(i)
+        if f == 0 { return alphasCumprodF[i] }
+        func logSigma(_ k: Int) -> Double {
+            let a = Double(alphasCumprodF[k])
+            return 0.5 * Foundation.log((1 - a) / a)
+        }
+        let sigma = Foundation.exp((1 - f) * logSigma(i) + f * logSigma(Swift.min(i + 1, last)))
+        return Float(1 / (1 + sigma * sigma))
+    }
+}
+
+/// Classifier-free guidance (Ho & Salimans 2022) with guidance rescale (Lin et al. 2024,
+/// "Common Diffusion Noise Schedules and Sample Steps are Flawed", §3.4):
+///
+///     p = p_∅ + s (p_y − p_∅)
+///     p ← φ · p · std(p_y)/std(p) + (1 − φ) · p      (std per sample)
+public struct Guidance: Sendable {
+    public var scale: Float
+    public var rescale: Float
+    /// The label meaning "no class" (the model's extra embedding row).
+    public var nullLabel: Int
+
+    public init(scale: Float, rescale: Float = 0, nullLabel: Int) {
+        self.scale = scale
+        self.rescale = rescale
+        self.nullLabel = nullLabel
+    }
+}
+
+/// What to keep of a known sample (inpainting, continuation, frame filling): `mask` is 1 where
+/// new content is generated and 0 where `sample` is kept; it broadcasts against the sample
+/// ([N, 1, ...] masks all channels alike).
+public struct KnownRegion {
+    public var sample: Tensor
+    public var mask: Tensor
+    public init(sample: Tensor, mask: Tensor) { self.sample = sample; self.mask = mask }
+}
+
+public enum Generation {
+    /// The sampler's view of `model`: conditioning on `labels`, with guidance (both halves in one
+    /// batch) when `guidance` is given and its scale is not 1.
+    public static func denoiser(_ model: DiffusionModel, labels: [Int]?, guidance: Guidance?) -> Denoiser {
+        { x, t in
+            let n = x.shape[0]
+            guard let g = guidance, g.scale != 1, let labels else {
+                return model.predict(x, timesteps: [Float](repeating: t, count: n), labels: labels)
+            }
+            // [x; x] with [y; ∅] → [p_y; p_∅]
+            let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: [Float](repeating: t, count: 2 * n),
+                                     labels: labels + [Int](repeating: g.nullLabel, count: n))
+            let halves = both.chunked(2, axis: 0)
+            let cond = halves[0], uncond = halves[1]
+            var p = uncond + (cond - uncond) * g.scale
+            if g.rescale > 0 {
+                let axes = Array(1..<x.rank)
+                let ratio = (cond.variance(axes: axes, keepDims: true, correction: 1)
+                    / p.variance(axes: axes, keepDims: true, correction: 1)).sqrt()
+                p = p * ratio * g.rescale + p * (1 - g.rescale)
+            }
+            return p
+        }
+    }
+
+    /// Generates samples of `shape` ([N, C, ...]) with `sampler`, starting from `start` (noise of
+    /// standard deviation `initNoiseSigma`; drawn from `seed` when nil). With `known`, the kept
+    /// region is re-noised to each step's level before every model call (the replacement method
+    /// of inpainting, as in RePaint, Lugmayr et al. 2022, without its resampling) and pasted into
+    /// the result; it works for any rank, so audio gaps and video frames use it too. `progress(step, total)` returning false
+    /// cancels: the remaining steps skip the model and `GenerationCancelled` is thrown.
+    public static func sample(model: DiffusionModel, shape: [Int], sampler: any Sampler, schedule: NoiseSchedule,
+                              seed: UInt64, start: Tensor? = nil, labels: [Int]? = nil, guidance: Guidance? = nil,
+                              known: KnownRegion? = nil,
+                              progress: ((_ step: Int, _ total: Int) -> Bool)? = nil) throws -> Tensor {
+        model.setTraining(false)
+        return try GradMode.withoutGrad {
+            var rng = RandomGenerator(seed: seed)
+            let xT = start.map { $0 * sampler.initNoiseSigma } ?? rng.normal(shape) * sampler.initNoiseSigma
+            precondition(xT.shape == shape, "start noise \(xT.shape) for shape \(shape)")
+            var keptNoise: Tensor? = nil
+            if let known { keptNoise = rng.normal(known.sample.shape) }
+            let inner = denoiser(model, labels: labels, guidance: guidance)
+            let total = sampler.timesteps.count
+            var calls = 0
+            var cancelled = false
+            let denoise: Denoiser = { x, t in
+                calls += 1
+                if cancelled { return Tensor.zeros(x.shape) }
+                if let progress, !progress(calls, total) { cancelled = true; return Tensor.zeros(x.shape) }
+                guard let known, let noise = keptNoise else { return inner(x, t) }
+                // x_t of the kept region at this level: √ᾱ x₀ + √(1 − ᾱ) ε  (the VP form samplers pass)
+                let ab = schedule.alphaBar(at: t)
+                let kept = known.sample * ab.squareRoot() + noise * (1 - ab).squareRoot()
+                let blended = x * known.mask + kept * (1 - known.mask)
+                return inner(blended, t)
+            }
+            var out = sampler.sample(from: xT, noise: &rng, denoise: denoise)
+            if cancelled { throw GenerationCancelled() }
+            if let known { out = out * known.mask + known.sample * (1 - known.mask) }
+            return out
+        }
+    }
+}
