@@ -62,6 +62,26 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testLongConv1dUsesColumnTilesCorrectly() {
+        // 70 channels × k 5 × 3001 columns is beyond one cache tile per row: column tiles.
+        let x = r([2, 70, 3001], 40), w = r([9, 70, 5], 41), b = r([9], 42)
+        let got = x.conv1d(w, bias: b, padding: 2)
+        let want = naiveConv2d(x.reshaped([2, 70, 1, 3001]), w.reshaped([9, 70, 1, 5]), b, stride: (1, 1), pad: (0, 2),
+                               dil: (1, 1), groups: 1)
+        assertClose(got, want.reshaped([2, 9, 3001]), atol: 1e-4, rtol: 1e-4)
+        // Gradients: the adjoint identity <conv(x), g> = <x, dx> = <w, dw> (no bias).
+        x.requiresGrad = true; w.requiresGrad = true
+        let y = x.conv1d(w, padding: 2)
+        let g = r(y.shape, 43)
+        (y * g).sum().backward()
+        var lhs = 0.0, dxs = 0.0, dws = 0.0
+        for i in 0..<y.count { lhs += Double(y.data[i]) * Double(g.data[i]) }
+        for i in 0..<x.count { dxs += Double(x.data[i]) * Double(x.grad!.data[i]) }
+        for i in 0..<w.count { dws += Double(w.data[i]) * Double(w.grad!.data[i]) }
+        XCTAssertEqual(dxs, lhs, accuracy: 1e-3 * Swift.abs(lhs))
+        XCTAssertEqual(dws, lhs, accuracy: 1e-3 * Swift.abs(lhs))
+    }
+
     func testConv2dBackwardMatchesNaiveAdjoint() {
         // <conv(x), g> = <x, conv^T(g)>: the input gradient is the adjoint of the forward map.
         for (k, (groups, stride)) in [(1, 2), (2, 2), (1, 1), (2, 1)].enumerated() {

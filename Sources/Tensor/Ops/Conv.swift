@@ -24,6 +24,23 @@ public struct Conv2dParams: Hashable, Sendable {
     }
 }
 
+/// How output positions are cut into work items: `rows` output rows × `cols` columns each
+/// (`cols` < wo only with single-row tiles, so a tile is always contiguous in the output).
+struct ConvTiling {
+    let rows: Int, cols: Int, ho: Int, wo: Int
+    var tilesY: Int { (ho + rows - 1) / rows }
+    var tilesX: Int { (wo + cols - 1) / cols }
+    var perImage: Int { tilesY * tilesX }
+    /// Largest tile, in output positions.
+    var size: Int { rows * cols }
+
+    /// (oy0, oy1, ox0, ox1) of tile k of an image.
+    func tile(_ k: Int) -> (Int, Int, Int, Int) {
+        let ty = k / tilesX, tx = k % tilesX
+        return (ty * rows, Swift.min(ho, ty * rows + rows), tx * cols, Swift.min(wo, tx * cols + cols))
+    }
+}
+
 struct ConvGeometry {
     let n, cin, h, w, cout, kh, kw, ho, wo, groups: Int
     let p: Conv2dParams
@@ -52,11 +69,19 @@ struct ConvGeometry {
         precondition(ho > 0 && wo > 0, "conv2d: kernel \(weight) larger than padded input \(x)")
     }
 
-    /// Output rows per work tile: the tile's unfolded columns stay in cache (~512 KB) and
-    /// there are enough tiles to keep every thread busy.
-    func tileRows(threads T: Int) -> Int {
-        let r = Swift.max(1, Swift.min(ho, Swift.max(64, (1 << 17) / rows) / wo))
-        return Swift.min(r, Swift.max(1, ho * n / (4 * T)))
+    /// Work tiles for the tiled kernels: whole output rows when a row's unfolded columns fit
+    /// the cache budget (~512 KB), else column ranges of single rows (1D signals). Enough tiles
+    /// to keep every thread busy.
+    func tiling(threads T: Int) -> ConvTiling {
+        let budget = 1 << 17
+        if rows * wo <= budget || wo <= 64 {
+            var r = Swift.max(1, Swift.min(ho, Swift.max(64, budget / rows) / wo))
+            r = Swift.min(r, Swift.max(1, ho * n / (4 * T)))
+            return ConvTiling(rows: r, cols: wo, ho: ho, wo: wo)
+        }
+        var c = Swift.min(wo, Swift.max(64, budget / rows))
+        c = Swift.min(c, Swift.max(64, wo * ho * n / (4 * T)))
+        return ConvTiling(rows: 1, cols: c, ho: ho, wo: wo)
     }
 
     /// Images per block: enough columns for an efficient product, col at most ~64 MB.
@@ -67,35 +92,36 @@ struct ConvGeometry {
     }
 }
 
-/// Unfolds output rows oy0..<oy1 of image `n`: dst[(ci kh kw), (oy ox)] with row stride `ld`.
-/// Serial; callers parallelise over images or tiles.
+/// Unfolds output rows oy0..<oy1, columns ox0..<ox1 of image `n`: dst[(ci kh kw), (oy ox)] with
+/// row stride `ld`. Serial; callers parallelise over images or tiles.
 @inline(__always)
-func unfoldTile(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n: Int, oy0: Int, oy1: Int,
+func unfoldTile(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n: Int, oy0: Int, oy1: Int, ox0: Int = 0, ox1 w1: Int? = nil,
                 dst: UnsafeMutablePointer<Float>, ld: Int) {
+    let ox1 = w1 ?? g.wo, width = ox1 - ox0
     let (sh, sw) = g.p.stride, (ph, pw) = g.p.padding, (dh, dw) = g.p.dilation
     for row in 0..<g.rows {
         let j = row % g.kw, i = (row / g.kw) % g.kh, ci = row / (g.kw * g.kh)
-        // Valid output columns: 0 <= ox*sw - pw + j*dw < W.
+        // Valid output columns: 0 <= ox*sw - pw + j*dw < W, within ox0..<ox1.
         let off = j * dw - pw
-        let lo = Swift.min(g.wo, off >= 0 ? 0 : (-off + sw - 1) / sw)
-        let hi = Swift.min(g.wo, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1)
+        let lo = Swift.max(ox0, Swift.min(ox1, off >= 0 ? 0 : (-off + sw - 1) / sw))
+        let hi = Swift.max(lo, Swift.min(ox1, g.w - off <= 0 ? 0 : (g.w - off - 1) / sw + 1))
         let plane = x + (n * g.cin + ci) * g.h * g.w
         var d = dst + row * ld
         for oy in oy0..<oy1 {
             let iy = oy * sh - ph + i * dh
             if iy < 0 || iy >= g.h || lo >= hi {
-                d.initialize(repeating: 0, count: g.wo)
+                d.initialize(repeating: 0, count: width)
             } else {
                 let src = plane + iy * g.w + off
-                if lo > 0 { d.initialize(repeating: 0, count: lo) }
+                if lo > ox0 { d.initialize(repeating: 0, count: lo - ox0) }
                 if sw == 1 {
-                    (d + lo).update(from: src + lo, count: hi - lo)
+                    (d + lo - ox0).update(from: src + lo, count: hi - lo)
                 } else {
-                    for ox in lo..<hi { d[ox] = src[ox * sw] }
+                    for ox in lo..<hi { d[ox - ox0] = src[ox * sw] }
                 }
-                if hi < g.wo { (d + hi).initialize(repeating: 0, count: g.wo - hi) }
+                if hi < ox1 { (d + hi - ox0).initialize(repeating: 0, count: ox1 - hi) }
             }
-            d += g.wo
+            d += width
         }
     }
 }
@@ -157,31 +183,30 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     FlopCounter.add(2 * Double(g.n) * Double(g.cout) * Double(P) * Double(g.kG))
     // Work items are tiles of output rows of one image: each worker unfolds its tile into its
     // own scratch (sized to stay in cache) and multiplies straight into the output.
-    let tileRows = g.tileRows(threads: Threads.count)
-    let tilesPerImage = (g.ho + tileRows - 1) / tileRows
-    let items = g.n * tilesPerImage
+    let tiling = g.tiling(threads: Threads.count)
+    let items = g.n * tiling.perImage
     let workers = Parallel.chunkCount(items)
-    let scratchSize = g.rows * tileRows * g.wo
+    let scratchSize = g.rows * tiling.size
     let scratch = g.pointwise ? nil : Tensor(uninitialized: [workers, scratchSize])
     let px = SendablePointer(x.data), pw = SendablePointer(weight.data), po = SendablePointer(out.data)
     let ps = scratch.map { SendablePointer($0.data) }
     let pb = bias.map { SendablePointer($0.data) }
     Parallel.indexedChunks(items) { t, s0, e0 in
         for item in s0..<e0 {
-            let n = item / tilesPerImage
-            let oy0 = (item % tilesPerImage) * tileRows, oy1 = Swift.min(g.ho, oy0 + tileRows)
-            let cols = (oy1 - oy0) * g.wo
+            let n = item / tiling.perImage
+            let (oy0, oy1, ox0, ox1) = tiling.tile(item % tiling.perImage)
+            let first = oy0 * g.wo + ox0, cols = (oy1 - oy0 - 1) * g.wo + ox1 - ox0
             let bPtr: UnsafeMutablePointer<Float>, ldb: Int
             if let ps {
                 bPtr = ps.p + t * scratchSize
                 ldb = cols
-                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, dst: bPtr, ld: ldb)
+                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr, ld: ldb)
             } else {
                 // 1×1, stride 1, no padding: output column p reads input column p.
-                bPtr = px.p + n * g.cin * P + oy0 * g.wo
+                bPtr = px.p + n * g.cin * P + first
                 ldb = P
             }
-            let c = po.p + n * g.cout * P + oy0 * g.wo
+            let c = po.p + n * g.cout * P + first
             for gi in 0..<g.groups {
                 BLAS.sgemmSerial(transA: false, transB: false, m: g.coutG, n: cols, k: g.kG,
                                  a: pw.p + gi * g.coutG * g.kG, lda: g.kG,
@@ -204,11 +229,10 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
 /// added in worker order (deterministic for a thread count).
 private func conv2dWeightGrad(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into dw: Tensor) {
     let P = g.P
-    let tileRows = g.tileRows(threads: Threads.count)
-    let tilesPerImage = (g.ho + tileRows - 1) / tileRows
-    let items = g.n * tilesPerImage
+    let tiling = g.tiling(threads: Threads.count)
+    let items = g.n * tiling.perImage
     let T = Parallel.chunkCount(items)
-    let scratchSize = g.pointwise ? 0 : g.rows * tileRows * g.wo
+    let scratchSize = g.pointwise ? 0 : g.rows * tiling.size
     let scratch = Tensor(uninitialized: [T, Swift.max(scratchSize, 1)])
     let partial = Tensor.zeros([T, dw.count])
     let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
@@ -216,19 +240,19 @@ private func conv2dWeightGrad(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into d
     let wsize = dw.count
     Parallel.indexedChunks(items) { t, s0, e0 in
         for item in s0..<e0 {
-            let n = item / tilesPerImage
-            let oy0 = (item % tilesPerImage) * tileRows, oy1 = Swift.min(g.ho, oy0 + tileRows)
-            let cols = (oy1 - oy0) * g.wo
+            let n = item / tiling.perImage
+            let (oy0, oy1, ox0, ox1) = tiling.tile(item % tiling.perImage)
+            let first = oy0 * g.wo + ox0, cols = (oy1 - oy0 - 1) * g.wo + ox1 - ox0
             let bPtr: UnsafeMutablePointer<Float>, ldb: Int
             if g.pointwise {
-                bPtr = px.p + n * g.cin * P + oy0 * g.wo
+                bPtr = px.p + n * g.cin * P + first
                 ldb = P
             } else {
                 bPtr = ps.p + t * scratchSize
                 ldb = cols
-                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, dst: bPtr, ld: ldb)
+                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr, ld: ldb)
             }
-            let gTile = pg.p + n * g.cout * P + oy0 * g.wo
+            let gTile = pg.p + n * g.cout * P + first
             for gi in 0..<g.groups {
                 BLAS.sgemmSerial(transA: false, transB: true, m: g.coutG, n: g.kG, k: cols,
                                  a: gTile + gi * g.coutG * P, lda: P, b: bPtr + gi * g.kG * ldb, ldb: ldb,
