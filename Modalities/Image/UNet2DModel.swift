@@ -1,6 +1,7 @@
 import Foundation
 import Tensor
 import NN
+import Diffusion
 
 /// diffusers' `UNet2DModel`: a denoiser ε_θ(x_t, t[, class]) on images [N, C, H, W].
 ///
@@ -141,4 +142,12 @@ public final class UNet2DModel: Module {
         }
         return x
     }
+}
+
+extension UNet2DModel: DiffusionModel {
+    public func predict(_ x: Tensor, timesteps: [Float], labels: [Int]?) -> Tensor {
+        self(x, timesteps: timesteps, classLabels: labels)
+    }
+
+    public var labelCount: Int? { config.numClassEmbeds }
 }
