@@ -76,25 +76,35 @@ public enum Generation {
         }
     }
 
-    /// Generates samples of `shape` ([N, C, ...]) with `sampler`, starting from `start` (noise of
-    /// standard deviation `initNoiseSigma`; drawn from `seed` when nil). With `known`, the kept
+    /// Generates samples of `shape` ([N, C, ...]) with `sampler`, starting from `start` (standard
+    /// normal noise, scaled to `initNoiseSigma`; drawn from `seed` when nil). With `initial`
+    /// (image-to-image / SDEdit, Meng et al. 2022), `initial.sample` is noised to the level where
+    /// the last ⌊steps · strength⌋ steps begin and only those run. With `known`, the kept
     /// region is re-noised to each step's level before every model call (the replacement method
     /// of inpainting, as in RePaint, Lugmayr et al. 2022, without its resampling) and pasted into
     /// the result; it works for any rank, so audio gaps and video frames use it too. `progress(step, total)` returning false
     /// cancels: the remaining steps skip the model and `GenerationCancelled` is thrown.
     public static func sample(model: DiffusionModel, shape: [Int], sampler: any Sampler, schedule: NoiseSchedule,
                               seed: UInt64, start: Tensor? = nil, labels: [Int]? = nil, guidance: Guidance? = nil,
-                              known: KnownRegion? = nil,
+                              initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
                               progress: ((_ step: Int, _ total: Int) -> Bool)? = nil) throws -> Tensor {
         model.setTraining(false)
         return try GradMode.withoutGrad {
             var rng = RandomGenerator(seed: seed)
-            let xT = start.map { $0 * sampler.initNoiseSigma } ?? rng.normal(shape) * sampler.initNoiseSigma
-            precondition(xT.shape == shape, "start noise \(xT.shape) for shape \(shape)")
+            let z = start ?? rng.normal(shape)
+            precondition(z.shape == shape, "start noise \(z.shape) for shape \(shape)")
+            var startIndex = 0
+            var xT = z * sampler.initNoiseSigma
+            if let initial {
+                precondition(initial.sample.shape == shape, "initial sample \(initial.sample.shape) for shape \(shape)")
+                precondition(initial.strength > 0 && initial.strength <= 1, "strength \(initial.strength) outside (0, 1]")
+                startIndex = sampler.startIndex(strength: initial.strength)
+                xT = try sampler.noised(initial.sample, noise: z, atIndex: startIndex)
+            }
             var keptNoise: Tensor? = nil
             if let known { keptNoise = rng.normal(known.sample.shape) }
             let inner = denoiser(model, labels: labels, guidance: guidance)
-            let total = sampler.timesteps.count
+            let total = sampler.timesteps.count - startIndex
             var calls = 0
             var cancelled = false
             let denoise: Denoiser = { x, t in
@@ -108,7 +118,7 @@ public enum Generation {
                 let blended = x * known.mask + kept * (1 - known.mask)
                 return inner(blended, t)
             }
-            var out = sampler.sample(from: xT, noise: &rng, denoise: denoise)
+            var out = sampler.sample(from: xT, startIndex: startIndex, noise: &rng, denoise: denoise, onStep: nil)
             if cancelled { throw GenerationCancelled() }
             if let known { out = out * known.mask + known.sample * (1 - known.mask) }
             return out

@@ -54,16 +54,45 @@ public protocol Sampler: Sendable {
 
     init(config: SchedulerConfig, steps: Int) throws
 
-    /// Runs every step from `xT`. `onStep(i, x)` sees x after model evaluation i.
-    func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    /// Runs the steps from model evaluation `startIndex` on (0: the whole reverse process, from
+    /// x_T; later: img2img, from x₀ noised to that level by `noised(_:noise:atIndex:)`).
+    /// `onStep(i, x)` sees x after model evaluation i.
+    func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                 onStep: ((_ index: Int, _ x: Tensor) -> Void)?) -> Tensor
+
+    /// Whether the sampler's state is x₀ + σ ε (Euler, Heun, LMS) rather than √ᾱ x₀ + √(1 − ᾱ) ε.
+    static var varianceExploding: Bool { get }
+    /// Model evaluations per step (diffusers' `scheduler.order`): 2 for Heun.
+    static var order: Int { get }
 }
 
 extension Sampler {
     public static var predictionTypes: Set<PredictionType> { Set(PredictionType.allCases) }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser) -> Tensor {
-        sample(from: xT, noise: &noise, denoise: denoise, onStep: nil)
+    public static var varianceExploding: Bool { false }
+    public static var order: Int { 1 }
+
+    /// The whole reverse process from x_T.
+    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+                                       onStep: ((_ index: Int, _ x: Tensor) -> Void)? = nil) -> Tensor {
+        sample(from: xT, startIndex: 0, noise: &noise, denoise: denoise, onStep: onStep)
+    }
+
+    /// Where an image-to-image run of `strength` in (0, 1] starts, as diffusers' img2img
+    /// pipelines compute it: the last ⌊steps · strength⌋ steps are run.
+    public func startIndex(strength: Float) -> Int {
+        let initSteps = Swift.min(Int(Float(steps) * strength), steps)
+        return Swift.max(steps - initSteps, 0) * Self.order
+    }
+
+    /// x₀ noised to the level of model evaluation `index`, in this sampler's own form
+    /// (diffusers' `scheduler.add_noise` at `timesteps[index]`).
+    public func noised(_ x0: Tensor, noise: Tensor, atIndex index: Int) throws -> Tensor {
+        let ab = try config.noiseSchedule().alphaBar(at: timesteps[Swift.min(index, timesteps.count - 1)])
+        return GradMode.withoutGrad {
+            Self.varianceExploding ? x0 + noise * ((1 - ab) / ab).squareRoot()
+                                   : x0 * ab.squareRoot() + noise * (1 - ab).squareRoot()
+        }
     }
 
     /// Draws x_T from `noise` and runs the sampler.

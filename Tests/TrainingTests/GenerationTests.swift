@@ -107,3 +107,29 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(model.calls, 3, "no model call after cancelling")
     }
 }
+
+final class ImageToImageTests: XCTestCase {
+    let base = SchedulerConfig(.ddpm, ["clip_sample": .bool(false)])
+
+    func testStrengthMovesFromTheInitialSampleToTheModel() throws {
+        let schedule = try base.noiseSchedule()
+        // The model believes in class 2 (mean +1); the initial sample sits at −1.
+        let initial = Tensor.full([1, 1, 2000], -1)
+        for name in [SamplerName.ddim, .dpmpp2m, .euler, .heun, .unipc, .lms] {
+            let sampler = try makeSampler(name.config(from: base), steps: 20)
+            var means: [Float] = []
+            for strength: Float in [0.05, 0.5, 1] {
+                let model = GaussianModel(schedule: schedule)
+                let out = try Generation.sample(model: model, shape: [1, 1, 2000], sampler: sampler, schedule: schedule,
+                                                seed: 3, labels: [2], initial: (initial, strength))
+                means.append(out.mean().item())
+                // Only the last ⌊20 · strength⌋ steps run (Heun evaluates twice per step, but once at the end).
+                let steps = Int(20 * strength)
+                XCTAssertEqual(model.calls, name == .heun ? 2 * steps - 1 : steps, "\(name.rawValue) strength \(strength)")
+            }
+            XCTAssertLessThan(means[0], -0.7, "\(name.rawValue): low strength keeps the initial sample")
+            XCTAssertGreaterThan(means[2], 0.75, "\(name.rawValue): full strength follows the model")
+            XCTAssert(means[0] < means[1] && means[1] < means[2], "\(name.rawValue) \(means)")
+        }
+    }
+}

@@ -52,13 +52,13 @@ public struct DDIMSampler: Sampler {
             .discrete(steps: steps, trainSteps: schedule.numTrainTimesteps, offset: try c.int("steps_offset"))
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             let ac = schedule.alphasCumprodF
             let stride = schedule.numTrainTimesteps / steps
             var x = xT
-            for (i, t) in discreteTimesteps.enumerated() {
+            for (i, t) in discreteTimesteps.enumerated() where i >= startIndex {
                 let output = denoise(x, Float(t))
                 // 1. t' = t − T/n
                 let prev = t - stride

@@ -52,12 +52,12 @@ public struct DDPMSampler: Sampler {
             .discrete(steps: steps, trainSteps: schedule.numTrainTimesteps, offset: try c.int("steps_offset"))
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             let ac = schedule.alphasCumprodF
             var x = xT
-            for (i, t) in discreteTimesteps.enumerated() {
+            for (i, t) in discreteTimesteps.enumerated() where i >= startIndex {
                 let prev = i + 1 < discreteTimesteps.count ? discreteTimesteps[i + 1] : -1
                 let output = denoise(x, Float(t))
                 // 1. coefficients of this (possibly skipping) step

@@ -129,14 +129,14 @@ public struct DPMSolverMultistepSampler: Sampler {
         return (timesteps, sig.map { Float($0) } + [lastSigma])
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             let n = discreteTimesteps.count
             var history: [Tensor] = []  // converted outputs x̂₀, oldest first (at most `order`)
             var lowerOrderNums = 0
             var x = xT
-            for i in 0..<n {
+            for i in startIndex..<n {
                 let output = denoise(x, Float(discreteTimesteps[i]))
                 let lowerOrderFinalStep = i == n - 1
                     && (eulerAtFinal || (lowerOrderFinal && n < 15) || finalSigma == .zero)

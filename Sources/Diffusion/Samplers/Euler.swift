@@ -28,6 +28,8 @@ public struct EulerSampler: Sampler {
     /// σ_0 ... σ_n.
     public let sigmas: [Float]
     public let initNoiseSigma: Float
+    /// x = x₀ + σ ε (Karras et al.'s form), not √ᾱ x₀ + √(1 − ᾱ) ε.
+    public static var varianceExploding: Bool { true }
 
     public init(config: SchedulerConfig, steps: Int) throws {
         let c = try Self.validate(config, steps: steps)
@@ -49,11 +51,11 @@ public struct EulerSampler: Sampler {
         initNoiseSigma = SigmaSteps.initNoiseSigma(sigmas, spacing: spacing)
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             var x = xT
-            for i in 0..<timesteps.count {
+            for i in startIndex..<timesteps.count {
                 let sigma = sigmas[i]
                 // 1. D(x) from the model, which sees the VP-scaled input x / √(σ² + 1)
                 let output = denoise(x / Tensor((sigma * sigma + 1).squareRoot()), timesteps[i])

@@ -28,6 +28,8 @@ public struct EulerAncestralSampler: Sampler {
     public let timesteps: [Float]
     public let sigmas: [Float]
     public let initNoiseSigma: Float
+    /// x = x₀ + σ ε (Karras et al.'s form), not √ᾱ x₀ + √(1 − ᾱ) ε.
+    public static var varianceExploding: Bool { true }
 
     public init(config: SchedulerConfig, steps: Int) throws {
         let c = try Self.validate(config, steps: steps)
@@ -43,11 +45,11 @@ public struct EulerAncestralSampler: Sampler {
         initNoiseSigma = SigmaSteps.initNoiseSigma(sigmas, spacing: spacing)
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             var x = xT
-            for i in 0..<timesteps.count {
+            for i in startIndex..<timesteps.count {
                 let sigma = sigmas[i], to = sigmas[i + 1]
                 let output = denoise(x / Tensor((sigma * sigma + 1).squareRoot()), timesteps[i])
                 let x0 = parameterization.x0(output, veSample: x, sigma: sigma)

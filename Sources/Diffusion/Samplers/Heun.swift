@@ -29,6 +29,10 @@ public struct HeunSampler: Sampler {
     /// σ of each call, then 0: σ_0, σ_1, σ_1, σ_2, σ_2, ..., σ_{n−1}, σ_{n−1}, 0.
     public let sigmas: [Float]
     public let initNoiseSigma: Float
+    /// x = x₀ + σ ε (Karras et al.'s form), not √ᾱ x₀ + √(1 − ᾱ) ε.
+    public static var varianceExploding: Bool { true }
+    /// Two model evaluations per step.
+    public static var order: Int { 2 }
 
     public init(config: SchedulerConfig, steps: Int) throws {
         let c = try Self.validate(config, steps: steps)
@@ -48,12 +52,12 @@ public struct HeunSampler: Sampler {
         initNoiseSigma = SigmaSteps.initNoiseSigma(sigmas, spacing: spacing)
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             var x = xT
             var pending: (d: Tensor, dt: Float, x: Tensor)? = nil  // the first half of a Heun step
-            for i in 0..<timesteps.count {
+            for i in startIndex..<timesteps.count {
                 let s = sigmas[i]
                 let output = denoise(x / Tensor((s * s + 1).squareRoot()), timesteps[i])
                 if let first = pending {

@@ -31,6 +31,8 @@ public struct LMSSampler: Sampler {
     public let timesteps: [Float]
     public let sigmas: [Float]
     public let initNoiseSigma: Float
+    /// x = x₀ + σ ε (Karras et al.'s form), not √ᾱ x₀ + √(1 − ᾱ) ε.
+    public static var varianceExploding: Bool { true }
 
     public init(config: SchedulerConfig, steps: Int) throws {
         let c = try Self.validate(config, steps: steps)
@@ -66,18 +68,18 @@ public struct LMSSampler: Sampler {
         return sum * half
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             var x = xT
             var history: [Tensor] = []  // d_i, oldest first
-            for i in 0..<timesteps.count {
+            for i in startIndex..<timesteps.count {
                 let sigma = sigmas[i]
                 let output = denoise(x / Tensor((sigma * sigma + 1).squareRoot()), timesteps[i])
                 let x0 = parameterization.x0(output, veSample: x, sigma: sigma)
                 history.append((x - x0) / Tensor(sigma))
                 if history.count > order { history.removeFirst() }
-                let k = Swift.min(i + 1, order)
+                let k = Swift.min(i - startIndex + 1, order)  // the steps taken so far (img2img starts mid-way)
                 var sum: Tensor? = nil
                 for j in 0..<k {
                     let term = Float(coefficient(order: k, step: i, j: j)) * history[history.count - 1 - j]

@@ -73,9 +73,10 @@ public struct PNDMSampler: Sampler {
         return cx * x - ((aPrev - aT) * eps) / Tensor(denom)
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
-        GradMode.withoutGrad {
+        precondition(startIndex == 0, "PNDM starts with its Runge–Kutta warm-up: it cannot start mid-way (img2img)")
+        return GradMode.withoutGrad {
             let T = schedule.numTrainTimesteps
             var ets: [Tensor] = []
             var acc: Tensor? = nil        // Runge–Kutta weighted sum of the four evaluations

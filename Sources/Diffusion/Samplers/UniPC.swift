@@ -90,7 +90,7 @@ public struct UniPCSampler: Sampler {
         return Foundation.log(a) - Foundation.log(s)
     }
 
-    public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
+    public func sample<N: NoiseSource>(from xT: Tensor, startIndex: Int, noise: inout N, denoise: Denoiser,
                                        onStep: ((Int, Tensor) -> Void)?) -> Tensor {
         GradMode.withoutGrad {
             let n = discreteTimesteps.count
@@ -99,7 +99,7 @@ public struct UniPCSampler: Sampler {
             var lastOrder = 0
             var lowerOrderNums = 0
             var x = xT
-            for i in 0..<n {
+            for i in startIndex..<n {
                 let output = denoise(x, Float(discreteTimesteps[i]))
                 // 1. x̂₀ at σ_i (from the uncorrected x_i, as diffusers does)
                 let (a, s) = alphaSigma(sigmas[i])
