@@ -125,3 +125,22 @@ public enum Generation {
         }
     }
 }
+
+extension Generation {
+    /// Starting noise saved by another tool (diffusers' `latents`): the tensor `key` of a
+    /// safetensors file, which must have `shape`. Errors name the file.
+    public static func startNoise(from url: URL, key: String = "latents", shape: [Int]) throws -> Tensor {
+        let file = try SafeTensorsFile(url: url)
+        guard file.entry(key) != nil else {
+            throw SafeTensorsError(file: url.path, reason: "no tensor named '\(key)' (has: \(file.names.sorted().joined(separator: ", ")))")
+        }
+        let t = try file.tensor(key)
+        guard t.shape == shape else {
+            throw SafeTensorsError(file: url.path, reason: "'\(key)' has shape \(t.shape), generation needs \(shape)")
+        }
+        guard t.scalars.allSatisfy(\.isFinite) else {
+            throw SafeTensorsError(file: url.path, reason: "'\(key)' holds non-finite values")
+        }
+        return t
+    }
+}

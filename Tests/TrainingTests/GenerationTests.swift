@@ -133,3 +133,29 @@ final class ImageToImageTests: XCTestCase {
         }
     }
 }
+
+final class StartNoiseTests: XCTestCase {
+    func testStartingNoiseFromAFileGivesTheSameRunAsInMemory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = SchedulerConfig(.ddpm, ["clip_sample": .bool(false)])
+        let schedule = try base.noiseSchedule()
+        let z = randomTensor([2, 1, 16], seed: 9)
+        let url = dir.appendingPathComponent("latents.safetensors")
+        try SafeTensors.write(["latents": z], to: url)
+        let sampler = try makeSampler(SamplerName.euler.config(from: base), steps: 8)
+        let loaded = try Generation.startNoise(from: url, shape: [2, 1, 16])
+        let a = try Generation.sample(model: GaussianModel(schedule: schedule), shape: [2, 1, 16], sampler: sampler,
+                                      schedule: schedule, seed: 0, start: loaded)
+        let b = try Generation.sample(model: GaussianModel(schedule: schedule), shape: [2, 1, 16], sampler: sampler,
+                                      schedule: schedule, seed: 123, start: z)
+        XCTAssertEqual(a.scalars, b.scalars, "the seed does not matter once the noise is given (deterministic sampler)")
+        XCTAssertThrowsError(try Generation.startNoise(from: url, shape: [2, 1, 8])) { e in
+            XCTAssert("\(e)".contains("latents.safetensors") && "\(e)".contains("[2, 1, 16]"), "\(e)")
+        }
+        XCTAssertThrowsError(try Generation.startNoise(from: url, key: "noise", shape: [2, 1, 16])) { e in
+            XCTAssert("\(e)".contains("no tensor named 'noise'"), "\(e)")
+        }
+    }
+}
