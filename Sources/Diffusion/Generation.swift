@@ -144,3 +144,68 @@ extension Generation {
         return t
     }
 }
+
+extension Generation {
+    /// Inpainting with RePaint's resampling (Lugmayr et al. 2022): DDPM ancestral steps where
+    /// the kept region is the known sample noised to each level, and every `jumpLength` steps
+    /// the result is re-noised `jumpLength` steps up (q(x_t | x_{t'}) of the same chain) and
+    /// denoised again, `jumpSamples` times in all, so the two regions harmonise. Works on any rank.
+    ///
+    ///     x̂₀ from the model; unknown: x_{t'} ~ q(x_{t'} | x_t, x̂₀)   (posterior, Ho et al. eq. 6–7)
+    ///     known: x_{t'} = √ᾱ_{t'} x₀ + √(1 − ᾱ_{t'}) z;   x_{t'} = m ⊙ unknown + (1 − m) ⊙ known
+    ///     up:    x_t = √(ᾱ_t/ᾱ_{t'}) x_{t'} + √(1 − ᾱ_t/ᾱ_{t'}) z
+    public static func repaint(model: DiffusionModel, known: KnownRegion, schedule: NoiseSchedule, steps: Int,
+                               jumpLength: Int = 10, jumpSamples: Int = 10, seed: UInt64,
+                               parameterization: Parameterization = Parameterization(),
+                               labels: [Int]? = nil, guidance: Guidance? = nil,
+                               progress: ((_ step: Int, _ total: Int) -> Bool)? = nil) throws -> Tensor {
+        precondition(steps >= 1 && steps <= schedule.numTrainTimesteps && jumpLength >= 1 && jumpSamples >= 1,
+                     "repaint: steps \(steps), jump length \(jumpLength), jump samples \(jumpSamples)")
+        model.setTraining(false)
+        return try GradMode.withoutGrad {
+            var rng = RandomGenerator(seed: seed)
+            let shape = known.sample.shape
+            let stride = schedule.numTrainTimesteps / steps
+            let denoise = denoiser(model, labels: labels, guidance: guidance)
+            // ᾱ at step level k (timestep k·stride); level −1 is the clean sample.
+            func abar(_ k: Int) -> Float { k < 0 ? 1 : schedule.alphasCumprodF[k * stride] }
+            let jumpPoints = steps > jumpLength ? (steps - 1) / jumpLength : 0
+            let total = steps + jumpPoints * (jumpSamples - 1) * jumpLength
+            var calls = 0
+            var x = rng.normal(shape)  // at level n − 1, as diffusers starts
+            var level = steps - 1
+
+            func down() throws {
+                calls += 1
+                if let progress, !progress(calls, total) { throw GenerationCancelled() }
+                let aT = abar(level), aPrev = abar(level - 1)
+                let out = denoise(x, Float(level * stride))
+                let x0 = parameterization.clip(parameterization.x0(out, x: x, alpha: aT.squareRoot(), sigma: (1 - aT).squareRoot()))
+                let alpha = aT / aPrev, beta = 1 - alpha
+                let mean = x0 * (aPrev.squareRoot() * beta / (1 - aT)) + x * (alpha.squareRoot() * (1 - aPrev) / (1 - aT))
+                let clean = level == 0
+                let unknown = clean ? mean : mean + rng.normal(shape) * ((1 - aPrev) / (1 - aT) * beta).squareRoot()
+                let kept = clean ? known.sample : known.sample * aPrev.squareRoot() + rng.normal(shape) * (1 - aPrev).squareRoot()
+                x = unknown * known.mask + kept * (1 - known.mask)
+                level -= 1
+            }
+            func up() {
+                let alpha = abar(level + 1) / abar(level)
+                x = x * alpha.squareRoot() + rng.normal(shape) * (1 - alpha).squareRoot()
+                level += 1
+            }
+
+            while level >= 0 {
+                try down()
+                // Every `jumpLength` levels (below the top), go back up and come down again.
+                if level >= 0 && level % jumpLength == 0 && level + jumpLength <= steps - 1 {
+                    for _ in 0..<(jumpSamples - 1) {
+                        for _ in 0..<jumpLength { up() }
+                        for _ in 0..<jumpLength { try down() }
+                    }
+                }
+            }
+            return x
+        }
+    }
+}

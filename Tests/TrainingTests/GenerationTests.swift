@@ -159,3 +159,29 @@ final class StartNoiseTests: XCTestCase {
         }
     }
 }
+
+final class RePaintTests: XCTestCase {
+    func testRePaintKeepsTheKnownRegionAndResamplesTheRest() throws {
+        let schedule = NoiseSchedule(numTrainTimesteps: 1000)
+        let known = Tensor.full([1, 1, 600], 0.9)
+        let mask = Tensor(shape: [1, 1, 600], scalars: (0..<600).map { $0 < 300 ? 0 : 1 })
+        for (jumpLength, jumpSamples) in [(5, 1), (5, 3)] {
+            let model = GaussianModel(schedule: schedule)
+            var calls = 0
+            let out = try Generation.repaint(model: model, known: KnownRegion(sample: known, mask: mask), schedule: schedule,
+                                             steps: 50, jumpLength: jumpLength, jumpSamples: jumpSamples, seed: 1,
+                                             labels: [2]) { step, total in
+                calls = step
+                // 50 steps, plus (jumpSamples − 1) · jumpLength for each of the 9 jump points.
+                XCTAssertEqual(total, 50 + 9 * (jumpSamples - 1) * jumpLength)
+                return true
+            }
+            XCTAssertEqual(model.calls, 50 + 9 * (jumpSamples - 1) * jumpLength)
+            XCTAssertEqual(calls, model.calls)
+            XCTAssertEqual(Array(out.scalars[0..<300]), [Float](repeating: 0.9, count: 300))
+            let gen = out.slice(axis: 2, 300..<600)
+            XCTAssertEqual(gen.mean().item(), 1, accuracy: 0.1, "class 2 has mean 1")
+            XCTAssertEqual(gen.variance().item().squareRoot(), 0.5, accuracy: 0.1)
+        }
+    }
+}
