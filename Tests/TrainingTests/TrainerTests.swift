@@ -110,3 +110,35 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try JSONDecoder().decode(TrainerOptions.self, from: Data(#"{"batch_size": 0}"#.utf8)))
     }
 }
+
+final class TrainerRunTests: XCTestCase {
+    func testRunCheckpointsCallsBackAndResumesAfterAStop() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func trainer() throws -> Trainer {
+            NNInit.seed(5)
+            var o = TrainerOptions()
+            o.steps = 12; o.batchSize = 16; o.warmupSteps = 2; o.checkpointEvery = 5; o.emaDecay = 0.9; o.seed = 3
+            return try Trainer(model: ToyDenoiser(), objective: DiffusionObjective(schedule: NoiseSchedule(numTrainTimesteps: 50)),
+                               options: o)
+        }
+        let batch: (inout RandomGenerator) throws -> (Tensor, [Int]?) = { rng in (eightGaussians(16, rng: &rng).0, nil) }
+        // An uninterrupted run.
+        let straight = try trainer()
+        try straight.run(checkpointDir: nil, batch: batch)
+        // A run stopped after step 7 (as by a signal), then started again with the same command.
+        var previews: [Int] = []
+        let first = try trainer()
+        try first.run(checkpointDir: dir, batch: batch, periodic: [.init(every: 3) { _, r in previews.append(r.step) }]) { $0.step < 7 }
+        XCTAssertEqual(first.step, 7)
+        XCTAssertEqual(Trainer.latestCheckpoint(in: dir)?.lastPathComponent, "checkpoint-7")
+        XCTAssertEqual(previews, [3, 6])
+        let second = try trainer()
+        try second.run(checkpointDir: dir, batch: batch)
+        XCTAssertEqual(second.step, 12)
+        XCTAssertEqual(Trainer.latestCheckpoint(in: dir)?.lastPathComponent, "checkpoint-12")
+        for ((n, a), (_, b)) in zip(straight.model.namedParameters(), second.model.namedParameters()) {
+            XCTAssertEqual(a.scalars, b.scalars, n)
+        }
+    }
+}

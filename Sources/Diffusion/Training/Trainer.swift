@@ -146,6 +146,34 @@ public final class Trainer {
         return TrainingStep(step: step, loss: total, learningRate: lr, gradNorm: norm)
     }
 
+    /// A callback run every `every` steps (sample previews, metrics, logs).
+    public struct Periodic {
+        public var every: Int
+        public var action: (Trainer, TrainingStep) throws -> Void
+        public init(every: Int, _ action: @escaping (Trainer, TrainingStep) throws -> Void) {
+            precondition(every >= 1, "Periodic: every \(every)")
+            self.every = every
+            self.action = action
+        }
+    }
+
+    /// Trains until `options.steps`, resuming from the latest checkpoint in `checkpointDir` when
+    /// there is one; checkpoints every `options.checkpointEvery` steps and at the end; runs the
+    /// periodic callbacks after their steps. `onStep` returning false stops early (after a
+    /// checkpoint), e.g. on a signal.
+    public func run(checkpointDir: URL?, batch: (inout RandomGenerator) throws -> (Tensor, [Int]?),
+                    periodic: [Periodic] = [], onStep: (TrainingStep) -> Bool = { _ in true }) throws {
+        if let dir = checkpointDir, let latest = Trainer.latestCheckpoint(in: dir) { try resume(from: latest) }
+        while step < options.steps {
+            let r = try trainStep(batch: batch)
+            for p in periodic where r.step % p.every == 0 { try p.action(self, r) }
+            let due = options.checkpointEvery > 0 && r.step % options.checkpointEvery == 0
+            let keepGoing = onStep(r)
+            if let dir = checkpointDir, due || r.step == options.steps || !keepGoing { try saveCheckpoint(in: dir) }
+            if !keepGoing { return }
+        }
+    }
+
     /// Copies the EMA weights into the model (what gets exported and sampled), or does nothing
     /// without EMA. Returns a closure that puts the raw weights back.
     public func swapInEMA() -> () -> Void {
