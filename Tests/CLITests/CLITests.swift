@@ -109,3 +109,39 @@ final class ForwardCommandTests: XCTestCase {
         XCTAssert(bad.stderr.contains("config.json") && bad.stderr.contains("down_block_types"), bad.stderr)
     }
 }
+
+final class TrainGenerateCommandTests: XCTestCase {
+    func testTrainThenGenerateImagesAndRefuseToOverwriteARun() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-train-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        var r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "3", "--batch", "4"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for f in ["recipe.json", "loss.csv", "loss.png", "model/model_index.json", "model/unet/config.json",
+                  "model/unet/diffusion_pytorch_model.safetensors", "model/scheduler/scheduler_config.json",
+                  "model/classes.json", "checkpoints/latest"] {
+            XCTAssert(FileManager.default.fileExists(atPath: run.appendingPathComponent(f).path), "missing \(f)")
+        }
+        // A second run into the same folder must not silently overwrite it.
+        r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "3", "--batch", "4"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("--resume"), r.stderr)
+        // --resume with more steps continues from step 3.
+        r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "4", "--batch", "4", "--resume"])
+        XCTAssertEqual(r.status, 1, "a different step count is a different recipe")
+        // Generation: class names, a grid, and per-image files named by class.
+        let grid = dir.appendingPathComponent("grid.png")
+        r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "sneaker,3",
+                            "--count", "4", "--steps", "3", "--grid", "--out", grid.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(FileManager.default.fileExists(atPath: grid.path))
+        let files = dir.appendingPathComponent("files")
+        r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "sneaker,3",
+                            "--count", "2", "--steps", "2", "--sampler", "euler", "--out", files.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: files.path).sorted(), ["0000-sneaker.png", "0001-dress.png"])
+        r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "unicorn", "--out", files.path])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("unicorn") && r.stderr.contains("sneaker"), r.stderr)
+    }
+}

@@ -83,7 +83,9 @@ public struct DPMSolverMultistepSampler: Sampler {
         for k in ["use_lu_lambdas", "use_beta_sigmas", "use_flow_sigmas"] where try c.flag(k) {
             throw c.bad(k, "only Karras and exponential sigma spacings are reproduced")
         }
-        if case .string(let v)? = c.value("variance_type"), !v.isEmpty {
+        // Only "learned"/"learned_range" change DPM-Solver (a DDPM config's "fixed_small" carries
+        // over through from_config and is ignored there, as diffusers does).
+        if case .string(let v)? = c.value("variance_type"), v.hasPrefix("learned") {
             throw c.bad("variance_type", "learned variances are not supported")
         }
         let spacing: SigmaSpacing = try c.flag("use_karras_sigmas") ? .karras

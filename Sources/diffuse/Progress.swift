@@ -1,0 +1,37 @@
+import Foundation
+
+/// Progress on standard error: a bar redrawn in place on a terminal, a plain line every few
+/// seconds otherwise (logs, CI). Shows step, rate, ETA and an optional status such as the loss.
+final class Progress {
+    let total: Int
+    let label: String
+    let start = Date()
+    private var lastPrint = Date.distantPast
+    private let tty = isatty(2) == 1
+
+    init(total: Int, label: String) { self.total = total; self.label = label }
+
+    func update(_ done: Int, status: String = "") {
+        let now = Date()
+        let final = done >= total
+        if !final && now.timeIntervalSince(lastPrint) < (tty ? 0.2 : 5) { return }
+        lastPrint = now
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let line = String(format: "%@ %d/%d  %.2f it/s  ETA %@%@", label, done, total, rate, Self.clock(eta),
+                          status.isEmpty ? "" : "  " + status)
+        if tty {
+            let width = 24, filled = total > 0 ? width * done / total : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            FileHandle.standardError.write(Data("\r\(bar) \(line)\u{1B}[K\(final ? "\n" : "")".utf8))
+        } else {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+
+    static func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}
