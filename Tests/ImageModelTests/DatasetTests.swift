@@ -45,3 +45,31 @@ final class FashionMNISTTests: XCTestCase {
         XCTAssertThrowsError(try IDXReader.read(dir.appendingPathComponent("missing")))
     }
 }
+
+final class ImageFolderTests: XCTestCase {
+    func testClassFoldersCropResizeAndSkipBadFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("folder-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for c in ["cat", "ant"] { try FileManager.default.createDirectory(at: dir.appendingPathComponent(c), withIntermediateDirectories: true) }
+        // A 3×40×20 red image: the centre 20×20 square, resized to 8×8.
+        let red = Tensor.zeros([3, 40, 20])
+        for i in 0..<(40 * 20) { red.data[i] = 1; red.data[800 + i] = -1; red.data[1600 + i] = -1 }
+        try PNGCodec.write(red, to: dir.appendingPathComponent("cat/a.png"))
+        try PNGCodec.write(red, to: dir.appendingPathComponent("ant/b.png"))
+        try Data("not a png".utf8).write(to: dir.appendingPathComponent("ant/broken.png"))
+        let ds = try ImageFolder(dir, channels: 3, size: 8)
+        XCTAssertEqual(ds.classNames, ["ant", "cat"], "class names sorted → labels")
+        XCTAssertEqual(ds.count, 3)
+        var warnings: [String] = []
+        ds.warn = { warnings.append($0) }
+        let (x, labels) = try ds.batch([0, 1, 2])
+        XCTAssertEqual(x.shape, [3, 3, 8, 8])
+        XCTAssertEqual(labels, [0, 0, 1])
+        XCTAssertEqual(x.data[0], 1, accuracy: 0.02)           // red channel of b.png
+        XCTAssertEqual(x.data[64], -1, accuracy: 0.02)         // green
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssert(warnings[0].contains("broken.png"), warnings[0])
+        XCTAssertEqual(ds.skipped.count, 1)
+        XCTAssertThrowsError(try ImageFolder(dir.appendingPathComponent("nope"), channels: 1, size: 8))
+    }
+}

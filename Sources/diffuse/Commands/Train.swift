@@ -23,7 +23,7 @@ struct TrainImage: ParsableCommand {
         """
     )
 
-    @Option(help: "Training data: builtin:fashion-mnist.") var data: String
+    @Option(help: "Training data: builtin:fashion-mnist, or a folder DIR/<class>/*.png (flat: unconditional).") var data: String
     @Option(help: "Run folder.") var out: String
     @Option(help: "Recipe JSON (model, scheduler, training, label_dropout, preview_every).") var config: String?
     @Option(help: "Training steps (overrides the recipe).") var steps: Int?
@@ -36,8 +36,8 @@ struct TrainImage: ParsableCommand {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if let lr, !(lr > 0 && lr < 1) { throw ValidationError("--lr must be in (0, 1)") }
-        guard data == "builtin:fashion-mnist" else {
-            throw ValidationError("--data: only builtin:fashion-mnist is available so far (image folders come next)")
+        if data.hasPrefix("builtin:") && data != "builtin:fashion-mnist" {
+            throw ValidationError("--data: the built-in image set is builtin:fashion-mnist")
         }
     }
 
@@ -53,7 +53,14 @@ struct TrainImage: ParsableCommand {
         if let steps { recipe.training.steps = steps }
         if let batch { recipe.training.batchSize = batch }
         if let lr { recipe.training.learningRate = lr }
-        let dataset = try FashionMNIST(train: true, size: recipe.model.sampleSize?[0] ?? 32)
+        let side = recipe.model.sampleSize?[0] ?? 32
+        let dataset: ImageDataset = data == "builtin:fashion-mnist"
+            ? try FashionMNIST(train: true, size: side)
+            : try ImageFolder(URL(fileURLWithPath: data), channels: recipe.model.inChannels, size: side)
+        if config == nil {
+            // The default recipe follows the data: its classes (+ the null label), or none.
+            recipe.model.numClassEmbeds = dataset.classNames.isEmpty ? nil : dataset.classNames.count + 1
+        }
         let progress = Progress(total: recipe.training.steps, label: "train")
         var lossAvg: Float = 0
         let outURL = URL(fileURLWithPath: out)
