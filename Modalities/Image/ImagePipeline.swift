@@ -63,6 +63,16 @@ public final class ImagePipeline {
         }
     }
 
+    /// An image file as a batch of `count` copies [N, C, H, W] at the model's size and channels.
+    public func loadImage(_ url: URL, count: Int, channels: Int? = nil) throws -> Tensor {
+        let c = channels ?? unet.config.inChannels
+        let size = unet.config.sampleSize ?? [32, 32]
+        let img = try PNGCodec.read(url, mode: c == 1 ? .gray : .rgb)
+        let one = Tensor.zeros([c, size[0], size[0]])
+        ImageFolder.cropResize(img, side: size[0], into: one.data)
+        return Tensor.concat([Tensor](repeating: one.reshaped([1, c, size[0], size[0]]), count: count), axis: 0)
+    }
+
     /// A label from what a user typed: a class name wins over an index.
     public func label(_ s: String) -> Int? {
         if let i = classNames.firstIndex(where: { $0.caseInsensitiveCompare(s) == .orderedSame }) { return i }
@@ -73,6 +83,7 @@ public final class ImagePipeline {
     /// `count` images [N, C, H, W] in [-1, 1] (clamped).
     public func generate(count: Int, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int, seed: UInt64,
                          guidance: Float = 1, start: Tensor? = nil,
+                         initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let config = name.map { $0.config(from: scheduler) } ?? scheduler
         let sampler = try makeSampler(config, steps: steps)
@@ -80,7 +91,8 @@ public final class ImagePipeline {
         let shape = [count, unet.config.inChannels, size[0], size[1]]
         let g = (guidance != 1 && labels != nil) ? nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
         let x = try Generation.sample(model: unet, shape: shape, sampler: sampler, schedule: try config.noiseSchedule(),
-                                      seed: seed, start: start, labels: labels, guidance: g, progress: progress)
+                                      seed: seed, start: start, labels: labels, guidance: g, initial: initial,
+                                      known: known, progress: progress)
         return GradMode.withoutGrad { x.clamped(min: -1, max: 1) }
     }
 }

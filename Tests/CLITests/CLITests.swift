@@ -140,6 +140,21 @@ final class TrainGenerateCommandTests: XCTestCase {
                             "--count", "2", "--steps", "2", "--sampler", "euler", "--out", files.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: files.path).sorted(), ["0000-sneaker.png", "0001-dress.png"])
+        // Inpainting keeps the black part of the mask exactly; img2img runs too.
+        let initPNG = dir.appendingPathComponent("init.png"), maskPNG = dir.appendingPathComponent("mask.png")
+        try PNGCodec.write(Tensor(shape: [1, 32, 32], scalars: (0..<1024).map { ($0 % 32) < 16 ? 0.6 : -0.6 }), to: initPNG)
+        try PNGCodec.write(Tensor(shape: [1, 32, 32], scalars: (0..<1024).map { $0 < 512 ? -1 : 1 }), to: maskPNG)
+        let inpainted = dir.appendingPathComponent("inpainted")
+        r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "bag",
+                            "--count", "1", "--steps", "3", "--init-image", initPNG.path, "--mask", maskPNG.path, "--out", inpainted.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let kept = try PNGCodec.read(inpainted.appendingPathComponent("0000-bag.png"), mode: .gray)
+        let original = try PNGCodec.read(initPNG, mode: .gray)
+        XCTAssertEqual(Array(kept.scalars[0..<512]), Array(original.scalars[0..<512]))
+        r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--count", "1",
+                            "--steps", "4", "--init-image", initPNG.path, "--strength", "0.5", "--out", dir.appendingPathComponent("i2i").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try runDiffuse(["generate", "image", "--mask", maskPNG.path, "--out", files.path]).status, 64)
         r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "unicorn", "--out", files.path])
         XCTAssertEqual(r.status, 64)
         XCTAssert(r.stderr.contains("unicorn") && r.stderr.contains("sneaker"), r.stderr)

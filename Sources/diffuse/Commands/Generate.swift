@@ -42,6 +42,9 @@ struct GenerateImage: ParsableCommand {
     @Option(help: "Sampling steps.") var steps = 20
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Starting noise: a safetensors file with key `latents` [N, C, H, W].") var latents: String?
+    @Option(help: "Image-to-image: start from this PNG, noised to --strength.") var initImage: String?
+    @Option(help: "How far --init-image is noised: 0 keeps it, 1 replaces it.") var strength: Float = 0.6
+    @Option(help: "Inpainting mask PNG for --init-image: white = regenerate, black = keep.") var mask: String?
     @Flag(help: "Write one grid PNG instead of one PNG per image.") var grid = false
     @Option(help: "Output: a folder (one PNG per image) or a .png file (with --grid).") var out: String
     @OptionGroup var runtime: RuntimeOptions
@@ -51,6 +54,8 @@ struct GenerateImage: ParsableCommand {
         if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
         if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
         if grid && !out.lowercased().hasSuffix(".png") { throw ValidationError("--grid writes one file: give --out NAME.png") }
+        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
+        if mask != nil && initImage == nil { throw ValidationError("--mask needs --init-image (the picture to keep parts of)") }
     }
 
     func run() throws {
@@ -80,9 +85,26 @@ struct GenerateImage: ParsableCommand {
         let start = try latents.map {
             try Generation.startNoise(from: URL(fileURLWithPath: $0), shape: [count, c.inChannels, size[0], size[1]])
         }
-        let progress = Progress(total: steps * (sampler == .heun ? 2 : 1), label: "generate")
+        var initial: (sample: Tensor, strength: Float)? = nil
+        var known: KnownRegion? = nil
+        if let initImage {
+            let x0 = try pipeline.loadImage(URL(fileURLWithPath: initImage), count: count)
+            if let mask {
+                // white (1) = regenerate, black (−1) = keep: [N, 1, H, W] in {0, 1}
+                let m = try pipeline.loadImage(URL(fileURLWithPath: mask), count: count, channels: 1)
+                let binary = Tensor(shape: m.shape, scalars: m.scalars.map { $0 > 0 ? 1 : 0 })
+                known = KnownRegion(sample: x0, mask: binary)
+            } else {
+                initial = (x0, strength)
+            }
+        }
+        var progress: Progress? = nil
         let images = try pipeline.generate(count: count, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                           guidance: guidance, start: start) { step, _ in progress.update(step); return true }
+                                           guidance: guidance, start: start, initial: initial, known: known) { step, total in
+            if progress == nil { progress = Progress(total: total, label: "generate") }
+            progress?.update(step)
+            return true
+        }
         let outURL = URL(fileURLWithPath: out)
         if grid {
             try ImageGrid.write(images, columns: Swift.min(count, 8), to: outURL)
