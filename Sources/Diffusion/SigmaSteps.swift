@@ -32,3 +32,12 @@ struct SigmaSteps: Sendable, Equatable {
         return spacing == .leading ? (m * m + 1).squareRoot() : m
     }
 }
+
+extension SchedulerConfig {
+    /// The σ spacing the config asks for (`use_karras_sigmas`, `use_exponential_sigmas`, else the
+    /// timesteps' own σ); beta sigmas are refused. Shared by the σ-based samplers.
+    func sigmaSpacing() throws -> SigmaSpacing {
+        if try flag("use_beta_sigmas") { throw bad("use_beta_sigmas", "beta sigmas are not supported") }
+        return try flag("use_karras_sigmas") ? .karras : (try flag("use_exponential_sigmas") ? .exponential : .timesteps)
+    }
+}

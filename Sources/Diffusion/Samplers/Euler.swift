@@ -39,11 +39,9 @@ public struct EulerSampler: Sampler {
         parameterization = try c.parameterization()
         guard try c.string("interpolation_type") == "linear" else { throw c.bad("interpolation_type", "only \"linear\" is supported") }
         guard try c.string("timestep_type") == "discrete" else { throw c.bad("timestep_type", "only \"discrete\" is supported") }
-        if try c.flag("use_beta_sigmas") { throw c.bad("use_beta_sigmas", "beta sigmas are not supported") }
         let spacing = try c.choice("timestep_spacing", TimestepSpacing.self)
         let s = SigmaSteps(schedule: schedule, spacing: spacing, steps: steps, offset: try c.int("steps_offset"),
-                           sigmaSpacing: try c.flag("use_karras_sigmas") ? .karras
-                               : (try c.flag("use_exponential_sigmas") ? .exponential : .timesteps),
+                           sigmaSpacing: try c.sigmaSpacing(),
                            sigmaMin: try c.optionalNumber("sigma_min"), sigmaMax: try c.optionalNumber("sigma_max"),
                            finalSigma: try c.choice("final_sigmas_type", FinalSigma.self), zeroSNRFloor: true)
         timesteps = s.timesteps

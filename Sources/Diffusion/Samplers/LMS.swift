@@ -40,11 +40,9 @@ public struct LMSSampler: Sampler {
         self.steps = steps
         schedule = try c.noiseSchedule()
         parameterization = try c.parameterization()
-        if try c.flag("use_beta_sigmas") { throw c.bad("use_beta_sigmas", "beta sigmas are not supported") }
         let spacing = try c.choice("timestep_spacing", TimestepSpacing.self)
         let s = SigmaSteps(schedule: schedule, spacing: spacing, steps: steps, offset: try c.int("steps_offset"),
-                           sigmaSpacing: try c.flag("use_karras_sigmas") ? .karras
-                               : (try c.flag("use_exponential_sigmas") ? .exponential : .timesteps),
+                           sigmaSpacing: try c.sigmaSpacing(),
                            zeroSNRFloor: false)
         timesteps = s.timesteps
         sigmas = s.sigmas
