@@ -74,3 +74,20 @@ public final class FashionMNIST: ImageDataset {
         return Int(labels[i])
     }
 }
+
+extension Tensor {
+    /// Mirrors, in place, the samples of a batch [N, C, H, W] whose `flags` are set left–right
+    /// (a data-augmentation step; the tensor must not be part of a graph).
+    func flipWidth(where flags: [Bool]) {
+        precondition(rank == 4 && flags.count == shape[0], "flipWidth: \(shape) with \(flags.count) flags")
+        let w = shape[3], rows = shape[1] * shape[2], per = rows * w
+        for (n, f) in flags.enumerated() where f {
+            let base = data + n * per
+            for r in 0..<rows {
+                let row = base + r * w
+                var a = 0, b = w - 1
+                while a < b { let t = row[a]; row[a] = row[b]; row[b] = t; a += 1; b -= 1 }
+            }
+        }
+    }
+}

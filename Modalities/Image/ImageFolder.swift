@@ -15,15 +15,16 @@ public final class ImageFolder: ImageDataset {
     public private(set) var skipped = Set<String>()
     public var warn: (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
 
-    public init(_ root: URL, channels: Int, size: Int) throws {
+    /// - Parameter channels: 1 (gray) or 3 (RGB); nil picks 3 when any of the first 32 files
+    ///   (spread over the classes) is in colour, else 1.
+    public init(_ root: URL, channels: Int?, size: Int) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
             throw MediaError.cannotOpen(file: root.path, reason: "not a folder")
         }
-        precondition(channels == 1 || channels == 3, "ImageFolder: channels must be 1 or 3")
+        precondition(channels == nil || channels == 1 || channels == 3, "ImageFolder: channels must be 1 or 3")
         self.root = root
-        self.channels = channels
         self.size = (size, size)
         func pngs(_ dir: URL) -> [URL] {
             ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
@@ -45,6 +46,13 @@ public final class ImageFolder: ImageDataset {
         guard !list.isEmpty else { throw MediaError.invalidData(file: root.path, reason: "no .png files in it or in its class folders") }
         files = list
         classNames = names
+        if let channels {
+            self.channels = channels
+        } else {
+            let step = Swift.max(1, list.count / 32)
+            let probe = stride(from: 0, to: list.count, by: step).prefix(32).map { list[$0].0 }
+            self.channels = probe.contains { (try? PNGCodec.isColor($0)) == true } ? 3 : 1
+        }
     }
 
     public var count: Int { files.count }

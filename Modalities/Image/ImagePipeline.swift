@@ -80,50 +80,100 @@ public final class ImagePipeline {
         return nil
     }
 
-    /// `count` images [N, C, H, W] in [-1, 1] (clamped).
+    /// `count` images [N, C, H, W]: in [-1, 1] (clamped), or the sampler's final values with
+    /// `clamp: false` (what `--raw` saves). The model runs on at most `batchSize` images at a
+    /// time; every noise draw is per image, so the result does not depend on `batchSize`.
     public func generate(count: Int, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int, seed: UInt64,
                          guidance: Float = 1, start: Tensor? = nil,
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
+                         batchSize: Int? = nil, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
+        precondition(count >= 1 && (batchSize ?? 1) >= 1, "generate: count \(count), batch \(batchSize ?? 0)")
         let config = name.map { $0.config(from: scheduler) } ?? scheduler
-        let sampler = try makeSampler(config, steps: steps)
+        let schedule = try config.noiseSchedule()
         let size = unet.config.sampleSize ?? [32, 32]
-        let shape = [count, unet.config.inChannels, size[0], size[1]]
         let g = (guidance != 1 && labels != nil) ? nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
-        let x = try Generation.sample(model: unet, shape: shape, sampler: sampler, schedule: try config.noiseSchedule(),
-                                      seed: seed, start: start, labels: labels, guidance: g, initial: initial,
-                                      known: known, progress: progress)
-        return GradMode.withoutGrad { x.clamped(min: -1, max: 1) }
+        let b = Swift.min(batchSize ?? count, count)
+        let chunks = (count + b - 1) / b
+        var parts: [Tensor] = []
+        for k in 0..<chunks {
+            let lo = k * b, hi = Swift.min(count, lo + b)
+            func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
+            let sampler = try makeSampler(config, steps: steps)
+            let shape = [hi - lo, unet.config.inChannels, size[0], size[1]]
+            let part = try Generation.sample(
+                model: unet, shape: shape, sampler: sampler, schedule: schedule, seed: seed, start: start.map(rows),
+                labels: labels.map { Array($0[lo..<hi]) }, guidance: g,
+                initial: initial.map { (rows($0.sample), $0.strength) },
+                known: known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) },
+                firstSample: lo,
+                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
+            parts.append(part)
+        }
+        let x = parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+        return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
     }
 }
 
 /// Everything a training run needs: the model, the scheduler it is trained for, the trainer's
-/// settings and the guidance label dropout. Written to RUN/recipe.json; `--config` reads one.
-public struct ImageRecipe: Codable, Sendable {
+/// settings, the guidance label dropout and the data augmentation. Written to RUN/recipe.json;
+/// `--config` reads one (keys left out take the defaults below).
+public struct ImageRecipe: Codable, Sendable, Equatable {
     public var model: UNet2DConfig
     public var scheduler: SchedulerConfig
     public var training: TrainerOptions
     public var labelDropout: Float
     public var previewEvery: Int
+    /// Mirror each training image left–right with probability ½.
+    public var randomFlip: Bool
+
+    public init(model: UNet2DConfig, scheduler: SchedulerConfig, training: TrainerOptions,
+                labelDropout: Float = 0.1, previewEvery: Int = 500, randomFlip: Bool = false) {
+        self.model = model; self.scheduler = scheduler; self.training = training
+        self.labelDropout = labelDropout; self.previewEvery = previewEvery; self.randomFlip = randomFlip
+    }
 
     enum CodingKeys: String, CodingKey {
         case model, scheduler, training
-        case labelDropout = "label_dropout", previewEvery = "preview_every"
+        case labelDropout = "label_dropout", previewEvery = "preview_every", randomFlip = "random_flip"
     }
 
-    /// The default recipe for class-conditional Fashion-MNIST (32×32 canvas, 10 classes + null).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ImageRecipe.fashionMNIST()
+        self.init(model: try c.decode(UNet2DConfig.self, forKey: .model),
+                  scheduler: try c.decodeIfPresent(SchedulerConfig.self, forKey: .scheduler) ?? d.scheduler,
+                  training: try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? d.training,
+                  labelDropout: try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? d.labelDropout,
+                  previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
+                  randomFlip: try c.decodeIfPresent(Bool.self, forKey: .randomFlip) ?? d.randomFlip)
+    }
+
+    /// The recipe of the bundled model `samples/image/`: class-conditional Fashion-MNIST on a 32×32
+    /// canvas, 10 classes + the null label. A 2.7 M-parameter U-Net (32/64/128 channels, one ResNet
+    /// per level, attention at 8×8) — at batch 64 a step takes 1.3 s on 2 cores, so 4,000 steps
+    /// (4.3 epochs) fit in 1.5 hours; ε-prediction on diffusers' linear DDPM schedule, AdamW at
+    /// 1e-3 with a cosine decay, EMA 0.999.
     public static func fashionMNIST() -> ImageRecipe {
         var m = UNet2DConfig()
         m.sampleSize = [32, 32]; m.inChannels = 1; m.outChannels = 1
         m.blockOutChannels = [32, 64, 128]
-        m.downBlockTypes = [.downBlock2D, .attnDownBlock2D, .attnDownBlock2D]
-        m.upBlockTypes = [.attnUpBlock2D, .attnUpBlock2D, .upBlock2D]
-        m.layersPerBlock = 2; m.normNumGroups = 8; m.attentionHeadDim = 8
+        m.downBlockTypes = [.downBlock2D, .downBlock2D, .attnDownBlock2D]
+        m.upBlockTypes = [.attnUpBlock2D, .upBlock2D, .upBlock2D]
+        m.layersPerBlock = 1; m.normNumGroups = 8; m.attentionHeadDim = 8
         m.numClassEmbeds = 11
         var t = TrainerOptions()
-        t.steps = 12_000; t.batchSize = 64; t.learningRate = 3e-4; t.warmupSteps = 500
-        t.emaDecay = 0.999; t.checkpointEvery = 500
+        t.steps = 4_000; t.batchSize = 64; t.learningRate = 1e-3; t.warmupSteps = 200
+        t.emaDecay = 0.999; t.checkpointEvery = 250
         return ImageRecipe(model: m, scheduler: SchedulerConfig(.ddpm, ["clip_sample": .bool(true)]),
-                           training: t, labelDropout: 0.1, previewEvery: 1000)
+                           training: t, labelDropout: 0.1, previewEvery: 500)
+    }
+
+    /// Whether a run made with `self` can go on with `other`: everything but the number of steps
+    /// (a finished run can be extended) must match.
+    public func canResume(as other: ImageRecipe) -> Bool {
+        var a = self, b = other
+        a.training.steps = 0; b.training.steps = 0
+        return a == b
     }
 }

@@ -13,7 +13,7 @@ public struct TrainingRunError: Error, CustomStringConvertible {
 
 /// Trains an image model from a recipe into a run folder:
 ///
-///     RUN/recipe.json            the recipe used (a resumed run must match it)
+///     RUN/recipe.json            the recipe used (a resumed run must match it; only steps may grow)
 ///     RUN/checkpoints/           trainer checkpoints (atomic; `latest` points at the newest)
 ///     RUN/model/                 diffusers pipeline folder with the EMA weights (each checkpoint)
 ///     RUN/previews/step-N.png    a grid of samples, a row per class
@@ -31,8 +31,13 @@ public enum ImageTraining {
             guard resume else {
                 throw TrainingRunError(path: out.path, reason: "holds checkpoints of an earlier run: pass --resume, or choose another --out")
             }
-            if let old = try? Data(contentsOf: recipeURL), old != (try enc.encode(recipe)) {
-                throw TrainingRunError(path: recipeURL.path, reason: "differs from this run's recipe; resume with the same settings")
+            if let data = try? Data(contentsOf: recipeURL) {
+                guard let old = try? JSONDecoder().decode(ImageRecipe.self, from: data) else {
+                    throw TrainingRunError(path: recipeURL.path, reason: "is not a readable recipe")
+                }
+                guard old.canResume(as: recipe) else {
+                    throw TrainingRunError(path: recipeURL.path, reason: "differs from this run's recipe; resume with the same settings (only --steps may change)")
+                }
             }
         }
         try AtomicFile.write(try enc.encode(recipe), to: recipeURL)
@@ -80,6 +85,11 @@ public enum ImageTraining {
         try trainer.run(checkpointDir: ckpt, batch: { rng in
             let idx = rng.integers(batch, below: data.count)
             let (x, y) = try data.batch(idx)
+            if recipe.randomFlip {
+                // x: [N, C, H, W]; mirror along W the samples whose coin came up
+                let flip = rng.integers(batch, below: 2)
+                if flip.contains(1) { x.flipWidth(where: flip.map { $0 == 1 }) }
+            }
             return (x, conditional ? y : nil)
         }, periodic: [
             .init(every: Swift.max(1, recipe.previewEvery)) { _, r in try preview(r.step) },

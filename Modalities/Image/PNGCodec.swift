@@ -89,6 +89,19 @@ public enum PNGCodec {
         return Pixels(width: width, height: height, channels: channels, bytes: bytes)
     }
 
+    /// Whether the PNG holds colour (RGB or a colour palette), from its header alone.
+    public static func isColor(_ url: URL) throws -> Bool {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        guard png_image_begin_read_from_file(&image, url.path) != 0 else {
+            let reason = message(image)
+            png_image_free(&image)
+            throw MediaError.invalidData(file: url.path, reason: reason)
+        }
+        defer { png_image_free(&image) }
+        return image.format & UInt32(PNG_FORMAT_FLAG_COLOR) != 0
+    }
+
     /// Reads a PNG into a float tensor [C, H, W] in [-1, 1] (C = 1 for `.gray`, 3 for `.rgb`,
     /// the file's channels for `.keep`).
     public static func read(_ url: URL, mode: Mode = .rgb, background: UInt8 = 255,

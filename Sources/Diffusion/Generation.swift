@@ -84,13 +84,16 @@ public enum Generation {
     /// of inpainting, as in RePaint, Lugmayr et al. 2022, without its resampling) and pasted into
     /// the result; it works for any rank, so audio gaps and video frames use it too. `progress(step, total)` returning false
     /// cancels: the remaining steps skip the model and `GenerationCancelled` is thrown.
+    /// `firstSample = k` makes this batch the samples k, k+1, ... of a larger one with the same
+    /// seed (every noise draw is per sample), so work split into batches gives the same images.
     public static func sample(model: DiffusionModel, shape: [Int], sampler: any Sampler, schedule: NoiseSchedule,
                               seed: UInt64, start: Tensor? = nil, labels: [Int]? = nil, guidance: Guidance? = nil,
                               initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
+                              firstSample: Int = 0,
                               progress: ((_ step: Int, _ total: Int) -> Bool)? = nil) throws -> Tensor {
         model.setTraining(false)
         return try GradMode.withoutGrad {
-            var rng = RandomGenerator(seed: seed)
+            var rng = RandomGenerator(seed: seed, firstSample: firstSample)
             let z = start ?? rng.normal(shape)
             precondition(z.shape == shape, "start noise \(z.shape) for shape \(shape)")
             var startIndex = 0

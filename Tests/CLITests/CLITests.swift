@@ -126,9 +126,27 @@ final class TrainGenerateCommandTests: XCTestCase {
         r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "3", "--batch", "4"])
         XCTAssertEqual(r.status, 1)
         XCTAssert(r.stderr.contains("--resume"), r.stderr)
-        // --resume with more steps continues from step 3.
+        // --resume with another recipe is refused; with more steps it extends the finished run.
+        r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "4", "--batch", "4", "--lr", "0.01", "--resume"])
+        XCTAssertEqual(r.status, 1, "a different learning rate is a different recipe")
+        XCTAssert(r.stderr.contains("recipe.json"), r.stderr)
         r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "4", "--batch", "4", "--resume"])
-        XCTAssertEqual(r.status, 1, "a different step count is a different recipe")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let log = try String(contentsOf: run.appendingPathComponent("loss.csv"), encoding: .utf8)
+        XCTAssertEqual(log.split(separator: "\n").map { $0.split(separator: ",")[0] }, ["step", "1", "2", "3", "4"])
+        // --raw keeps the unquantised samples, and --batch does not change a single value (DDPM draws
+        // fresh noise every step: that too is per sample).
+        func raw(_ batch: String, _ name: String) throws -> Tensor {
+            let u = dir.appendingPathComponent(name)
+            let r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--count", "3",
+                                    "--batch", batch, "--sampler", "ddpm", "--steps", "3", "--raw", u.path,
+                                    "--out", dir.appendingPathComponent("raw-\(name)").path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try SafeTensorsFile(url: u).tensor("sample")
+        }
+        let whole = try raw("3", "b3.safetensors"), split = try raw("2", "b2.safetensors")
+        XCTAssertEqual(whole.shape, [3, 1, 32, 32])
+        XCTAssertEqual(whole.scalars, split.scalars)
         // Generation: class names, a grid, and per-image files named by class.
         let grid = dir.appendingPathComponent("grid.png")
         r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "sneaker,3",

@@ -1,7 +1,7 @@
 import XCTest
 import Foundation
 import Tensor
-import Image
+@testable import Image
 
 final class FashionMNISTTests: XCTestCase {
     func testLoadsDebiansFashionMNIST() throws {
@@ -71,5 +71,38 @@ final class ImageFolderTests: XCTestCase {
         XCTAssert(warnings[0].contains("broken.png"), warnings[0])
         XCTAssertEqual(ds.skipped.count, 1)
         XCTAssertThrowsError(try ImageFolder(dir.appendingPathComponent("nope"), channels: 1, size: 8))
+        XCTAssertEqual(try ImageFolder(dir, channels: nil, size: 8).channels, 3, "colour files: RGB by default")
+        let gray = dir.appendingPathComponent("gray")
+        try FileManager.default.createDirectory(at: gray, withIntermediateDirectories: true)
+        try PNGCodec.write(Tensor.zeros([1, 4, 4]), to: gray.appendingPathComponent("g.png"))
+        XCTAssertEqual(try ImageFolder(gray, channels: nil, size: 8).channels, 1, "gray files: gray by default")
+    }
+
+    func testRandomFlipMirrorsOnlyChosenSamples() throws {
+        let x = Tensor(shape: [2, 1, 2, 3], scalars: [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6])
+        x.flipWidth(where: [false, true])
+        XCTAssertEqual(x.scalars, [1, 2, 3, 4, 5, 6, 3, 2, 1, 6, 5, 4])
+    }
+}
+
+final class ImageRecipeTests: XCTestCase {
+    func testRecipeRoundTripsAndOnlyStepsMayChangeOnResume() throws {
+        let r = ImageRecipe.fashionMNIST()
+        let back = try JSONDecoder().decode(ImageRecipe.self, from: JSONEncoder().encode(r))
+        XCTAssertEqual(back, r)
+        var longer = r
+        longer.training.steps += 1000
+        XCTAssert(r.canResume(as: longer))
+        var other = r
+        other.training.learningRate *= 2
+        XCTAssertFalse(r.canResume(as: other))
+        other = r
+        other.randomFlip = true
+        XCTAssertFalse(r.canResume(as: other))
+        // Keys left out take the defaults.
+        let minimal = try JSONDecoder().decode(ImageRecipe.self, from: Data(#"{"model": {"in_channels": 3, "out_channels": 3}}"#.utf8))
+        XCTAssertEqual(minimal.model.inChannels, 3)
+        XCTAssertEqual(minimal.training, r.training)
+        XCTAssertFalse(minimal.randomFlip)
     }
 }

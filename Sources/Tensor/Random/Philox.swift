@@ -27,10 +27,24 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     public let seed: UInt64
     /// Number of draws made so far; save it with `seed` to resume a stream exactly.
     public var draws: UInt64
+    /// Index of this stream's first sample: a generator with `firstSample = k` draws for a batch
+    /// exactly what samples k, k+1, ... of a larger batch get. Lets work be split into batches
+    /// without changing any number.
+    public var firstSample: Int
 
-    public init(seed: UInt64, draws: UInt64 = 0) {
+    public init(seed: UInt64, draws: UInt64 = 0, firstSample: Int = 0) {
+        precondition(firstSample >= 0, "RandomGenerator: firstSample \(firstSample)")
         self.seed = seed
         self.draws = draws
+        self.firstSample = firstSample
+    }
+
+    enum CodingKeys: String, CodingKey { case seed, draws, firstSample }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(seed: try c.decode(UInt64.self, forKey: .seed), draws: try c.decode(UInt64.self, forKey: .draws),
+                  firstSample: try c.decodeIfPresent(Int.self, forKey: .firstSample) ?? 0)
     }
 
     var key: SIMD2<UInt32> { SIMD2(UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)) }
@@ -49,12 +63,12 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
         let samples = shape.first ?? 1
         let per = samples == 0 ? 0 : t.count / samples
         let blocks = (per + 3) / 4
-        let key = self.key, draw = draws
+        let key = self.key, draw = draws, first = firstSample
         draws += 1
         let p = SendablePointer(t.data)
         Parallel.forEach(samples * blocks, grain: 1024) { idx in
             let i = idx / blocks, b = idx % blocks
-            let w = RandomGenerator.block(key: key, draw: draw, sample: i, block: b)
+            let w = RandomGenerator.block(key: key, draw: draw, sample: first + i, block: b)
             fill(w, p.p + i * per + b * 4, Swift.min(4, per - b * 4))
         }
         return t
@@ -79,10 +93,10 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
     /// `count` integers uniform in 0..<upperBound (one per sample of the draw).
     public mutating func integers(_ count: Int, below upperBound: Int) -> [Int] {
         precondition(upperBound > 0 && upperBound <= Int(UInt32.max), "integers(below: \(upperBound))")
-        let key = self.key, draw = draws
+        let key = self.key, draw = draws, first = firstSample
         draws += 1
         return (0..<count).map { i in
-            let w = RandomGenerator.block(key: key, draw: draw, sample: i, block: 0)
+            let w = RandomGenerator.block(key: key, draw: draw, sample: first + i, block: 0)
             let wide = (UInt64(w[1]) << 32) | UInt64(w[0])
             return Int(wide % UInt64(upperBound))
         }

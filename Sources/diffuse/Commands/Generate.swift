@@ -35,6 +35,7 @@ struct GenerateImage: ParsableCommand {
 
     @Option(help: "Model: a pipeline folder as `diffuse train image` writes it (RUN/model).") var model: String?
     @Option(help: "Number of images.") var count = 8
+    @Option(help: "Images per model call (default: all); the images do not depend on it.") var batch: Int?
     @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the images in turn.")
     var classes: String?
     @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
@@ -42,15 +43,19 @@ struct GenerateImage: ParsableCommand {
     @Option(help: "Sampling steps.") var steps = 20
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Starting noise: a safetensors file with key `latents` [N, C, H, W].") var latents: String?
-    @Option(help: "Image-to-image: start from this PNG, noised to --strength.") var initImage: String?
+    @Option(name: [.customLong("init"), .customLong("init-image")], help: "Image-to-image: start from this PNG, noised to --strength.")
+    var initImage: String?
     @Option(help: "How far --init-image is noised: 0 keeps it, 1 replaces it.") var strength: Float = 0.6
     @Option(help: "Inpainting mask PNG for --init-image: white = regenerate, black = keep.") var mask: String?
+    @Option(help: "Also write the final float samples [N, C, H, W] before quantisation (key `sample`) to this safetensors file.")
+    var raw: String?
     @Flag(help: "Write one grid PNG instead of one PNG per image.") var grid = false
     @Option(help: "Output: a folder (one PNG per image) or a .png file (with --grid).") var out: String
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         if count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
+        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
         if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
         if grid && !out.lowercased().hasSuffix(".png") { throw ValidationError("--grid writes one file: give --out NAME.png") }
@@ -99,12 +104,15 @@ struct GenerateImage: ParsableCommand {
             }
         }
         var progress: Progress? = nil
-        let images = try pipeline.generate(count: count, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                           guidance: guidance, start: start, initial: initial, known: known) { step, total in
+        let samples = try pipeline.generate(count: count, labels: labels, sampler: sampler, steps: steps, seed: seed,
+                                            guidance: guidance, start: start, initial: initial, known: known,
+                                            batchSize: batch, clamp: false) { step, total in
             if progress == nil { progress = Progress(total: total, label: "generate") }
             progress?.update(step)
             return true
         }
+        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
+        let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let outURL = URL(fileURLWithPath: out)
         if grid {
             try ImageGrid.write(images, columns: Swift.min(count, 8), to: outURL)

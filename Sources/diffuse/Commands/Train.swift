@@ -29,7 +29,8 @@ struct TrainImage: ParsableCommand {
     @Option(help: "Training steps (overrides the recipe).") var steps: Int?
     @Option(help: "Batch size (overrides the recipe).") var batch: Int?
     @Option(help: "Learning rate (overrides the recipe).") var lr: Float?
-    @Flag(help: "Continue from the run folder's last checkpoint.") var resume = false
+    @Flag(help: "Mirror training images left-right at random (overrides the recipe).") var randomFlip = false
+    @Flag(help: "Continue from the run folder's last checkpoint (a finished run goes on to a larger --steps).") var resume = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -53,13 +54,16 @@ struct TrainImage: ParsableCommand {
         if let steps { recipe.training.steps = steps }
         if let batch { recipe.training.batchSize = batch }
         if let lr { recipe.training.learningRate = lr }
+        if randomFlip { recipe.randomFlip = true }
         let side = recipe.model.sampleSize?[0] ?? 32
         let dataset: ImageDataset = data == "builtin:fashion-mnist"
             ? try FashionMNIST(train: true, size: side)
-            : try ImageFolder(URL(fileURLWithPath: data), channels: recipe.model.inChannels, size: side)
+            : try ImageFolder(URL(fileURLWithPath: data), channels: config == nil ? nil : recipe.model.inChannels, size: side)
         if config == nil {
-            // The default recipe follows the data: its classes (+ the null label), or none.
+            // The default recipe follows the data: its classes (+ the null label) or none, gray or RGB.
             recipe.model.numClassEmbeds = dataset.classNames.isEmpty ? nil : dataset.classNames.count + 1
+            recipe.model.inChannels = dataset.channels
+            recipe.model.outChannels = dataset.channels
         }
         let progress = Progress(total: recipe.training.steps, label: "train")
         var lossAvg: Float = 0
