@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Checks that model folders travel both ways between diffusers and diffuse.
+
+1. diffusers → diffuse: a random class-conditional UNet2DModel saved by `save_pretrained`
+   (config.json + diffusion_pytorch_model.safetensors) is run by `diffuse forward`.
+2. diffuse → diffusers: a pipeline folder written by `diffuse train image` (2 steps) — and any
+   folders given on the command line, e.g. samples/image — is loaded by diffusers'
+   `DDPMPipeline.from_pretrained` / `UNet2DModel.from_pretrained` and run on the same input.
+In both, diffusers' output and ours must agree within 1e-4 max abs. Exits 1 on a mismatch.
+
+    /work/venv/bin/python Tests/References/check_diffusers_interop.py [--diffuse .build/release/diffuse] [FOLDER ...]
+
+Pinned stack: Tests/References/requirements.txt. Not part of `make test` (needs Python).
+"""
+import argparse, json, os, subprocess, sys, tempfile
+import torch
+from diffusers import UNet2DModel, DDPMPipeline, DDPMScheduler
+from safetensors.torch import save_file, load_file
+
+torch.set_num_threads(1)
+TOL = 1e-4
+
+
+def compare(folder, unet, diffuse, tmp, tag):
+    cfg = unet.config
+    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    g = torch.Generator().manual_seed(0)
+    n = 3
+    x = torch.randn((n, cfg.in_channels, size, size), generator=g)
+    t = torch.tensor([0, 421, 999], dtype=torch.int64)
+    inputs = {"sample": x, "timestep": t}
+    kwargs = {}
+    if cfg.num_class_embeds:
+        labels = torch.arange(n, dtype=torch.int64) % cfg.num_class_embeds
+        inputs["class_labels"] = labels
+        kwargs["class_labels"] = labels
+    with torch.no_grad():
+        want = unet.float()(x, t, **kwargs).sample
+    inp, out = os.path.join(tmp, f"{tag}-in.safetensors"), os.path.join(tmp, f"{tag}-out.safetensors")
+    save_file(inputs, inp)
+    subprocess.run([diffuse, "forward", folder, "--input", inp, "--output", out], check=True)
+    got = load_file(out)["sample"]
+    err = (got - want).abs().max().item()
+    ok = err <= TOL * max(1.0, want.abs().max().item())
+    print(f"{'ok ' if ok else 'BAD'} {tag}: {folder}: max abs error {err:.3g} (output max {want.abs().max().item():.3g})")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--diffuse", default=".build/release/diffuse")
+    ap.add_argument("folders", nargs="*", help="pipeline or model folders written by diffuse")
+    a = ap.parse_args()
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        # 1. diffusers saves, we load.
+        torch.manual_seed(0)
+        unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(16, 32),
+                           down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                           layers_per_block=1, norm_num_groups=8, attention_head_dim=8, num_class_embeds=5)
+        with torch.no_grad():
+            for p in unet.parameters():
+                p.add_(torch.randn_like(p) * 0.05)  # zero-initialised layers would hide bugs
+        folder = os.path.join(tmp, "from-diffusers")
+        unet.save_pretrained(folder)
+        ok &= compare(folder, unet, a.diffuse, tmp, "diffusers-saved")
+        # 2. we save, diffusers loads.
+        run = os.path.join(tmp, "run")
+        subprocess.run([a.diffuse, "train", "image", "--data", "builtin:fashion-mnist", "--out", run,
+                        "--steps", "2", "--batch", "2"], check=True, stdout=subprocess.DEVNULL)
+        for folder in [os.path.join(run, "model")] + a.folders:
+            pipe = DDPMPipeline.from_pretrained(folder)
+            assert isinstance(pipe.scheduler, DDPMScheduler), type(pipe.scheduler)
+            ok &= compare(folder, pipe.unet, a.diffuse, tmp, "diffuse-saved")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
