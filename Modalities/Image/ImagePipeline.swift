@@ -118,7 +118,7 @@ public final class ImagePipeline {
 /// Everything a training run needs: the model, the scheduler it is trained for, the trainer's
 /// settings, the guidance label dropout and the data augmentation. Written to RUN/recipe.json;
 /// `--config` reads one (keys left out take the defaults below).
-public struct ImageRecipe: Codable, Sendable, Equatable {
+public struct ImageRecipe: RunRecipe, Sendable, Equatable {
     public var model: UNet2DConfig
     public var scheduler: SchedulerConfig
     public var training: TrainerOptions
