@@ -18,39 +18,18 @@ public final class ImageFolder: ImageDataset {
     /// - Parameter channels: 1 (gray) or 3 (RGB); nil picks 3 when any of the first 32 files
     ///   (spread over the classes) is in colour, else 1.
     public init(_ root: URL, channels: Int?, size: Int) throws {
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
-            throw MediaError.cannotOpen(file: root.path, reason: "not a folder")
-        }
         precondition(channels == nil || channels == 1 || channels == 3, "ImageFolder: channels must be 1 or 3")
+        let folder = try ClassFolder(root, extensions: ["png"])
         self.root = root
         self.size = (size, size)
-        func pngs(_ dir: URL) -> [URL] {
-            ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
-                .filter { $0.lowercased().hasSuffix(".png") && !$0.hasPrefix(".") }.map { dir.appendingPathComponent($0) }
-        }
-        let subdirs = ((try? fm.contentsOfDirectory(atPath: root.path)) ?? []).sorted().filter {
-            var d: ObjCBool = false
-            return !$0.hasPrefix(".") && fm.fileExists(atPath: root.appendingPathComponent($0).path, isDirectory: &d) && d.boolValue
-        }
-        var list: [(URL, Int)] = []
-        var names: [String] = []
-        for name in subdirs {
-            let found = pngs(root.appendingPathComponent(name))
-            if found.isEmpty { continue }
-            names.append(name)
-            list += found.map { ($0, names.count - 1) }
-        }
-        if list.isEmpty { list = pngs(root).map { ($0, 0) } }
-        guard !list.isEmpty else { throw MediaError.invalidData(file: root.path, reason: "no .png files in it or in its class folders") }
-        files = list
-        classNames = names
+        files = folder.files
+        classNames = folder.classNames
+        let list = files
         if let channels {
             self.channels = channels
         } else {
             let step = Swift.max(1, list.count / 32)
-            let probe = stride(from: 0, to: list.count, by: step).prefix(32).map { list[$0].0 }
+            let probe = stride(from: 0, to: list.count, by: step).prefix(32).map { list[$0].url }
             self.channels = probe.contains { (try? PNGCodec.isColor($0)) == true } ? 3 : 1
         }
     }
