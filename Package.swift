@@ -57,7 +57,7 @@ let package = Package(
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Image",
+            "Tensor", "NN", "Diffusion", "Image", "Audio",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Audio
+
+struct Dataset: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a labelled training set from tools on this machine.",
+        subcommands: [DatasetNotes.self, DatasetDigits.self]
+    )
+}
+
+struct DatasetNotes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notes",
+        abstract: "Pitched instrument notes rendered with fluidsynth and the General-MIDI soundfont.",
+        discussion: """
+        Writes OUT/<midi pitch>/<instrument>-v<velocity>.wav (16 kHz mono, 1 s, peak 0.9): every \
+        instrument × pitch × velocity. 60 is middle C. Re-running keeps the files already made.
+        Instruments: \(AudioDatasets.defaultInstruments.map { "\($0.name) (\($0.program))" }.joined(separator: ", ")).
+        """
+    )
+
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "MIDI pitch range, e.g. 48-72.") var pitches = "48-72"
+    @Option(help: "Comma-separated instrument names from the list below, or General-MIDI program numbers (0-127).")
+    var instruments: String?
+    @Option(help: "Comma-separated key velocities (1-127).") var velocities = "70,110"
+    @Option(help: "Clip length in seconds.") var seconds = 1.0
+    @Option(help: "Sample rate in Hz.") var rate = 16_000
+    @Option(help: "SoundFont (.sf2).") var soundfont = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+    func options() throws -> AudioDatasets.NotesOptions {
+        var o = AudioDatasets.NotesOptions()
+        let parts = pitches.split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 2 || parts.count == 1, let lo = parts.first, let hi = parts.last, lo <= hi, lo >= 0, hi <= 127 else {
+            throw ValidationError("--pitches: give LOW-HIGH MIDI numbers within 0-127, e.g. 48-72")
+        }
+        o.pitches = lo...hi
+        if let instruments {
+            o.instruments = try instruments.split(separator: ",").map { s in
+                if let i = AudioDatasets.defaultInstruments.first(where: { $0.name == s.lowercased() }) { return i }
+                if let p = Int(s), (0..<128).contains(p) { return .init("program\(p)", p) }
+                throw ValidationError("--instruments: \(s) is neither a known instrument nor a program 0-127")
+            }
+        }
+        o.velocities = try velocities.split(separator: ",").map {
+            guard let v = Int($0), (1..<128).contains(v) else { throw ValidationError("--velocities: \($0) is not within 1-127") }
+            return v
+        }
+        guard seconds > 0.05 && seconds <= 10 else { throw ValidationError("--seconds must be in (0.05, 10]") }
+        guard (8000...96_000).contains(rate) else { throw ValidationError("--rate must be within 8000-96000") }
+        o.seconds = seconds
+        o.sampleRate = rate
+        o.soundfont = soundfont
+        return o
+    }
+
+    func validate() throws { _ = try options() }
+
+    func run() throws {
+        let o = try options()
+        let progress = Progress(total: o.instruments.count, label: "render")
+        let n = try AudioDatasets.renderNotes(to: URL(fileURLWithPath: out), options: o) { done, _ in progress.update(done) }
+        print("\(n) new notes in \(out) (\(o.pitches.count) pitches × \(o.instruments.count) instruments × \(o.velocities.count) velocities)")
+    }
+}
+
+struct DatasetDigits: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "digits",
+        abstract: "The words zero..nine spoken by espeak-ng across voices, pitches and speeds (an SC09-like set).",
+        discussion: """
+        Writes OUT/<word>/<n>-<voice>-p<pitch>-s<speed>.wav (16 kHz mono, 1 s, speech centred, peak \
+        0.9). The voice settings come from --seed; re-running keeps the files already made.
+        """
+    )
+
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Clips per digit.") var perDigit = 100
+    @Option(help: "Seed for the voice settings.") var seed: UInt64 = 0
+    @Option(help: "Sample rate in Hz.") var rate = 16_000
+
+    func validate() throws {
+        if perDigit < 1 || perDigit > 100_000 { throw ValidationError("--per-digit must be between 1 and 100000") }
+        guard (8000...96_000).contains(rate) else { throw ValidationError("--rate must be within 8000-96000") }
+    }
+
+    func run() throws {
+        var o = AudioDatasets.DigitsOptions()
+        o.perDigit = perDigit
+        o.seed = seed
+        o.sampleRate = rate
+        let progress = Progress(total: 10 * perDigit, label: "speak")
+        let n = try AudioDatasets.renderDigits(to: URL(fileURLWithPath: out), options: o) { done, _ in progress.update(done) }
+        print("\(n) new clips in \(out)")
+    }
+}
