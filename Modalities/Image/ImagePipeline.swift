@@ -12,55 +12,27 @@ import Diffusion
 public final class ImagePipeline {
     public let unet: UNet2DModel
     public let scheduler: SchedulerConfig
-    public let classNames: [String]
+    public let classes: ClassLabels
 
     public init(unet: UNet2DModel, scheduler: SchedulerConfig, classNames: [String]) {
         self.unet = unet
         self.scheduler = scheduler
-        self.classNames = classNames
+        classes = ClassLabels(names: classNames, labelCount: unet.config.numClassEmbeds)
     }
 
-    /// The label meaning "no class" (classifier-free guidance), when the model was trained with one:
-    /// one more embedding than classes.
-    public var nullLabel: Int? {
-        guard let k = unet.config.numClassEmbeds, k == classNames.count + 1 else { return nil }
-        return k - 1
-    }
+    public var classNames: [String] { classes.names }
+    /// The label meaning "no class" (classifier-free guidance), when the model was trained with one.
+    public var nullLabel: Int? { classes.nullLabel }
 
     public static func load(_ dir: URL) throws -> ImagePipeline {
         let unet = try UNet2DModel.load(dir)
-        let schedURL = dir.appendingPathComponent("scheduler/scheduler_config.json")
-        let scheduler = FileManager.default.fileExists(atPath: schedURL.path)
-            ? try SchedulerConfig.load(schedURL) : SchedulerConfig(.ddpm)
-        var names: [String] = []
-        let classesURL = dir.appendingPathComponent("classes.json")
-        if let d = try? Data(contentsOf: classesURL) {
-            guard let list = try? JSONDecoder().decode([String].self, from: d) else {
-                throw ModelFolderError(path: classesURL.path, reason: "not a JSON list of class names")
-            }
-            names = list
-        } else if let k = unet.config.numClassEmbeds {
-            names = (0..<k).map(String.init)
-        }
-        return ImagePipeline(unet: unet, scheduler: scheduler, classNames: names)
+        let classes = try ClassLabels.load(dir, labelCount: unet.config.numClassEmbeds)
+        return ImagePipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names)
     }
 
     public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(at: dir.appendingPathComponent("scheduler"), withIntermediateDirectories: true)
         try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
-        try AtomicFile.write(try scheduler.jsonData(), to: dir.appendingPathComponent("scheduler/scheduler_config.json"))
-        let index: [String: JSONValue] = [
-            "_class_name": .string("DDPMPipeline"), "_diffusers_version": .string(ConfigWriter.diffusersVersion),
-            "unet": .array([.string("diffusers"), .string("UNet2DModel")]),
-            "scheduler": .array([.string("diffusers"), .string(scheduler.className)]),
-        ]
-        try ConfigFile.write(index, to: dir.appendingPathComponent("model_index.json"))
-        if !classNames.isEmpty {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted]
-            try AtomicFile.write(try enc.encode(classNames), to: dir.appendingPathComponent("classes.json"))
-        }
+        try PipelineFolder.save(to: dir, pipelineClass: "DDPMPipeline", unetClass: "UNet2DModel", scheduler: scheduler, classes: classes)
     }
 
     /// An image file as a batch of `count` copies [N, C, H, W] at the model's size and channels.
@@ -74,11 +46,7 @@ public final class ImagePipeline {
     }
 
     /// A label from what a user typed: a class name wins over an index.
-    public func label(_ s: String) -> Int? {
-        if let i = classNames.firstIndex(where: { $0.caseInsensitiveCompare(s) == .orderedSame }) { return i }
-        if let i = Int(s), i >= 0, i < (unet.config.numClassEmbeds ?? 0), i != nullLabel { return i }
-        return nil
-    }
+    public func label(_ s: String) -> Int? { classes.label(s) }
 
     /// `count` images [N, C, H, W]: in [-1, 1] (clamped), or the sampler's final values with
     /// `clamp: false` (what `--raw` saves). The model runs on at most `batchSize` images at a
@@ -88,29 +56,12 @@ public final class ImagePipeline {
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
                          batchSize: Int? = nil, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
-        precondition(count >= 1 && (batchSize ?? 1) >= 1, "generate: count \(count), batch \(batchSize ?? 0)")
-        let config = name.map { $0.config(from: scheduler) } ?? scheduler
-        let schedule = try config.noiseSchedule()
         let size = unet.config.sampleSize ?? [32, 32]
         let g = (guidance != 1 && labels != nil) ? nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
-        let b = Swift.min(batchSize ?? count, count)
-        let chunks = (count + b - 1) / b
-        var parts: [Tensor] = []
-        for k in 0..<chunks {
-            let lo = k * b, hi = Swift.min(count, lo + b)
-            func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
-            let sampler = try makeSampler(config, steps: steps)
-            let shape = [hi - lo, unet.config.inChannels, size[0], size[1]]
-            let part = try Generation.sample(
-                model: unet, shape: shape, sampler: sampler, schedule: schedule, seed: seed, start: start.map(rows),
-                labels: labels.map { Array($0[lo..<hi]) }, guidance: g,
-                initial: initial.map { (rows($0.sample), $0.strength) },
-                known: known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) },
-                firstSample: lo,
-                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
-            parts.append(part)
-        }
-        let x = parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+        let x = try Generation.batched(model: unet, sampleShape: [unet.config.inChannels, size[0], size[1]], count: count,
+                                       batchSize: batchSize, scheduler: scheduler, sampler: name, steps: steps, seed: seed,
+                                       labels: labels, guidance: g, start: start, initial: initial, known: known,
+                                       progress: progress)
         return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
     }
 }

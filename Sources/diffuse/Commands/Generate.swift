@@ -74,16 +74,11 @@ struct GenerateImage: ParsableCommand {
             guard pipeline.unet.config.isClassConditional else {
                 throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class")
             }
-            let wanted = try classes.split(separator: ",").map { s -> Int in
-                guard let l = pipeline.label(String(s)) else {
-                    throw ValidationError("--class \(s): not a class of this model (\(pipeline.classNames.joined(separator: ", ")))")
-                }
-                return l
+            do { labels = try pipeline.classes.labels(classes, count: count) } catch let e as UnknownClass {
+                throw ValidationError("--class \(e)")
             }
-            labels = (0..<count).map { wanted[$0 % wanted.count] }
         } else if pipeline.unet.config.isClassConditional {
-            let k = pipeline.nullLabel ?? (pipeline.unet.config.numClassEmbeds ?? 1)
-            labels = (0..<count).map { $0 % Swift.max(k, 1) }
+            labels = pipeline.classes.cycling(count: count)
         }
         let c = pipeline.unet.config
         let size = c.sampleSize ?? [32, 32]
@@ -122,7 +117,7 @@ struct GenerateImage: ParsableCommand {
             let per = images.count / count
             for i in 0..<count {
                 let one = Tensor(shape: Array(images.shape.dropFirst()), scalars: Array(images.scalars[(i * per)..<((i + 1) * per)]))
-                let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classNames.indices.contains($0[i]) ? pipeline.classNames[$0[i]] : String($0[i])).png" }
+                let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i])).png" }
                     ?? String(format: "%04d.png", i)
                 try PNGCodec.write(one, to: outURL.appendingPathComponent(name))
             }

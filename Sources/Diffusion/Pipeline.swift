@@ -1,0 +1,138 @@
+import Foundation
+import Tensor
+import NN
+
+/// Class names of a conditional model and the labels users type: a class *name* wins over an
+/// index (`--class 60` on a notes model means MIDI pitch 60, not the 61st folder). The null
+/// label (classifier-free guidance) is the embedding row after the classes, when there is one.
+public struct ClassLabels: Sendable, Equatable {
+    public var names: [String]
+    /// Rows of the model's class embedding (nil: unconditional).
+    public var labelCount: Int?
+
+    public init(names: [String], labelCount: Int?) {
+        self.names = names
+        self.labelCount = labelCount
+    }
+
+    public var isConditional: Bool { labelCount != nil }
+
+    /// The label meaning "no class": one more embedding than classes.
+    public var nullLabel: Int? {
+        guard let k = labelCount, k == names.count + 1 else { return nil }
+        return k - 1
+    }
+
+    /// A label from what a user typed: a class name (any case) wins over an index.
+    public func label(_ s: String) -> Int? {
+        let s = s.trimmingCharacters(in: .whitespaces)
+        if let i = names.firstIndex(where: { $0.caseInsensitiveCompare(s) == .orderedSame }) { return i }
+        if let i = Int(s), i >= 0, i < (labelCount ?? 0), i != nullLabel { return i }
+        return nil
+    }
+
+    /// Labels for `count` samples from a comma-separated list given in turn (`3,7` → 3, 7, 3, 7...).
+    public func labels(_ list: String, count: Int) throws -> [Int] {
+        let wanted = try list.split(separator: ",").map { s -> Int in
+            guard let l = label(String(s)) else { throw UnknownClass(given: String(s), known: names) }
+            return l
+        }
+        guard !wanted.isEmpty else { throw UnknownClass(given: list, known: names) }
+        return (0..<count).map { wanted[$0 % wanted.count] }
+    }
+
+    /// Every class in turn (the default of a conditional model's generation).
+    public func cycling(count: Int) -> [Int] {
+        let k = Swift.max(1, nullLabel ?? (labelCount ?? 1))
+        return (0..<count).map { $0 % k }
+    }
+
+    /// The name of a label (its number when the model has no names).
+    public func name(_ label: Int) -> String { names.indices.contains(label) ? names[label] : String(label) }
+
+    /// classes.json in a pipeline folder: a JSON list of names; absent → numbers.
+    public static func load(_ dir: URL, labelCount: Int?) throws -> ClassLabels {
+        let url = dir.appendingPathComponent("classes.json")
+        guard let d = try? Data(contentsOf: url) else {
+            return ClassLabels(names: labelCount.map { (0..<$0).map(String.init) } ?? [], labelCount: labelCount)
+        }
+        guard let list = try? JSONDecoder().decode([String].self, from: d) else {
+            throw ConfigError(key: "classes.json", reason: "\(url.path) is not a JSON list of class names")
+        }
+        return ClassLabels(names: list, labelCount: labelCount)
+    }
+
+    public func save(_ dir: URL) throws {
+        guard !names.isEmpty else { return }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted]
+        try AtomicFile.write(try enc.encode(names), to: dir.appendingPathComponent("classes.json"))
+    }
+}
+
+/// A class the model does not know.
+public struct UnknownClass: Error, CustomStringConvertible {
+    public var given: String
+    public var known: [String]
+    public var description: String { "\(given): not a class of this model (\(known.joined(separator: ", ")))" }
+}
+
+/// The folder every pipeline shares (diffusers layout):
+///
+///     model_index.json                           pipeline class, unet and scheduler classes
+///     unet/config.json, unet/diffusion_pytorch_model.safetensors
+///     scheduler/scheduler_config.json
+///     classes.json                               (ours) class names by label
+public enum PipelineFolder {
+    /// The scheduler of a pipeline folder (DDPM defaults when the folder has none).
+    public static func scheduler(in dir: URL) throws -> SchedulerConfig {
+        let u = dir.appendingPathComponent("scheduler/scheduler_config.json")
+        return FileManager.default.fileExists(atPath: u.path) ? try SchedulerConfig.load(u) : SchedulerConfig(.ddpm)
+    }
+
+    /// Writes model_index.json, the scheduler and classes.json; the caller writes unet/.
+    public static func save(to dir: URL, pipelineClass: String, unetClass: String, scheduler: SchedulerConfig,
+                            classes: ClassLabels) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: dir.appendingPathComponent("scheduler"), withIntermediateDirectories: true)
+        try AtomicFile.write(try scheduler.jsonData(), to: dir.appendingPathComponent("scheduler/scheduler_config.json"))
+        let index: [String: JSONValue] = [
+            "_class_name": .string(pipelineClass), "_diffusers_version": .string(ConfigWriter.diffusersVersion),
+            "unet": .array([.string("diffusers"), .string(unetClass)]),
+            "scheduler": .array([.string("diffusers"), .string(scheduler.className)]),
+        ]
+        try ConfigFile.write(index, to: dir.appendingPathComponent("model_index.json"))
+        try classes.save(dir)
+    }
+}
+
+extension Generation {
+    /// `count` samples of `sampleShape` ([C, ...]) from `model`, at most `batchSize` per model
+    /// call. Every noise draw is per sample (`firstSample`), so the result does not depend on
+    /// `batchSize`. `start`, `initial` and `known` hold all `count` samples; `progress(step, total)`
+    /// counts steps over all batches. Returns the sampler's final values, unclamped.
+    public static func batched(model: DiffusionModel, sampleShape: [Int], count: Int, batchSize: Int?,
+                               scheduler: SchedulerConfig, sampler name: SamplerName?, steps: Int, seed: UInt64,
+                               labels: [Int]?, guidance: Guidance?, start: Tensor? = nil,
+                               initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
+                               progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
+        precondition(count >= 1 && (batchSize ?? 1) >= 1, "batched: count \(count), batch \(batchSize ?? 0)")
+        let config = name.map { $0.config(from: scheduler) } ?? scheduler
+        let schedule = try config.noiseSchedule()
+        let b = Swift.min(batchSize ?? count, count)
+        let chunks = (count + b - 1) / b
+        var parts: [Tensor] = []
+        for k in 0..<chunks {
+            let lo = k * b, hi = Swift.min(count, lo + b)
+            func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
+            let part = try sample(
+                model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: steps),
+                schedule: schedule, seed: seed, start: start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
+                guidance: guidance, initial: initial.map { (rows($0.sample), $0.strength) },
+                known: known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: lo,
+                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
+            parts.append(part)
+        }
+        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+    }
+}
