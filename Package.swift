@@ -50,7 +50,8 @@ let package = Package(
         .target(name: "Media", dependencies: ["NN"], path: "Modalities/Media", swiftSettings: swiftSettings),
         .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "Media", "CPNG", "CZlib"],
                 path: "Modalities/Image", swiftSettings: swiftSettings),
-        .target(name: "Audio", dependencies: ["Tensor", "Media", "CSndFile"], path: "Modalities/Audio",
+        // Audio draws spectrograms and loss curves through Image's PNG codec.
+        .target(name: "Audio", dependencies: ["Tensor", "NN", "Diffusion", "Media", "Image", "CSndFile"], path: "Modalities/Audio",
                 swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["Tensor", "Media", "CFFmpeg"], path: "Modalities/Video",
                 swiftSettings: swiftSettings),
@@ -75,7 +76,7 @@ let package = Package(
         // Corrupt/ and Formats/ are found next to the test sources (#filePath).
         .testTarget(name: "ImageTests", dependencies: ["Image", "Tensor", "TestSupport"], path: "Tests/ImageTests",
                     exclude: ["Corrupt", "Formats"]),
-        .testTarget(name: "AudioTests", dependencies: ["Audio", "Tensor", "TestSupport"], path: "Tests/AudioTests",
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "Image", "Tensor", "TestSupport"], path: "Tests/AudioTests",
                     exclude: ["Corrupt"]),
         .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor", "TestSupport"], path: "Tests/VideoTests",
                     exclude: ["Corrupt"]),

@@ -1,4 +1,5 @@
 @testable import Audio
+import Image
 import Foundation
 import Tensor
 import XCTest
@@ -106,5 +107,34 @@ final class AudioDatasetTests: XCTestCase {
         XCTAssert(warnings[0].contains("broken.wav"), warnings[0])
         _ = f.batch([1])
         XCTAssertEqual(warnings.count, 1, "a bad file warns once")
+    }
+}
+
+final class SpectrogramTests: XCTestCase {
+    func testFFTMatchesTheDFT() {
+        let n = 16
+        var re = (0..<n).map { Float(sin(Double($0) * 0.7) + 0.3 * Double($0 % 3)) }, im = [Float](repeating: 0, count: n)
+        let x = re
+        FFT.transform(&re, &im)
+        for k in 0..<n {
+            var r = 0.0, i = 0.0
+            for j in 0..<n { r += Double(x[j]) * cos(-2 * .pi * Double(j * k) / Double(n)); i += Double(x[j]) * sin(-2 * .pi * Double(j * k) / Double(n)) }
+            XCTAssertEqual(Double(re[k]), r, accuracy: 1e-4); XCTAssertEqual(Double(im[k]), i, accuracy: 1e-4)
+        }
+    }
+
+    func testASinePeaksInItsBinWithLowFrequenciesAtTheBottom() throws {
+        // 1 kHz at 16 kHz with 512-point frames: bin 32.
+        let x = (0..<4000).map { Float(sin(2 * Double.pi * 1000 * Double($0) / 16_000)) }
+        let db = Spectrogram.decibels(x)
+        XCTAssertEqual(db.count, 257)
+        let mid = db[0].count / 2
+        XCTAssertEqual((0..<257).max { db[$0][mid] < db[$1][mid] }, 32)
+        let img = Spectrogram.image(x)
+        XCTAssertEqual(img.data[(256 - 32) * img.shape[2] + mid], 1, accuracy: 1e-6)
+        let u = FileManager.default.temporaryDirectory.appendingPathComponent("spec-\(UUID().uuidString).png")
+        defer { try? FileManager.default.removeItem(at: u) }
+        try Spectrogram.write([x, x], to: u)
+        XCTAssertEqual(try PNGCodec.read(u, mode: .gray).shape, [1, 257, 2 * db[0].count + 4])
     }
 }
