@@ -50,14 +50,14 @@ let package = Package(
         .target(name: "Media", dependencies: ["NN"], path: "Modalities/Media", swiftSettings: swiftSettings),
         .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "Media", "CPNG", "CZlib"],
                 path: "Modalities/Image", swiftSettings: swiftSettings),
-        .target(name: "Audio", dependencies: ["Tensor", "Media", "CSndFile"], path: "Modalities/Audio",
+        .target(name: "Audio", dependencies: ["Tensor", "NN", "Diffusion", "Media", "CSndFile"], path: "Modalities/Audio",
                 swiftSettings: swiftSettings),
         .target(name: "Video", dependencies: ["Tensor", "Media", "CFFmpeg"], path: "Modalities/Video",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Image",
+            "Tensor", "NN", "Diffusion", "Image", "Audio",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -68,6 +68,8 @@ let package = Package(
                     exclude: ["Goldens", "Corrupt"]),
         .testTarget(name: "ImageModelTests", dependencies: ["Image", "NN", "Tensor", "TestSupport"],
                     path: "Tests/ImageModelTests", exclude: ["Goldens"]),
+        .testTarget(name: "AudioModelTests", dependencies: ["Audio", "Diffusion", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/AudioModelTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/DiffusionTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "TrainingTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
