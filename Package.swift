@@ -69,6 +69,8 @@ let package = Package(
                     exclude: ["Goldens", "Corrupt"]),
         .testTarget(name: "ImageModelTests", dependencies: ["Image", "NN", "Tensor", "TestSupport"],
                     path: "Tests/ImageModelTests", exclude: ["Goldens"]),
+        .testTarget(name: "AudioModelTests", dependencies: ["Audio", "Diffusion", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/AudioModelTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/DiffusionTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "TrainingTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],

@@ -112,6 +112,30 @@ final class GradientTests: XCTestCase {
         gradientCheck([r([1, 4, 9], 101), r([4, 1, 3], 102)]) { $0[0].conv1d($0[1], padding: 2, dilation: 2, groups: 4) }
     }
 
+    func testTransposedConvolutions() {
+        // Upsample1D's ConvTranspose1d(C, C, 4, stride 2, padding 1), with bias.
+        gradientCheck([r([2, 3, 7], 160), r([3, 4, 4], 161), r([4], 162)]) {
+            $0[0].convTranspose1d($0[1], bias: $0[2], stride: 2, padding: 1)
+        }
+        // Groups, output padding, dilation, non-square kernels (2D).
+        gradientCheck([r([1, 4, 3, 5], 163), r([4, 3, 2, 3], 164)]) {
+            $0[0].convTranspose2d($0[1], stride: (2, 3), padding: (1, 0), outputPadding: (1, 2), dilation: (1, 1), groups: 2)
+        }
+        // Stride 1 (the forward runs the flipped-kernel path), dilation 2.
+        gradientCheck([r([2, 2, 4, 4], 165), r([2, 3, 3, 3], 166), r([3], 167)]) {
+            $0[0].convTranspose2d($0[1], bias: $0[2], stride: (1, 1), padding: (1, 1), dilation: (2, 1))
+        }
+        // Depthwise as Dance Diffusion's Upsample1d: padding 2·3 + 1 = 7 with an 8-tap kernel.
+        gradientCheck([r([1, 3, 6], 168), r([3, 1, 8], 169)]) {
+            $0[0].convTranspose1d($0[1], stride: 2, padding: 7, groups: 3)
+        }
+    }
+
+    func testReflectPad() {
+        gradientCheck([r([2, 3, 6], 170)]) { $0[0].reflectPadded(left: 3, right: 5) }
+        gradientCheck([r([4, 2], 171)]) { $0[0].reflectPadded(left: 1, right: 0) }
+    }
+
     func testNormalisations() {
         gradientCheck([r([2, 6, 3, 4], 110), r([6], 111), r([6], 112)], atol: 2e-3) {
             $0[0].groupNorm(groups: 3, weight: $0[1], bias: $0[2])

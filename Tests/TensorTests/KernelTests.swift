@@ -82,6 +82,35 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(dws, lhs, accuracy: 1e-3 * Swift.abs(lhs))
     }
 
+    func testConvTransposeMatchesDirectLoops() {
+        // (x, weight [Cin, Cout/G, kh, kw], stride, padding, output padding, dilation, groups)
+        let cases: [([Int], [Int], (Int, Int), (Int, Int), (Int, Int), (Int, Int), Int)] = [
+            ([1, 1, 1, 1], [1, 1, 1, 1], (1, 1), (0, 0), (0, 0), (1, 1), 1),
+            ([2, 3, 1, 17], [3, 4, 1, 4], (1, 2), (0, 1), (0, 0), (1, 1), 1),   // Upsample1D's ConvTranspose1d(4, 2, 1)
+            ([2, 4, 5, 7], [4, 3, 3, 2], (2, 3), (1, 0), (1, 2), (1, 1), 2),
+            ([1, 6, 1, 13], [6, 1, 1, 8], (1, 2), (0, 7), (0, 0), (1, 1), 6),   // Dance Upsample1d: depthwise, pad 2·3+1
+            ([3, 2, 4, 4], [2, 5, 3, 3], (1, 1), (1, 1), (0, 0), (2, 1), 1),    // stride 1: the flipped-kernel path
+        ]
+        for (k, c) in cases.enumerated() {
+            let x = r(c.0, UInt64(200 + k * 3)), w = r(c.1, UInt64(201 + k * 3)), b = r([c.1[1] * c.6], UInt64(202 + k * 3))
+            let p = Conv2dParams(stride: c.2, padding: c.3, dilation: c.5, groups: c.6)
+            let got = x.convTranspose2d(w, bias: b, stride: c.2, padding: c.3, outputPadding: c.4, dilation: c.5, groups: c.6)
+            let want = convTranspose2dReference(x, w, b, p, outputPadding: c.4)
+            assertClose(got, want, atol: 1e-5, rtol: 1e-5, "case \(k)")
+        }
+        // The 1D form is the 2D one on [N, C, 1, L]: L_out = (L − 1)·2 − 2 + 4 = 2L.
+        let x = r([2, 3, 9], 230), w = r([3, 5, 4], 231)
+        XCTAssertEqual(x.convTranspose1d(w, stride: 2, padding: 1).shape, [2, 5, 18])
+    }
+
+    func testReflectPadMatchesTorchIndexing() {
+        // F.pad([0, 1, 2, 3, 4], (3, 2), mode="reflect") = [3, 2, 1, 0, 1, 2, 3, 4, 3, 2]
+        let x = Tensor(shape: [1, 1, 5], scalars: [0, 1, 2, 3, 4])
+        XCTAssertEqual(x.reflectPadded(left: 3, right: 2).scalars, [3, 2, 1, 0, 1, 2, 3, 4, 3, 2])
+        let y = r([3, 2, 17], 240).reflectPadded(left: 5, right: 16)
+        XCTAssertEqual(y.shape, [3, 2, 38])
+    }
+
     func testConv2dBackwardMatchesNaiveAdjoint() {
         // <conv(x), g> = <x, conv^T(g)>: the input gradient is the adjoint of the forward map.
         for (k, (groups, stride)) in [(1, 2), (2, 2), (1, 1), (2, 1)].enumerated() {

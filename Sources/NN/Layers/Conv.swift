@@ -75,3 +75,64 @@ func makeConv(dims: Int, _ cin: Int, _ cout: Int, kernelSize: Int, stride: Int =
         ? Conv1d(cin, cout, kernelSize: kernelSize, stride: stride, padding: padding, bias: bias)
         : Conv2d(cin, cout, kernelSize: kernelSize, stride: stride, padding: padding, bias: bias)
 }
+
+/// Transposed 1D convolution as `torch.nn.ConvTranspose1d`. x [N, Cin, L] -> [N, Cout, Lo],
+/// Lo = (L − 1)·stride − 2·padding + (k − 1) + 1 + outputPadding.
+public final class ConvTranspose1d: Module {
+    public let weight: Tensor  // [Cin, Cout/groups, k]
+    public let bias: Tensor?
+    public let stride: Int, padding: Int, outputPadding: Int, groups: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, groups: Int = 1, bias: Bool = true) {
+        precondition(inChannels % groups == 0 && outChannels % groups == 0,
+                     "ConvTranspose1d(\(inChannels), \(outChannels)): groups \(groups) must divide both")
+        self.stride = stride; self.padding = padding; self.outputPadding = outputPadding; self.groups = groups
+        // PyTorch computes fan_in from weight.size(1) for transposed convolutions too.
+        let b = NNInit.bound(fanIn: outChannels / groups * kernelSize)
+        weight = NNInit.uniform([inChannels, outChannels / groups, kernelSize], bound: b)
+        self.bias = bias ? NNInit.uniform([outChannels], bound: b) : nil
+    }
+
+    public var inChannels: Int { weight.shape[0] }
+    public var outChannels: Int { weight.shape[1] * groups }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v("weight", weight)
+        v("bias", bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.convTranspose1d(weight, bias: bias, stride: stride, padding: padding, outputPadding: outputPadding, groups: groups)
+    }
+}
+
+/// Transposed 2D convolution as `torch.nn.ConvTranspose2d` (square kernel). x [N, Cin, H, W] -> [N, Cout, Ho, Wo].
+public final class ConvTranspose2d: Module {
+    public let weight: Tensor  // [Cin, Cout/groups, k, k]
+    public let bias: Tensor?
+    public let stride: Int, padding: Int, outputPadding: Int, groups: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, groups: Int = 1, bias: Bool = true) {
+        precondition(inChannels % groups == 0 && outChannels % groups == 0,
+                     "ConvTranspose2d(\(inChannels), \(outChannels)): groups \(groups) must divide both")
+        self.stride = stride; self.padding = padding; self.outputPadding = outputPadding; self.groups = groups
+        let b = NNInit.bound(fanIn: outChannels / groups * kernelSize * kernelSize)
+        weight = NNInit.uniform([inChannels, outChannels / groups, kernelSize, kernelSize], bound: b)
+        self.bias = bias ? NNInit.uniform([outChannels], bound: b) : nil
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v("weight", weight)
+        v("bias", bias)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.convTranspose2d(weight, bias: bias, stride: (stride, stride), padding: (padding, padding),
+                          outputPadding: (outputPadding, outputPadding), groups: groups)
+    }
+}
+
+extension ConvTranspose1d: ConvolutionLayer {}
+extension ConvTranspose2d: ConvolutionLayer {}

@@ -32,24 +32,34 @@ public final class Downsample: Module {
     }
 }
 
-/// diffusers' `Upsample1D`/`Upsample2D` (interpolating form): nearest 2× (or to `size`),
-/// then a 3×3 conv when `useConv`. x [N, C, *S] -> [N, Cout, *2S].
+/// diffusers' `Upsample1D`/`Upsample2D`: nearest 2× (or to `size`), then a 3×3 conv when
+/// `useConv`; or, with `useConvTranspose`, one transposed conv (kernel 4, stride 2, padding 1)
+/// in place of both. x [N, C, *S] -> [N, Cout, *2S].
 public final class Upsample: Module {
     public let dims: Int
     public let conv: (any ConvolutionLayer)?
+    public let useConvTranspose: Bool
     public let name: String
 
-    public init(dims: Int = 2, channels: Int, useConv: Bool, outChannels: Int? = nil, name: String = "conv",
-                kernelSize: Int = 3, padding: Int = 1, bias: Bool = true) {
+    public init(dims: Int = 2, channels: Int, useConv: Bool, useConvTranspose: Bool = false, outChannels: Int? = nil,
+                name: String = "conv", kernelSize: Int = 3, padding: Int = 1, bias: Bool = true) {
         self.dims = dims
         self.name = name
+        self.useConvTranspose = useConvTranspose
         let out = outChannels ?? channels
-        conv = useConv ? makeConv(dims: dims, channels, out, kernelSize: kernelSize, padding: padding, bias: bias) : nil
+        if useConvTranspose {
+            precondition(dims == 1 || dims == 2, "transposed convolutions of rank \(dims) are not supported")
+            conv = dims == 1 ? ConvTranspose1d(channels, out, kernelSize: 4, stride: 2, padding: 1)
+                             : ConvTranspose2d(channels, out, kernelSize: 4, stride: 2, padding: 1)
+        } else {
+            conv = useConv ? makeConv(dims: dims, channels, out, kernelSize: kernelSize, padding: padding, bias: bias) : nil
+        }
     }
 
     public func visit(_ v: inout ModuleVisitor) { v(name, conv) }
 
     public func callAsFunction(_ x: Tensor, size: [Int]? = nil) -> Tensor {
+        if useConvTranspose { return conv!(x) }
         let up = size.map { x.upsampleNearest(size: $0) } ?? x.upsampleNearest(scale: 2)
         return conv.map { $0(up) } ?? up
     }

@@ -15,12 +15,14 @@ enum Op {
     case permute([Int])
     case crop(offset: [Int])
     case pad(offset: [Int])
+    case reflectPad(left: Int, right: Int)
     case concat(axis: Int)
     case upsampleNearest(inputShape: [Int])
     case avgPool(kernel: [Int], stride: [Int])
     case embedding([Int])
     case matmul(transA: Bool, transB: Bool)
     case conv2d(Conv2dParams)
+    case convTranspose2d(Conv2dParams)
     case groupNorm(groups: Int, hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case layerNorm(hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case softmax(output: Tensor)
@@ -94,6 +96,9 @@ func gradients(of node: Node, outputGrad g: Tensor, output: Tensor) -> [Tensor?]
     case .pad(let off):
         return [cropForward(g, offset: off, shape: x[0].shape)]
 
+    case .reflectPad(let left, let right):
+        return [reflectPadBackward(g, inputShape: x[0].shape, left: left, right: right)]
+
     case .concat(let axis):
         var off = [Int](repeating: 0, count: g.rank)
         return x.map { xi in
@@ -117,6 +122,11 @@ func gradients(of node: Node, outputGrad g: Tensor, output: Tensor) -> [Tensor?]
     case .conv2d(let p):
         let (dx, dw, db) = conv2dBackward(x[0], x[1], hasBias: x.count == 3, p, g: g,
                                           needX: x[0].requiresGrad, needW: x[1].requiresGrad)
+        return [dx, dw, db]
+
+    case .convTranspose2d(let p):
+        let (dx, dw, db) = convTranspose2dBackward(x[0], x[1], hasBias: x.count == 3, p, g: g,
+                                                   needX: x[0].requiresGrad, needW: x[1].requiresGrad)
         return [dx, dw, db]
 
     case .groupNorm(let groups, let hasW, let hasB, let mean, let rstd):

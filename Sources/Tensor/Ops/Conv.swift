@@ -288,18 +288,26 @@ private func conv2dInputGradByFlippedKernel(_ weight: Tensor, _ g: ConvGeometry,
 /// Gradients of conv2d for the inputs that need them: (dx, dweight, dbias).
 func conv2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dParams, g gy: Tensor,
                     needX: Bool, needW: Bool) -> (Tensor?, Tensor?, Tensor?) {
-    let g = ConvGeometry(x: x.shape, weight: weight.shape, p)
+    conv2dBackward(xShape: x.shape, x: needW ? x : nil, weight, hasBias: hasBias, p, g: gy, needX: needX, needW: needW)
+}
+
+/// The same, reading the input `x` only for the weight gradient: dx alone needs just its shape
+/// (dx is the transposed convolution of gy, which is how `convTranspose2d` runs forward).
+private func conv2dBackward(xShape: [Int], x: Tensor?, _ weight: Tensor, hasBias: Bool, _ p: Conv2dParams,
+                            g gy: Tensor, needX: Bool, needW: Bool) -> (Tensor?, Tensor?, Tensor?) {
+    precondition(!needW || x != nil, "conv2dBackward: the weight gradient needs the input")
+    let g = ConvGeometry(x: xShape, weight: weight.shape, p)
     let P = g.P
     let flippable = g.p.stride == (1, 1) && g.p.dilation == (1, 1) &&
         g.p.padding.0 <= g.kh - 1 && g.p.padding.1 <= g.kw - 1
     let dw = needW ? Tensor.zeros(weight.shape) : nil
     if flippable && (needX || needW) {
         let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([g.cout]) : nil
-        if let dw { conv2dWeightGrad(x, g, gy: gy, into: dw) }
+        if let dw { conv2dWeightGrad(x!, g, gy: gy, into: dw) }
         let dx = needX ? conv2dInputGradByFlippedKernel(weight, g, gy: gy) : nil
         return (dx, dw, db)
     }
-    let dx = needX ? Tensor.zeros(x.shape) : nil
+    let dx = needX ? Tensor.zeros(xShape) : nil
     let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([g.cout]) : nil
     if !needX && !needW { return (dx, dw, db) }
 
@@ -326,8 +334,8 @@ func conv2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dPar
         let colLd = col != nil ? b * P : P
         if let dw {
             let colPtr: UnsafePointer<Float>
-            if let col { im2col(x.data, g, n0: n0, nb: b, col: col.data); colPtr = UnsafePointer(col.data) }
-            else { colPtr = UnsafePointer(x.data + n0 * g.cin * P) }
+            if let col { im2col(x!.data, g, n0: n0, nb: b, col: col.data); colPtr = UnsafePointer(col.data) }
+            else { colPtr = UnsafePointer(x!.data + n0 * g.cin * P) }
             for gi in 0..<g.groups {
                 // dW_g [Cout/G, K_g] += g_g [Cout/G, (b P)] x col_g^T
                 BLAS.sgemm(transA: false, transB: true, m: g.coutG, n: g.kG, k: b * P,
@@ -360,6 +368,101 @@ func conv2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dPar
     return (dx, dw, db)
 }
 
+// MARK: Transposed convolution
+//
+// PyTorch's conv_transpose2d is the input gradient of a convolution:
+//     x [N, Cin, H, W], weight [Cin, Cout/G, kh, kw] -> y [N, Cout, Ho, Wo]
+//     Ho = (H − 1)·s − 2p + d·(kh − 1) + 1 + output_padding
+// y is conv2d's dx for "output gradient" x, so the forward runs conv2d's input-gradient kernels,
+// and the backward is the forward convolution: dx = conv2d(gy, weight); dweight is conv2d's
+// weight gradient with the roles swapped (convolution input gy, its output gradient x).
+
+/// Output shape of a transposed convolution.
+func convTranspose2dShape(_ x: [Int], _ weight: [Int], _ p: Conv2dParams, outputPadding op: (Int, Int)) -> [Int] {
+    precondition(x.count == 4 && weight.count == 4, "convTranspose2d: x \(x) and weight \(weight) must be rank 4")
+    precondition(p.groups >= 1 && x[1] == weight[0] && x[1] % p.groups == 0,
+                 "convTranspose2d: weight \(weight) expects \(weight[0]) input channels in \(p.groups) groups, x is \(x)")
+    precondition(op.0 >= 0 && op.1 >= 0 && op.0 < p.stride.0 && op.1 < p.stride.1,
+                 "convTranspose2d: output padding \(op) must be smaller than the stride \(p.stride)")
+    let ho = (x[2] - 1) * p.stride.0 - 2 * p.padding.0 + p.dilation.0 * (weight[2] - 1) + 1 + op.0
+    let wo = (x[3] - 1) * p.stride.1 - 2 * p.padding.1 + p.dilation.1 * (weight[3] - 1) + 1 + op.1
+    precondition(ho > 0 && wo > 0, "convTranspose2d: padding \(p.padding) leaves no output for x \(x), weight \(weight)")
+    return [x[0], weight[1] * p.groups, ho, wo]
+}
+
+func convTranspose2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dParams,
+                            outputPadding: (Int, Int)) -> Tensor {
+    let outShape = convTranspose2dShape(x.shape, weight.shape, p, outputPadding: outputPadding)
+    let cout = outShape[1]
+    if let bias { precondition(bias.shape == [cout], "convTranspose2d: bias \(bias.shape) for \(cout) output channels") }
+    // The stride-1 path of the input gradient runs a forward convolution, which counts its own
+    // FLOPs; count this op's exactly once.
+    let flops = FlopCounter.forwardFlops + 2 * Double(x.count) * Double(cout / p.groups) * Double(weight.shape[2] * weight.shape[3])
+    let (y, _, _) = conv2dBackward(xShape: outShape, x: nil, weight, hasBias: false, p, g: x, needX: true, needW: false)
+    FlopCounter.forwardFlops = flops
+    let out = y!
+    if let bias {
+        let plane = outShape[2] * outShape[3]
+        let po = SendablePointer(out.data), pb = SendablePointer(bias.data)
+        Parallel.forEach(outShape[0] * cout, grain: 4) { i in
+            let v = pb.p[i % cout], row = po.p + i * plane
+            for k in 0..<plane { row[k] += v }
+        }
+    }
+    return out
+}
+
+/// Gradients of convTranspose2d for the inputs that need them: (dx, dweight, dbias).
+func convTranspose2dBackward(_ x: Tensor, _ weight: Tensor, hasBias: Bool, _ p: Conv2dParams, g gy: Tensor,
+                             needX: Bool, needW: Bool) -> (Tensor?, Tensor?, Tensor?) {
+    // The convolution whose input gradient this op is: input gy [N, Cout, Ho, Wo], output x.
+    let conv = ConvGeometry(x: gy.shape, weight: weight.shape, p)
+    precondition(conv.ho == x.shape[2] && conv.wo == x.shape[3], "convTranspose2d backward: \(gy.shape) does not map back to \(x.shape)")
+    let dx = needX ? conv2dForward(gy, weight, nil, p) : nil
+    var dw: Tensor? = nil
+    if needW {
+        dw = Tensor.zeros(weight.shape)
+        conv2dWeightGrad(gy, conv, gy: x, into: dw!)
+    }
+    let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([gy.shape[1]]) : nil
+    return (dx, dw, db)
+}
+
+/// Direct loops of a transposed convolution: the reference the fast path is tested against.
+func convTranspose2dReference(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dParams,
+                              outputPadding: (Int, Int)) -> Tensor {
+    let s = convTranspose2dShape(x.shape, weight.shape, p, outputPadding: outputPadding)
+    let out = Tensor.zeros(s)
+    let n = x.shape[0], cin = x.shape[1], h = x.shape[2], w = x.shape[3]
+    let coutG = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3], cinG = cin / p.groups
+    for b in 0..<n {
+        for ci in 0..<cin {
+            let gi = ci / cinG
+            for iy in 0..<h {
+                for ix in 0..<w {
+                    let v = x.data[((b * cin + ci) * h + iy) * w + ix]
+                    for co in 0..<coutG {
+                        for i in 0..<kh {
+                            for j in 0..<kw {
+                                let oy = iy * p.stride.0 - p.padding.0 + i * p.dilation.0
+                                let ox = ix * p.stride.1 - p.padding.1 + j * p.dilation.1
+                                guard oy >= 0 && oy < s[2] && ox >= 0 && ox < s[3] else { continue }
+                                let c = gi * coutG + co
+                                out.data[((b * s[1] + c) * s[2] + oy) * s[3] + ox] +=
+                                    v * weight.data[((ci * coutG + co) * kh + i) * kw + j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let bias {
+        for b in 0..<n { for c in 0..<s[1] { for k in 0..<(s[2] * s[3]) { out.data[(b * s[1] + c) * s[2] * s[3] + k] += bias.data[c] } } }
+    }
+    return out
+}
+
 // MARK: Public API
 
 extension Tensor {
@@ -385,6 +488,28 @@ extension Tensor {
         let x4 = reshaped([shape[0], shape[1], 1, shape[2]])
         let w4 = weight.reshaped([weight.shape[0], weight.shape[1], 1, weight.shape[2]])
         let y = x4.conv2d(w4, bias: bias, stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups: groups)
+        return y.reshaped([y.shape[0], y.shape[1], y.shape[3]])
+    }
+
+    /// Transposed 2D convolution (PyTorch's conv_transpose2d): self [N, Cin, H, W], weight
+    /// [Cin, Cout/groups, kh, kw], bias [Cout] -> [N, Cout, (H−1)s − 2p + d(kh−1) + 1 + output_padding, ...].
+    public func convTranspose2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int), padding: (Int, Int),
+                                outputPadding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        let p = Conv2dParams(stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
+        return convTranspose2dForward(self, weight, bias, p, outputPadding: outputPadding)
+            .recorded(.convTranspose2d(p), inputs)
+    }
+
+    /// Transposed 1D convolution (PyTorch's conv_transpose1d): self [N, Cin, L], weight
+    /// [Cin, Cout/groups, k], bias [Cout] -> [N, Cout, (L−1)·stride − 2·padding + dilation·(k−1) + 1 + outputPadding].
+    public func convTranspose1d(_ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
+                                outputPadding: Int = 0, dilation: Int = 1, groups: Int = 1) -> Tensor {
+        precondition(rank == 3 && weight.rank == 3, "convTranspose1d: x \(shape) and weight \(weight.shape) must be rank 3")
+        let x4 = reshaped([shape[0], shape[1], 1, shape[2]])
+        let w4 = weight.reshaped([weight.shape[0], weight.shape[1], 1, weight.shape[2]])
+        let y = x4.convTranspose2d(w4, bias: bias, stride: (1, stride), padding: (0, padding),
+                                   outputPadding: (0, outputPadding), dilation: (1, dilation), groups: groups)
         return y.reshaped([y.shape[0], y.shape[1], y.shape[3]])
     }
 }

@@ -1,4 +1,4 @@
-// Ops that move elements: reshape (a view), permute, crop/pad (slice), concat, split.
+// Ops that move elements: reshape (a view), permute, crop/pad (slice), reflection padding, concat, split.
 
 /// Copies the box `box` at `srcOffset` in src into dst at `dstOffset` (all same rank).
 func copyBox(src: UnsafePointer<Float>, srcShape: [Int], srcOffset: [Int],
@@ -71,6 +71,48 @@ func permuteForward(_ x: Tensor, _ perm: [Int]) -> Tensor {
         }
     }
     return out
+}
+
+/// Source index of output position j of a reflection-padded row of length l ("reflect": the
+/// edge sample is not repeated, so −1 reads 1 and l reads l − 2).
+@inline(__always)
+func reflectIndex(_ j: Int, left: Int, _ l: Int) -> Int {
+    let i = j - left
+    return i < 0 ? -i : (i >= l ? 2 * (l - 1) - i : i)
+}
+
+/// x [..., L] -> [..., left + L + right], each row reflected about its end samples.
+func reflectPadForward(_ x: Tensor, left: Int, right: Int) -> Tensor {
+    let l = x.shape[x.rank - 1], lo = l + left + right
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [lo])
+    let rows = l == 0 ? 0 : x.count / l
+    let px = SendablePointer(x.data), py = SendablePointer(out.data)
+    Parallel.chunks(rows, grain: Swift.max(1, 8192 / lo)) { s, e in
+        for r in s..<e {
+            let src = px.p + r * l, dst = py.p + r * lo
+            for j in 0..<left { dst[j] = src[left - j] }
+            (dst + left).update(from: src, count: l)
+            for j in (left + l)..<lo { dst[j] = src[reflectIndex(j, left: left, l)] }
+        }
+    }
+    return out
+}
+
+/// The adjoint: each padded position's gradient goes back to the sample it copied.
+func reflectPadBackward(_ g: Tensor, inputShape: [Int], left: Int, right: Int) -> Tensor {
+    let l = inputShape[inputShape.count - 1], lo = l + left + right
+    let dx = Tensor(uninitialized: inputShape)
+    let rows = l == 0 ? 0 : dx.count / l
+    let pg = SendablePointer(g.data), pd = SendablePointer(dx.data)
+    Parallel.chunks(rows, grain: Swift.max(1, 8192 / lo)) { s, e in
+        for r in s..<e {
+            let src = pg.p + r * lo, dst = pd.p + r * l
+            dst.update(from: src + left, count: l)
+            for j in 0..<left { dst[left - j] += src[j] }
+            for j in (left + l)..<lo { dst[reflectIndex(j, left: left, l)] += src[j] }
+        }
+    }
+    return dx
 }
 
 // MARK: Public API
@@ -153,6 +195,16 @@ extension Tensor {
         }
         if size == shape { return self }
         return padForward(self, offset: off, shape: size, value: value).recorded(.pad(offset: off), [self])
+    }
+
+    /// The last axis padded by reflection, as PyTorch's `F.pad(x, (left, right), mode="reflect")`:
+    /// [..., L] -> [..., left + L + right]; the edge sample is not repeated, so each pad must be < L.
+    public func reflectPadded(left: Int, right: Int) -> Tensor {
+        let l = shape.last ?? 0
+        precondition(rank >= 1 && left >= 0 && right >= 0 && left < l && right < l,
+                     "reflectPadded: padding (\(left), \(right)) must be less than the last dim of \(shape)")
+        if left == 0 && right == 0 { return self }
+        return reflectPadForward(self, left: left, right: right).recorded(.reflectPad(left: left, right: right), [self])
     }
 
     /// Tensors joined along `axis`; all other dims must match.

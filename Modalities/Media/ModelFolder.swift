@@ -1,0 +1,52 @@
+import Foundation
+
+/// A model folder that could not be used, naming the path and the reason.
+public struct ModelFolderError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public init(path: String, reason: String) { self.path = path; self.reason = reason }
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Where a diffusers model's files are: shared by every modality's model loader.
+public enum ModelFolder {
+    public static let weightsName = "diffusion_pytorch_model.safetensors"
+
+    /// (config.json, weights or nil for a bare config) for a model folder, a pipeline folder
+    /// (model_index.json + `unet/`), or a config file.
+    public static func locate(_ url: URL) throws -> (config: URL, weights: URL?) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+            throw ModelFolderError(path: url.path, reason: "no such file or folder")
+        }
+        if !isDir.boolValue { return (url, nil) }
+        var folder = url
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path) {
+            folder = url.appendingPathComponent("unet")
+        }
+        let config = folder.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: config.path) else {
+            throw ModelFolderError(path: folder.path, reason: "no config.json (expected a diffusers model folder)")
+        }
+        let weights = folder.appendingPathComponent(weightsName)
+        guard FileManager.default.fileExists(atPath: weights.path) else {
+            throw ModelFolderError(path: folder.path, reason: "no \(weightsName)")
+        }
+        return (config, weights)
+    }
+
+    /// The `_class_name` a config file declares (nil when it declares none); unreadable files
+    /// are an error naming the file.
+    public static func className(ofConfig url: URL) throws -> String? {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ModelFolderError(path: url.path, reason: "cannot read the config file")
+        }
+        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelFolderError(path: url.path, reason: "not a JSON object")
+        }
+        return obj["_class_name"] as? String
+    }
+
+    /// The `_class_name` of the model at `url` (folder, pipeline folder or config file).
+    public static func className(of url: URL) throws -> String? { try className(ofConfig: try locate(url).config) }
+}
