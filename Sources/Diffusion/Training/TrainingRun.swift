@@ -5,7 +5,7 @@ import NN
 /// What a run folder records about how it was made: written to RUN/recipe.json, read back on
 /// `--resume`. Each modality has one (model config, scheduler, trainer options, augmentation).
 public protocol RunRecipe: Codable {
-    var training: TrainerOptions { get }
+    var training: TrainerOptions { get set }
     /// Steps between preview samples.
     var previewEvery: Int { get }
     /// Whether a run made with `self` can go on as `other` (usually: all but the step count match).

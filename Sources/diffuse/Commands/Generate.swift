@@ -4,11 +4,12 @@ import Tensor
 import NN
 import Diffusion
 import Image
+import Audio
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate samples with a trained model.",
-        subcommands: [GenerateImage.self]
+        subcommands: [GenerateImage.self, GenerateAudio.self]
     )
 }
 
@@ -50,12 +51,15 @@ struct GenerateImage: ParsableCommand {
     @Option(help: "Also write the final float samples [N, C, H, W] before quantisation (key `sample`) to this safetensors file.")
     var raw: String?
     @Flag(help: "Write one grid PNG instead of one PNG per image.") var grid = false
+    @Option(help: "Grid columns (default: the number of classes drawn, up to 16, so each column is one class; else 8).")
+    var columns: Int?
     @Option(help: "Output: a folder (one PNG per image) or a .png file (with --grid).") var out: String
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         if count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
+        if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
         if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
         if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
         if grid && !out.lowercased().hasSuffix(".png") { throw ValidationError("--grid writes one file: give --out NAME.png") }
@@ -110,7 +114,9 @@ struct GenerateImage: ParsableCommand {
         let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let outURL = URL(fileURLWithPath: out)
         if grid {
-            try ImageGrid.write(images, columns: Swift.min(count, 8), to: outURL)
+            let distinct = Set(labels ?? []).count
+            let cols = columns ?? (distinct > 1 && distinct <= 16 ? distinct : 8)
+            try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, cols)), to: outURL)
             print(outURL.path)
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
@@ -122,6 +128,122 @@ struct GenerateImage: ParsableCommand {
                 try PNGCodec.write(one, to: outURL.appendingPathComponent(name))
             }
             print("\(count) images in \(outURL.path)")
+        }
+    }
+}
+
+struct GenerateAudio: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audio",
+        abstract: "Generate audio clips (WAV) with a waveform model.",
+        discussion: """
+        Without --model the bundled notes model in samples/audio/ is used. --out NAME.wav writes one \
+        file: the clips joined one after another (several classes make a melody: \
+        `--class 60,64,67,72`); --out DIR writes one WAV per clip. A class name wins over an index \
+        (on the notes model `--class 60` is MIDI pitch 60).
+        """
+    )
+
+    @Option(help: "Model: a pipeline folder as `diffuse train audio` writes it (RUN/model).") var model: String?
+    @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the clips in turn.")
+    var classes: String?
+    @Option(help: "Number of clips (default: one per --class entry, else 4).") var count: Int?
+    @Option(help: "Seconds per clip (default: the length the model was trained on).") var seconds: Double?
+    @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
+    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
+    @Option(help: "Sampling steps.") var steps = 20
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Clips per model call (default: all); the clips do not depend on it.") var batch: Int?
+    @Option(name: .customLong("init"), help: "Start from this clip (WAV/FLAC/OGG): variations with --strength, or a gap filled with --mask-from/--mask-to.")
+    var initClip: String?
+    @Option(help: "How far --init-clip is noised: 0 keeps it, 1 replaces it.") var strength: Float = 0.5
+    @Option(help: "Start of the gap to regenerate in --init-clip (seconds).") var maskFrom: Double?
+    @Option(help: "End of the gap to regenerate in --init-clip (seconds).") var maskTo: Double?
+    @Option(help: "Crossfade between joined clips (milliseconds).") var fadeMs = 10.0
+    @Option(help: "Also write the spectrogram(s) as a PNG.") var spectrogram: String?
+    @Option(help: "Also write the raw float clips [N, C, L] (key `sample`) to this safetensors file.") var raw: String?
+    @Option(help: "Output: NAME.wav (clips joined) or a folder (one WAV per clip).") var out: String
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        if let count, count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
+        if let seconds, !(seconds > 0 && seconds <= 60) { throw ValidationError("--seconds must be in (0, 60]") }
+        if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
+        if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
+        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
+        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
+        if (maskFrom != nil || maskTo != nil) && initClip == nil { throw ValidationError("--mask-from/--mask-to need --init (the clip to fill)") }
+        if let a = maskFrom, let b = maskTo, !(a >= 0 && b > a) { throw ValidationError("--mask-from must be ≥ 0 and before --mask-to") }
+        if !(fadeMs >= 0 && fadeMs <= 1000) { throw ValidationError("--fade-ms must be within 0-1000") }
+    }
+
+    func run() throws {
+        runtime.apply()
+        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel("audio") else {
+            throw ModelFolderError(path: "samples/audio", reason: "no bundled audio model: pass --model RUN/model")
+        }
+        let pipeline = try AudioPipeline.load(dir)
+        let listed = classes.map { $0.split(separator: ",").count } ?? 0
+        let n = count ?? (listed > 0 ? listed : 4)
+        var labels: [Int]? = nil
+        if let classes {
+            guard pipeline.classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
+            do { labels = try pipeline.classes.labels(classes, count: n) } catch let e as UnknownClass {
+                throw ValidationError("--class \(e)")
+            }
+        } else if pipeline.classes.isConditional {
+            labels = pipeline.classes.cycling(count: n)
+        }
+        var length = seconds.map { pipeline.length(seconds: $0) } ?? pipeline.length
+        var initial: (sample: Tensor, strength: Float)? = nil
+        var known: KnownRegion? = nil
+        if let initClip {
+            let url = URL(fileURLWithPath: initClip)
+            if seconds == nil {
+                // The whole clip, rounded up to a length the model takes.
+                let clip = try AudioCodec.read(url)
+                length = pipeline.length(seconds: clip.duration)
+            }
+            let x0 = try pipeline.loadClip(url, count: n, length: length)
+            if maskFrom != nil || maskTo != nil {
+                let rate = Double(pipeline.sampleRate)
+                let a = Swift.max(0, Int((maskFrom ?? 0) * rate)), b = Swift.min(length, Int((maskTo ?? Double(length) / rate) * rate))
+                guard a < b else { throw ValidationError("--mask-from/--mask-to: the gap lies outside the \(String(format: "%.2f", Double(length) / rate)) s clip") }
+                let mask = Tensor.zeros([n, 1, length])
+                for k in 0..<n { for j in a..<b { mask.data[k * length + j] = 1 } }
+                known = KnownRegion(sample: x0, mask: mask)
+            } else {
+                initial = (x0, strength)
+            }
+        }
+        var progress: Progress? = nil
+        let samples = try pipeline.generate(count: n, length: length, labels: labels, sampler: sampler, steps: steps, seed: seed,
+                                            guidance: guidance, initial: initial, known: known, batchSize: batch,
+                                            clamp: false) { step, total in
+            if progress == nil { progress = Progress(total: total, label: "generate") }
+            progress?.update(step)
+            return true
+        }
+        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
+        let clips = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+        let rate = pipeline.sampleRate, c = clips.shape[1]
+        let outURL = URL(fileURLWithPath: out)
+        if out.lowercased().hasSuffix(".wav") || out.lowercased().hasSuffix(".flac") || out.lowercased().hasSuffix(".ogg") {
+            let joined = AudioPipeline.join(clips, fade: Int(fadeMs / 1000 * Double(rate)))
+            try AudioCodec.write(AudioClip(samples: joined, sampleRate: rate), to: outURL)
+            print("\(outURL.path) (\(n) clip\(n == 1 ? "" : "s"), \(String(format: "%.2f", Double(joined.shape[1]) / Double(rate))) s)")
+        } else {
+            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+            for i in 0..<n {
+                let one = Tensor(shape: [c, length], scalars: Array(clips.scalars[(i * c * length)..<((i + 1) * c * length)]))
+                let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i])).wav" } ?? String(format: "%04d.wav", i)
+                try AudioCodec.write(AudioClip(samples: one, sampleRate: rate), to: outURL.appendingPathComponent(name))
+            }
+            print("\(n) clips in \(outURL.path)")
+        }
+        if let spectrogram {
+            let m = c * length
+            try Spectrogram.write((0..<n).map { Array(clips.scalars[($0 * m)..<($0 * m + length)]) }, to: URL(fileURLWithPath: spectrogram))
         }
     }
 }
