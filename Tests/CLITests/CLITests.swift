@@ -54,6 +54,7 @@ final class CLITests: XCTestCase {
 import Tensor
 import NN
 import Image
+import Audio
 
 final class ForwardCommandTests: XCTestCase {
     func testForwardMatchesTheLibraryAndRejectsBadInput() throws {
@@ -176,5 +177,59 @@ final class TrainGenerateCommandTests: XCTestCase {
         r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "unicorn", "--out", files.path])
         XCTAssertEqual(r.status, 64)
         XCTAssert(r.stderr.contains("unicorn") && r.stderr.contains("sneaker"), r.stderr)
+    }
+}
+
+final class AudioCommandTests: XCTestCase {
+    func testNotesThenTrainGenerateFillAndEvaluate() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-audio-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let notes = dir.appendingPathComponent("notes")
+        var r = try runDiffuse(["dataset", "notes", "--out", notes.path, "--pitches", "60-62", "--instruments", "piano,flute",
+                                "--velocities", "100", "--seconds", "0.25"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: notes.path).sorted(), ["60", "61", "62"])
+        XCTAssertEqual(try runDiffuse(["dataset", "notes", "--out", notes.path, "--pitches", "72-60"]).status, 64)
+        // A tiny Dance-Diffusion-style model on 4096-sample clips.
+        let recipe = dir.appendingPathComponent("recipe.json")
+        try Data("""
+        {"model": {"block_out_channels": [32, 32, 32], "in_channels": 1, "out_channels": 1, "extra_in_channels": 64,
+                   "sample_size": 4096, "sample_rate": 16000, "num_class_embeds": 4},
+         "training": {"steps": 2, "batch_size": 2, "checkpoint_every": 1}, "preview_every": 2}
+        """.utf8).write(to: recipe)
+        let run = dir.appendingPathComponent("run")
+        r = try runDiffuse(["train", "audio", "--data", notes.path, "--out", run.path, "--config", recipe.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for f in ["model/unet/config.json", "model/classes.json", "previews/step-2.wav", "previews/step-2.png", "loss.png"] {
+            XCTAssert(FileManager.default.fileExists(atPath: run.appendingPathComponent(f).path), "missing \(f)")
+        }
+        let model = run.appendingPathComponent("model").path
+        // Three classes joined into one clip; a class name wins over an index ("60" is the folder 60, not label 60).
+        let melody = dir.appendingPathComponent("melody.wav")
+        r = try runDiffuse(["generate", "audio", "--model", model, "--class", "60,62,61", "--steps", "2", "--out", melody.path,
+                            "--spectrogram", dir.appendingPathComponent("melody.png").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let clip = try AudioCodec.read(melody)
+        XCTAssertEqual(clip.sampleRate, 16_000)
+        XCTAssertEqual(clip.length, 3 * 4096 - 2 * 160, "joined with 10 ms crossfades")
+        r = try runDiffuse(["generate", "audio", "--model", model, "--class", "7", "--out", melody.path])
+        XCTAssertEqual(r.status, 64, "label 7 does not exist")
+        // Filling a gap keeps everything outside it.
+        let source = notes.appendingPathComponent("61/piano-v100.wav")
+        let filled = dir.appendingPathComponent("filled")
+        r = try runDiffuse(["generate", "audio", "--model", model, "--class", "61", "--count", "1", "--steps", "2", "--init", source.path,
+                            "--mask-from", "0.05", "--mask-to", "0.1", "--raw", dir.appendingPathComponent("raw.safetensors").path,
+                            "--out", filled.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try SafeTensorsFile(url: dir.appendingPathComponent("raw.safetensors")).tensor("sample")
+        XCTAssertEqual(out.shape, [1, 1, 4000], "the whole 0.25 s clip (already a multiple of the model's 8)")
+        let original = try AudioCodec.read(source).samples
+        for j in [0, 500, 799, 1600, 3999] { XCTAssertEqual(out.data[j], original.data[j], accuracy: 1e-6, "sample \(j) outside the gap") }
+        // Evaluation: pitch of the real notes.
+        r = try runDiffuse(["evaluate", "audio", "--generated", notes.path, "--seconds", "0.25", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: [String: Any]]
+        XCTAssertEqual(json["generated"]?["clips"] as? Int, 6)
+        XCTAssertGreaterThanOrEqual(json["generated"]?["within_50_cents"] as? Double ?? 0, 0.8)
     }
 }
