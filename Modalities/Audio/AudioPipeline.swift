@@ -126,10 +126,12 @@ public struct AudioRecipe: RunRecipe, Sendable, Equatable {
                   previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery)
     }
 
+    /// Same rule as `ImageRecipe.canResume`: all that training reads but the step count.
     public func canResume(as other: AudioRecipe) -> Bool {
         var a = self, b = other
         a.training.steps = 0; b.training.steps = 0
-        return a == b
+        return a.model == b.model && a.training == b.training && a.labelDropout == b.labelDropout
+            && scheduler.trainsLike(other.scheduler)
     }
 
     /// The recipe of the bundled notes model (`samples/audio/`): the lean U-Net on 16 kHz mono

@@ -116,15 +116,21 @@ public struct ImageRecipe: RunRecipe, Sendable, Equatable {
         var t = TrainerOptions()
         t.steps = 4_000; t.batchSize = 64; t.learningRate = 1e-3; t.warmupSteps = 200
         t.emaDecay = 0.999; t.checkpointEvery = 250
-        return ImageRecipe(model: m, scheduler: SchedulerConfig(.ddpm, ["clip_sample": .bool(true)]),
+        // Predicted images are clipped to [-1, 1] while sampling. `thresholding` with the default
+        // sample_max_value 1 is exactly that clip for DDPM/DDIM, and unlike `clip_sample` it carries
+        // over to DPM-Solver (diffusers advises it for pixel-space models): without it, 20-step
+        // DPM++ with guidance saturates or leaves speckle on a young model.
+        return ImageRecipe(model: m, scheduler: SchedulerConfig(.ddpm, ["clip_sample": .bool(true), "thresholding": .bool(true)]),
                            training: t, labelDropout: 0.1, previewEvery: 500)
     }
 
-    /// Whether a run made with `self` can go on with `other`: everything but the number of steps
-    /// (a finished run can be extended) must match.
+    /// Whether a run made with `self` can go on with `other`: everything training reads must
+    /// match but the number of steps (a finished run can be extended); sampling-only settings
+    /// (the scheduler's clipping, the preview cadence) may change.
     public func canResume(as other: ImageRecipe) -> Bool {
         var a = self, b = other
         a.training.steps = 0; b.training.steps = 0
-        return a == b
+        return a.model == b.model && a.training == b.training && a.labelDropout == b.labelDropout
+            && a.randomFlip == b.randomFlip && scheduler.trainsLike(other.scheduler)
     }
 }

@@ -308,6 +308,14 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
                              rescaleZeroTerminalSNR: value("rescale_betas_zero_snr")?.bool ?? false)
     }
 
+    /// Whether training with either config is the same: the same noise schedule and prediction
+    /// type (clipping, spacing and the sampler class only matter when sampling).
+    public func trainsLike(_ other: SchedulerConfig) -> Bool {
+        guard let a = try? noiseSchedule(), let b = try? other.noiseSchedule(),
+              let p = try? parameterization(), let q = try? other.parameterization() else { return false }
+        return a.alphasCumprodF == b.alphasCumprodF && p.prediction == q.prediction
+    }
+
     /// Prediction type plus clipping/thresholding.
     public func parameterization() throws -> Parameterization {
         let p = try choice("prediction_type", PredictionType.self)

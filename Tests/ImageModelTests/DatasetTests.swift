@@ -2,6 +2,8 @@ import XCTest
 import Foundation
 import Tensor
 @testable import Image
+import Diffusion
+import NN
 
 final class FashionMNISTTests: XCTestCase {
     func testLoadsDebiansFashionMNIST() throws {
@@ -99,6 +101,12 @@ final class ImageRecipeTests: XCTestCase {
         other = r
         other.randomFlip = true
         XCTAssertFalse(r.canResume(as: other))
+        other = r
+        other.scheduler = r.scheduler.setting(["beta_schedule": .string("squaredcos_cap_v2")])
+        XCTAssertFalse(r.canResume(as: other), "another noise schedule trains another model")
+        other.scheduler = r.scheduler.setting(["thresholding": .bool(false), "timestep_spacing": .string("trailing")])
+        other.previewEvery = 7
+        XCTAssert(r.canResume(as: other), "sampling-only settings may change")
         // Keys left out take the defaults.
         let minimal = try JSONDecoder().decode(ImageRecipe.self, from: Data(#"{"model": {"in_channels": 3, "out_channels": 3}}"#.utf8))
         XCTAssertEqual(minimal.model.inChannels, 3)
