@@ -62,14 +62,15 @@ public final class AudioPipeline {
     public func generate(count: Int, length: Int? = nil, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int,
                          seed: UInt64, guidance: Float = 1, start: Tensor? = nil,
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                         batchSize: Int? = nil, clamp: Bool = true,
+                         batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let n = length ?? self.length
         precondition(n % Swift.max(1, lengthMultiple) == 0, "generate: length \(n) is not a multiple of \(lengthMultiple)")
         let g = (guidance != 1 && labels != nil) ? classes.nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
         let x = try Generation.batched(model: unet, sampleShape: [channels, n], count: count, batchSize: batchSize,
                                        scheduler: scheduler, sampler: name, steps: steps, seed: seed, labels: labels,
-                                       guidance: g, start: start, initial: initial, known: known, progress: progress)
+                                       guidance: g, start: start, initial: initial, known: known, firstIndex: firstIndex,
+                                       progress: progress)
         return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
     }
 

@@ -54,14 +54,14 @@ public final class ImagePipeline {
     public func generate(count: Int, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int, seed: UInt64,
                          guidance: Float = 1, start: Tensor? = nil,
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                         batchSize: Int? = nil, clamp: Bool = true,
+                         batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let size = unet.config.sampleSize ?? [32, 32]
         let g = (guidance != 1 && labels != nil) ? nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
         let x = try Generation.batched(model: unet, sampleShape: [unet.config.inChannels, size[0], size[1]], count: count,
                                        batchSize: batchSize, scheduler: scheduler, sampler: name, steps: steps, seed: seed,
                                        labels: labels, guidance: g, start: start, initial: initial, known: known,
-                                       progress: progress)
+                                       firstIndex: firstIndex, progress: progress)
         return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
     }
 }

@@ -1,0 +1,197 @@
+import Foundation
+import Tensor
+import NN
+import Diffusion
+
+/// Makes a labelled image folder bigger with a class-conditional model, in the same layout
+/// (OUT/<class>/*.png), listing every new file in OUT/manifest.jsonl with what made it. Inputs
+/// are only read. Re-running skips what is already made; any record can be made again alone.
+///
+/// Sample numbers (the `index` that, with the seed, fixes a sample's noise) are stable: class
+/// `label` × 1,000,000 + k for generated images, source number × 1,000 + k for variations, so a
+/// larger --per-class later adds files without touching the earlier ones.
+public enum ImageAugment {
+    public enum Mode: String, Sendable { case generate, vary }
+
+    public struct Options: Sendable {
+        public var mode = Mode.generate
+        /// generate: new images per class; or `total` spread over the classes (`balance`: so the
+        /// classes end up as even as possible, real files included).
+        public var perClass: Int? = nil
+        public var total: Int? = nil
+        public var balance = false
+        /// vary: variations per real image, and how far each is noised (0 keeps it, 1 replaces it).
+        public var perSource = 1
+        public var strength: Float = 0.5
+        public var sampler = SamplerName.dpmpp2m
+        public var steps = 20
+        public var guidance: Float = 2
+        public var seed: UInt64 = 0
+        public var batch = 32
+        public init() {}
+    }
+
+    public struct Job {
+        public var record: AugmentationRecord
+        public var label: Int?          // the model's label (nil: unconditional)
+    }
+
+    /// How many new images each class gets.
+    public static func counts(real: [Int], options o: Options) -> [Int] {
+        let k = real.count
+        if let n = o.perClass { return [Int](repeating: n, count: k) }
+        guard let total = o.total, k > 0 else { return [Int](repeating: 0, count: k) }
+        guard o.balance else { return (0..<k).map { total / k + ($0 < total % k ? 1 : 0) } }
+        // Water-filling: raise the smallest classes first.
+        var add = [Int](repeating: 0, count: k)
+        for _ in 0..<total {
+            let i = (0..<k).min { (real[$0] + add[$0], $0) < (real[$1] + add[$1], $1) }!
+            add[i] += 1
+        }
+        return add
+    }
+
+    /// Every file the run should hold, in sample-number order.
+    public static func plan(data: ClassFolder, pipeline: ImagePipeline, modelDir: URL, modelSHA256: String,
+                            options o: Options) throws -> [Job] {
+        let names = data.classNames.isEmpty ? [""] : data.classNames
+        func modelLabel(_ name: String) -> Int? { name.isEmpty ? nil : pipeline.classes.names.firstIndex(of: name) }
+        var jobs: [Job] = []
+        func record(_ file: String, _ c: Int, _ source: String?, _ index: Int, guidance: Float) -> AugmentationRecord {
+            AugmentationRecord(file: file, className: names[c], label: modelLabel(names[c]) ?? -1, mode: o.mode.rawValue,
+                               source: source, strength: o.mode == .vary ? o.strength : nil, index: index, seed: o.seed,
+                               sampler: o.sampler.rawValue, steps: o.steps, guidance: guidance, model: modelDir.path,
+                               modelSHA256: modelSHA256)
+        }
+        func dir(_ c: Int) -> String { names[c].isEmpty ? "" : names[c] + "/" }
+        switch o.mode {
+        case .generate:
+            if pipeline.classes.isConditional {
+                let unknown = names.filter { modelLabel($0) == nil }
+                guard unknown.isEmpty else {
+                    throw ModelFolderError(path: modelDir.path, reason: "the model has no class \(unknown.joined(separator: ", ")) (its classes: \(pipeline.classes.names.joined(separator: ", "))); train one on the data with --train-steps")
+                }
+            } else if names.count > 1 {
+                throw ModelFolderError(path: modelDir.path, reason: "the model is unconditional and the data has \(names.count) classes: use --mode vary, or train one with --train-steps")
+            }
+            let real = (0..<names.count).map { c in data.files.filter { $0.label == c }.count }
+            for (c, n) in counts(real: real, options: o).enumerated() {
+                for k in 0..<n {
+                    let file = dir(c) + String(format: "gen-s%llu-%05d.png", o.seed, k)
+                    jobs.append(Job(record: record(file, c, nil, c * 1_000_000 + k, guidance: modelLabel(names[c]) == nil ? 1 : o.guidance),
+                                    label: modelLabel(names[c])))
+                }
+            }
+        case .vary:
+            for (s, f) in data.files.enumerated() {
+                let stem = f.url.deletingPathExtension().lastPathComponent
+                let label = modelLabel(names[f.label])
+                for k in 0..<o.perSource {
+                    let file = dir(f.label) + "\(stem)-vary\(k)-s\(o.seed).png"
+                    // A class the model never saw: vary it unconditionally (the null label, no guidance).
+                    jobs.append(Job(record: record(file, f.label, f.url.path, s * 1_000 + k, guidance: label == nil ? 1 : o.guidance),
+                                    label: label ?? (pipeline.classes.isConditional ? pipeline.nullLabel : nil)))
+                }
+            }
+        }
+        return jobs
+    }
+
+    /// Makes the planned files that are not there yet. Returns (made, already there).
+    @discardableResult
+    public static func run(data: ClassFolder, modelDir: URL, out: URL, options o: Options,
+                           progress: (Int, Int) -> Void = { _, _ in }) throws -> (made: Int, kept: Int) {
+        precondition(o.batch >= 1 && o.steps >= 1 && o.perSource >= 1, "augment: bad options")
+        let pipeline = try ImagePipeline.load(modelDir)
+        let hash = try modelHash(modelDir)
+        let jobs = try plan(data: data, pipeline: pipeline, modelDir: modelDir, modelSHA256: hash, options: o)
+        let fm = FileManager.default
+        try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        let manifestURL = out.appendingPathComponent("manifest.jsonl")
+        var done: [String: AugmentationRecord] = [:]
+        for r in try AugmentationManifest.read(manifestURL) { done[r.file] = r }
+        var pending: [Job] = []
+        for j in jobs {
+            let exists = fm.fileExists(atPath: out.appendingPathComponent(j.record.file).path)
+            if let old = done[j.record.file], exists {
+                guard old.sameSettings(j.record) else {
+                    throw MediaError.invalidData(file: out.appendingPathComponent(j.record.file).path,
+                                                 reason: "was made with other settings (see manifest.jsonl); choose another --out or --seed")
+                }
+                continue
+            }
+            pending.append(j)
+        }
+        let kept = jobs.count - pending.count
+        // Batches of consecutive sample numbers with one mode of conditioning.
+        var groups: [[Job]] = []
+        for j in pending {
+            if var last = groups.last, last.count < o.batch, let p = last.last, p.record.index + 1 == j.record.index,
+               (p.label == nil) == (j.label == nil), p.record.guidance == j.record.guidance {
+                last.append(j); groups[groups.count - 1] = last
+            } else {
+                groups.append([j])
+            }
+        }
+        var made = 0
+        progress(0, pending.count)
+        for g in groups {
+            let images = try render(g.map(\.record), labels: g.map(\.label), pipeline: pipeline, options: o)
+            let per = images.count / g.count
+            for (i, j) in g.enumerated() {
+                let url = out.appendingPathComponent(j.record.file)
+                try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                let one = Tensor(shape: Array(images.shape.dropFirst()), scalars: Array(images.scalars[(i * per)..<((i + 1) * per)]))
+                try PNGCodec.write(one, to: url)
+            }
+            try AugmentationManifest.append(g.map(\.record), to: manifestURL)
+            made += g.count
+            progress(made, pending.count)
+        }
+        return (made, kept)
+    }
+
+    /// Images [N, C, H, W] for records with consecutive sample numbers.
+    static func render(_ records: [AugmentationRecord], labels: [Int?], pipeline: ImagePipeline, options o: Options) throws -> Tensor {
+        let first = records[0]
+        let conditional = labels.allSatisfy { $0 != nil }
+        var initial: (sample: Tensor, strength: Float)? = nil
+        if first.mode == Mode.vary.rawValue {
+            let x0 = try records.map { r -> Tensor in
+                guard let s = r.source else { throw ConfigError(key: "source", reason: "a vary record without its source file") }
+                return try pipeline.loadImage(URL(fileURLWithPath: s), count: 1)
+            }
+            initial = (Tensor.concat(x0, axis: 0), first.strength ?? 0.5)
+        }
+        guard let sampler = SamplerName(rawValue: first.sampler) else {
+            throw ConfigError(key: "sampler", reason: "unknown sampler \(first.sampler)")
+        }
+        return try pipeline.generate(count: records.count, labels: conditional ? labels.map { $0! } : nil, sampler: sampler,
+                                     steps: first.steps, seed: first.seed, guidance: first.guidance, initial: initial,
+                                     batchSize: o.batch, firstIndex: first.index)
+    }
+
+    /// Makes one record's image again (same model, checked by hash) and writes it to `url`.
+    public static func reproduce(_ r: AugmentationRecord, to url: URL) throws {
+        let dir = URL(fileURLWithPath: r.model)
+        let hash = try modelHash(dir)
+        guard hash == r.modelSHA256 else {
+            throw ModelFolderError(path: dir.path, reason: "its weights have SHA-256 \(hash.prefix(12))…, the record needs \(r.modelSHA256.prefix(12))…")
+        }
+        let pipeline = try ImagePipeline.load(dir)
+        let label: Int? = r.label >= 0 ? r.label : (r.mode == Mode.vary.rawValue && pipeline.classes.isConditional ? pipeline.nullLabel : nil)
+        var o = Options()
+        o.batch = 1
+        let image = try render([r], labels: [label], pipeline: pipeline, options: o)
+        try PNGCodec.write(Tensor(shape: Array(image.shape.dropFirst()), scalars: image.scalars), to: url)
+    }
+
+    /// SHA-256 of a pipeline or model folder's weights file.
+    public static func modelHash(_ dir: URL) throws -> String {
+        for sub in ["unet/", ""] {
+            let u = dir.appendingPathComponent(sub + "diffusion_pytorch_model.safetensors")
+            if FileManager.default.fileExists(atPath: u.path) { return try SHA256.hex(file: u) }
+        }
+        throw ModelFolderError(path: dir.path, reason: "no diffusion_pytorch_model.safetensors in it or in unet/")
+    }
+}

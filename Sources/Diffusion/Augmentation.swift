@@ -1,0 +1,78 @@
+import Foundation
+import NN
+
+/// One file an augmentation run made, with everything needed to make it again bit for bit:
+/// one line of OUT/manifest.jsonl.
+public struct AugmentationRecord: Codable, Equatable, Sendable {
+    /// The new file, relative to the output folder.
+    public var file: String
+    public var className: String
+    public var label: Int
+    /// "generate" (from noise) or "vary" (image-to-image from `source`).
+    public var mode: String
+    /// vary: the real file it varies (absolute path).
+    public var source: String?
+    public var strength: Float?
+    /// The sample's number in the run's seeded sequence (its noise depends on (seed, index) only).
+    public var index: Int
+    public var seed: UInt64
+    public var sampler: String
+    public var steps: Int
+    public var guidance: Float
+    /// The pipeline folder used, and the SHA-256 of its weights file.
+    public var model: String
+    public var modelSHA256: String
+
+    enum CodingKeys: String, CodingKey {
+        case file, className = "class", label, mode, source, strength, index, seed, sampler, steps, guidance
+        case model, modelSHA256 = "model_sha256"
+    }
+
+    public init(file: String, className: String, label: Int, mode: String, source: String?, strength: Float?, index: Int,
+                seed: UInt64, sampler: String, steps: Int, guidance: Float, model: String, modelSHA256: String) {
+        self.file = file; self.className = className; self.label = label; self.mode = mode; self.source = source
+        self.strength = strength; self.index = index; self.seed = seed; self.sampler = sampler; self.steps = steps
+        self.guidance = guidance; self.model = model; self.modelSHA256 = modelSHA256
+    }
+
+    /// Whether `other` comes from the same generation settings (all but file, class and source).
+    public func sameSettings(_ other: AugmentationRecord) -> Bool {
+        mode == other.mode && strength == other.strength && seed == other.seed && sampler == other.sampler
+            && steps == other.steps && guidance == other.guidance && modelSHA256 == other.modelSHA256
+    }
+}
+
+/// OUT/manifest.jsonl: one `AugmentationRecord` per line, appended after the files it lists are
+/// written (a line never names a missing file). Reading skips a torn last line.
+public enum AugmentationManifest {
+    public static func read(_ url: URL) throws -> [AugmentationRecord] {
+        guard let data = try? Data(contentsOf: url) else { return [] }
+        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+        var out: [AugmentationRecord] = []
+        for (i, line) in lines.enumerated() {
+            do { out.append(try JSONDecoder().decode(AugmentationRecord.self, from: Data(line))) } catch {
+                if i == lines.count - 1 { break }  // a line cut short by a killed run
+                throw ConfigError(key: "manifest", reason: "\(url.path) line \(i + 1) is not a record: \(error)")
+            }
+        }
+        return out
+    }
+
+    public static func line(_ r: AugmentationRecord) throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var d = try enc.encode(r)
+        d.append(UInt8(ascii: "\n"))
+        return d
+    }
+
+    /// Appends records (and fsyncs), creating the file when needed.
+    public static func append(_ records: [AugmentationRecord], to url: URL) throws {
+        if !FileManager.default.fileExists(atPath: url.path) { try Data().write(to: url) }
+        let fh = try FileHandle(forWritingTo: url)
+        defer { try? fh.close() }
+        try fh.seekToEnd()
+        for r in records { try fh.write(contentsOf: line(r)) }
+        try fh.synchronize()
+    }
+}
