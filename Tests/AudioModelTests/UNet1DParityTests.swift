@@ -76,7 +76,10 @@ final class UNet1DParityTests: XCTestCase {
         var lean = UNet1DConfig.lean()
         lean.extra = golden.extra
         XCTAssertEqual(lean, golden)
+        XCTAssertEqual(try UNet1DModel(config: lean).trainableParameterCount, 1_297_473)  // as its doc comment says
+        XCTAssertEqual(lean.lengthMultiple, 128)
         var conditional = UNet1DConfig.lean(numClassEmbeds: 12)
+        XCTAssertEqual(try UNet1DModel(config: conditional).trainableParameterCount, 1_297_473 + 12 * 16)
         XCTAssertEqual(conditional.numClassEmbeds, 12)
         conditional.numClassEmbeds = nil
         XCTAssertEqual(conditional, UNet1DConfig.lean())

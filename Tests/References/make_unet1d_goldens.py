@@ -139,7 +139,12 @@ VALUE = dict(block_out_channels=[8, 8, 16, 32], in_channels=6, out_channels=6, t
 
 # Our lean default (UNet1DConfig.lean(), without class embedding; the Swift test checks that the
 # two agree). Formula weights.
-LEAN = None
+LEAN = dict(sample_size=16384, sample_rate=16000, in_channels=1, out_channels=1, extra_in_channels=0,
+            time_embedding_type="positional", time_embedding_dim=None, flip_sin_to_cos=True, use_timestep_embedding=True,
+            freq_shift=0.0, down_block_types=["DownResnetBlock1D"] * 8, up_block_types=["UpResnetBlock1D"] * 7,
+            mid_block_type="MidResTemporalBlock1D", out_block_type="OutConv1DBlock",
+            block_out_channels=[16, 16, 32, 32, 64, 64, 128, 128], act_fn="silu", norm_num_groups=8, layers_per_block=0,
+            downsample_each_block=False)
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
