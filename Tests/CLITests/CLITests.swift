@@ -160,3 +160,52 @@ final class TrainGenerateCommandTests: XCTestCase {
         XCTAssert(r.stderr.contains("unicorn") && r.stderr.contains("sneaker"), r.stderr)
     }
 }
+
+import Audio
+
+final class AudioModelCommandTests: XCTestCase {
+    /// forward, inspect and bench model pick UNet1DModel from config.json's `_class_name`.
+    func testCommandsTakeAUNet1DFolder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-fwd1d-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = UNet1DConfig.lean(sampleSize: 256, numClassEmbeds: 3)
+        c.blockOutChannels = [8, 16]
+        c.downBlockTypes = [.downResnetBlock1D, .downResnetBlock1D]
+        c.upBlockTypes = [.upResnetBlock1D]
+        NNInit.seed(12)
+        let model = try UNet1DModel(config: c)
+        let folder = dir.appendingPathComponent("model")
+        try model.save(to: folder)
+        var rng = RandomGenerator(seed: 3)
+        let x = rng.normal([2, 1, 64])
+        let input = dir.appendingPathComponent("in.safetensors"), output = dir.appendingPathComponent("out.safetensors")
+        try SafeTensors.write(["sample": x, "timestep": Tensor(shape: [2], scalars: [10, 500]),
+                               "class_labels": Tensor(shape: [2], scalars: [2, 0])], to: input)
+        let r = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try SafeTensorsFile(url: output).tensor("sample")
+        XCTAssertEqual(got.scalars, GradMode.withoutGrad { model(x, timesteps: [10, 500], classLabels: [2, 0]) }.scalars)
+
+        // A length the U-Net cannot halve back: exit 1, naming the file and the multiple.
+        try SafeTensors.write(["sample": rng.normal([2, 1, 63]), "timestep": Tensor(5),
+                               "class_labels": Tensor(shape: [2], scalars: [2, 0])], to: input)
+        let bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.stderr.contains("in.safetensors") && bad.stderr.contains("multiple of 2"), bad.stderr)
+
+        let inspect = try runDiffuse(["inspect", folder.path, "--json"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(report?["className"] as? String, "UNet1DModel")
+        XCTAssertEqual(report?["parameters"] as? Int, model.parameterCount)
+        XCTAssertEqual(try runDiffuse(["inspect", folder.path]).status, 0)
+
+        let bench = try runDiffuse(["bench", "model", folder.appendingPathComponent("config.json").path,
+                                    "--mode", "train", "--batch", "2", "--json"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let b = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(b?["parameters"] as? Int, model.parameterCount)
+        XCTAssertGreaterThan(b?["gflop"] as? Double ?? 0, 0)
+    }
+}
