@@ -35,7 +35,7 @@ final class UNet1DParityTests: XCTestCase {
 
     /// The model of a golden case: diffusers' saved folder, or its config with formula weights
     /// loaded strictly under exactly the state-dict keys (and shapes) diffusers listed.
-    func model(_ name: String, formula: Bool) throws -> UNet1DModel {
+    static func model(_ name: String, formula: Bool) throws -> UNet1DModel {
         let folder = Self.dir.appendingPathComponent(name)
         if !formula { return try UNet1DModel.load(folder) }
         let model = try UNet1DModel(config: try ConfigFile.read(UNet1DConfig.self, from: folder.appendingPathComponent("config.json")))
@@ -51,7 +51,7 @@ final class UNet1DParityTests: XCTestCase {
     }
 
     func check(_ name: String, formula: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
-        let net = try model(name, formula: formula)
+        let net = try Self.model(name, formula: formula)
         let io = try SafeTensorsFile(url: Self.dir.appendingPathComponent(name).appendingPathComponent("io.safetensors"))
         let x = try io.tensor("input.sample")
         var cases = [("output", try io.tensor("input.timestep").scalars)]
@@ -117,7 +117,7 @@ final class UNet1DParityTests: XCTestCase {
 
     func testSavedFolderReloadsToTheSameOutputs() throws {
         for (name, formula) in [("rl_temporal", false), ("dance", true)] {
-            let src = try model(name, formula: formula)
+            let src = try Self.model(name, formula: formula)
             let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("unet1d-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: tmp) }
             try src.save(to: tmp)
