@@ -115,12 +115,13 @@ def write_kernels():
 
 # Dance Diffusion's layout (harmonai/maestro-150k: NoSkip / DownBlock1D / AttnDownBlock1D, the
 # UNetMidBlock1D, the mirrored up blocks; Fourier features concatenated to the stereo input), with
-# three levels of 32/32/64 channels instead of fourteen up to 512. Formula weights.
+# three levels of 32/64/64 channels instead of fourteen up to 512 (widths chosen so that every
+# block whose inner width is its input or its output width tells the two apart). Formula weights.
 DANCE = dict(sample_size=128, sample_rate=16000, in_channels=2, out_channels=2, extra_in_channels=16,
              time_embedding_type="fourier", time_embedding_dim=16, flip_sin_to_cos=True, use_timestep_embedding=False,
              freq_shift=0.0, down_block_types=["DownBlock1DNoSkip", "DownBlock1D", "AttnDownBlock1D"],
              up_block_types=["AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"], mid_block_type="UNetMidBlock1D",
-             out_block_type=None, block_out_channels=[32, 32, 64], act_fn=None, norm_num_groups=8, layers_per_block=1,
+             out_block_type=None, block_out_channels=[32, 64, 64], act_fn=None, norm_num_groups=8, layers_per_block=1,
              downsample_each_block=False)
 
 # diffusers' RL U-Net test config (hopper shape): positional time embedding through the time MLP,
