@@ -17,6 +17,10 @@ import NN
 ///
 /// Our extension: `num_class_embeds` adds a learned class embedding to the time embedding (see
 /// `UNet1DModel`); without it the model is exactly diffusers'.
+///
+/// diffusers' defaults (kept here, since they fill in keys a file leaves out) describe a net that
+/// fails at run time: DownBlock1DNoSkip adds the 64 Fourier channels but `extra_in_channels` is 0.
+/// `UNet1DConfig()` therefore does not validate; start from `lean()` or a config file.
 public struct UNet1DConfig: Codable, Equatable, Sendable {
     public enum DownBlockType: String, Codable, Sendable, CaseIterable {
         case downResnetBlock1D = "DownResnetBlock1D"
