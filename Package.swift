@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor", "TestSupport"], path: "Tests/VideoTests",
                     exclude: ["Corrupt"]),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
-        .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio"], path: "Tests/CLITests"),
+        .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v5]
 )

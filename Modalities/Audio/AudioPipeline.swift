@@ -139,9 +139,7 @@ public struct AudioRecipe: RunRecipe, Sendable, Equatable {
     /// clips of 16,384 samples, conditioned on `classes` pitches (+ the null label for guidance),
     /// v-prediction on a cosine schedule (waveforms have no "mostly flat" x₀ for ε to lean on).
     public static func notes(classes: Int) -> AudioRecipe {
-        var m = UNet1DConfig()  // provisional: replaced by the lean configuration
-        m.sampleSize = 16_384; m.sampleRate = 16_000; m.inChannels = 1; m.outChannels = 1; m.extraInChannels = 64
-        m.numClassEmbeds = classes + 1
+        let m = UNet1DConfig.lean(sampleSize: 16_384, sampleRate: 16_000, channels: 1, numClassEmbeds: classes + 1)
         var t = TrainerOptions()
         t.steps = 6_000; t.batchSize = 16; t.learningRate = 1e-3; t.warmupSteps = 200
         t.emaDecay = 0.999; t.checkpointEvery = 250

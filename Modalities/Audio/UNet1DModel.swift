@@ -123,7 +123,7 @@ public final class UNet1DModel: Module {
         v("out_block", outBlock)
     }
 
-    /// sample [N, Cin, L] (L a multiple of `config.lengthMultiple`); `timesteps` one per sample
+    /// sample [N, Cin, L] (L a multiple of `config.lengthMultiple`, at least `config.minimumLength`); `timesteps` one per sample
     /// or one for all; `classLabels` one per sample for class-conditional models.
     /// Returns [N, Cout, L], or [N, 1] for a value function.
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], classLabels: [Int]? = nil) -> Tensor {
@@ -132,7 +132,8 @@ public final class UNet1DModel: Module {
         let n = sample.shape[0]
         precondition(timesteps.count == 1 || timesteps.count == n, "\(timesteps.count) timesteps for a batch of \(n)")
         let m = config.lengthMultiple
-        precondition(sample.shape[2] % m == 0, "length \(sample.shape[2]) must be a multiple of \(m)")
+        precondition(sample.shape[2] % m == 0 && sample.shape[2] >= config.minimumLength,
+                     "length \(sample.shape[2]) must be a multiple of \(m) and at least \(config.minimumLength)")
         let t = timesteps.count == n ? timesteps : [Float](repeating: timesteps[0], count: n)
         // [N] -> [N, T]
         var emb = fourier.map { $0(t) } ?? positional!(t)

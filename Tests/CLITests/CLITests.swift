@@ -55,6 +55,7 @@ import Tensor
 import NN
 import Image
 import Audio
+import Diffusion
 
 final class ForwardCommandTests: XCTestCase {
     func testForwardMatchesTheLibraryAndRejectsBadInput() throws {
@@ -231,5 +232,103 @@ final class AudioCommandTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: [String: Any]]
         XCTAssertEqual(json["generated"]?["clips"] as? Int, 6)
         XCTAssertGreaterThanOrEqual(json["generated"]?["within_50_cents"] as? Double ?? 0, 0.8)
+    }
+}
+
+final class AudioModelCommandTests: XCTestCase {
+    /// forward, inspect and bench model pick UNet1DModel from config.json's `_class_name`.
+    func testCommandsTakeAUNet1DFolder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-fwd1d-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = UNet1DConfig.lean(sampleSize: 256, numClassEmbeds: 3)
+        c.blockOutChannels = [8, 16]
+        c.downBlockTypes = [.downResnetBlock1D, .downResnetBlock1D]
+        c.upBlockTypes = [.upResnetBlock1D]
+        NNInit.seed(12)
+        let model = try UNet1DModel(config: c)
+        let folder = dir.appendingPathComponent("model")
+        try model.save(to: folder)
+        var rng = RandomGenerator(seed: 3)
+        let x = rng.normal([2, 1, 64])
+        let input = dir.appendingPathComponent("in.safetensors"), output = dir.appendingPathComponent("out.safetensors")
+        try SafeTensors.write(["sample": x, "timestep": Tensor(shape: [2], scalars: [10, 500]),
+                               "class_labels": Tensor(shape: [2], scalars: [2, 0])], to: input)
+        let r = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try SafeTensorsFile(url: output).tensor("sample")
+        XCTAssertEqual(got.scalars, GradMode.withoutGrad { model(x, timesteps: [10, 500], classLabels: [2, 0]) }.scalars)
+
+        // A length the U-Net cannot halve back: exit 1, naming the file and the multiple.
+        try SafeTensors.write(["sample": rng.normal([2, 1, 63]), "timestep": Tensor(5),
+                               "class_labels": Tensor(shape: [2], scalars: [2, 0])], to: input)
+        let bad = try runDiffuse(["forward", folder.path, "--input", input.path, "--output", output.path])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssert(bad.stderr.contains("in.safetensors") && bad.stderr.contains("multiple of 2"), bad.stderr)
+
+        let inspect = try runDiffuse(["inspect", folder.path, "--json"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(report?["className"] as? String, "UNet1DModel")
+        XCTAssertEqual(report?["parameters"] as? Int, model.parameterCount)
+        XCTAssertEqual(try runDiffuse(["inspect", folder.path]).status, 0)
+
+        let bench = try runDiffuse(["bench", "model", folder.appendingPathComponent("config.json").path,
+                                    "--mode", "train", "--batch", "2", "--json"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let b = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(b?["parameters"] as? Int, model.parameterCount)
+        XCTAssertGreaterThan(b?["gflop"] as? Double ?? 0, 0)
+    }
+}
+
+final class AugmentCommandTests: XCTestCase {
+    func testAugmentResumesAndEveryManifestLineRemakesItsFileBitForBit() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-aug-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        var r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "2", "--batch", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let model = run.appendingPathComponent("model").path
+        // A small real set: two classes the model knows, two images each.
+        let data = dir.appendingPathComponent("data")
+        for (c, v) in [("bag", 0.5), ("sneaker", -0.3)] {
+            try FileManager.default.createDirectory(at: data.appendingPathComponent(c), withIntermediateDirectories: true)
+            for k in 0..<2 {
+                try PNGCodec.write(Tensor(shape: [1, 32, 32], scalars: (0..<1024).map { Float(v) * Float(($0 + k) % 7) / 7 }),
+                                   to: data.appendingPathComponent("\(c)/\(k).png"))
+            }
+        }
+        let before = try FileManager.default.subpathsOfDirectory(atPath: data.path).sorted()
+        let out = dir.appendingPathComponent("out")
+        func augment(_ extra: [String]) throws -> CommandResult {
+            try runDiffuse(["augment", "image", "--data", data.path, "--out", out.path, "--model", model, "--steps", "2", "--batch", "2"] + extra)
+        }
+        r = try augment(["--per-class", "3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("6 new images"), r.stdout)
+        r = try augment(["--per-class", "3"])
+        XCTAssert(r.stdout.contains("0 new images") && r.stdout.contains("6 already there"), r.stdout)
+        r = try augment(["--per-class", "4"])
+        XCTAssert(r.stdout.contains("2 new images"), r.stdout)
+        r = try augment(["--mode", "vary", "--strength", "0.6"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: data.path).sorted(), before, "inputs untouched")
+        let lines = try String(contentsOf: out.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 12)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: out.path)), ["bag", "sneaker", "manifest.jsonl"])
+        for line in [lines[0], lines[5], lines[7], lines[11]] {
+            let record = try JSONDecoder().decode(AugmentationRecord.self, from: Data(line.utf8))
+            let again = dir.appendingPathComponent("again.png")
+            r = try runDiffuse(["augment", "image", "--reproduce", String(line), "--out", again.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try Data(contentsOf: again), try Data(contentsOf: out.appendingPathComponent(record.file)), "\(record.file)")
+        }
+        // Unknown classes are an error naming them, not a silent mismatch.
+        try FileManager.default.createDirectory(at: data.appendingPathComponent("cat"), withIntermediateDirectories: true)
+        try PNGCodec.write(Tensor.zeros([1, 8, 8]), to: data.appendingPathComponent("cat/c.png"))
+        r = try augment(["--per-class", "1"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("cat") && r.stderr.contains("--train-steps"), r.stderr)
     }
 }

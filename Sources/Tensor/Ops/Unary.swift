@@ -30,8 +30,16 @@ private let geluC: Float = 0.79788456080286536  // sqrt(2/pi)
     case .gelu: return 0.5 * x * (1 + verf(x * sqrtHalf))
     case .geluTanh: return 0.5 * x * (1 + vtanh(geluC * (x + 0.044715 * x * x * x)))
     case .relu: return x.replacing(with: 0, where: x .< 0)
-    case .log, .mish: fatalError("scalar op")
+    case .mish: return x * mishTanhSoftplus(vexp(x.replacing(with: 20, where: x .> 20)))
+    case .log: fatalError("scalar op")
     }
+}
+
+/// tanh(softplus(x)) from e = exp(min(x, 20)): with n = e(e + 2) = (1 + e)² − 1 it is n / (n + 2),
+/// with no cancellation for negative x; 1 in float above 20, where softplus is linear.
+@inline(__always) private func mishTanhSoftplus(_ e: V8) -> V8 {
+    let n = e * (e + 2)
+    return n / (n + 2)
 }
 
 func unaryForward(_ op: UnaryOp, _ x: Tensor) -> Tensor {
@@ -46,7 +54,7 @@ func unaryForward(_ op: UnaryOp, _ x: Tensor) -> Tensor {
         switch op {
         // A log kernel is not worth its code: no hot loop takes logs.
         case .log: for i in 0..<n { b[i] = Foundation.log(a[i]) }
-        case .mish: for i in 0..<n { b[i] = a[i] * Foundation.tanh(softplus(a[i])) }
+        case .mish: map8(n, a, b) { forwardLanes(.mish, $0) }
         case .relu: map8(n, a, b) { forwardLanes(.relu, $0) }
         case .exp: map8(n, a, b) { forwardLanes(.exp, $0) }
         case .sqrt: map8(n, a, b) { forwardLanes(.sqrt, $0) }
@@ -98,9 +106,11 @@ func unaryBackward(_ op: UnaryOp, x: Tensor, y: Tensor, g: Tensor) -> Tensor {
         case .square: zip8(n, xs, gs, ds) { x, g in 2 * g * x }
         case .relu: zip8(n, xs, gs, ds) { x, g in g.replacing(with: 0, where: x .<= 0) }
         case .mish:
-            for i in 0..<n {
-                let x = xs[i], t = Foundation.tanh(softplus(x)), sg = 1 / (1 + Foundation.exp(-x))
-                ds[i] = gs[i] * (t + x * (1 - t * t) * sg)
+            // d/dx x·tanh(sp(x)) = t + x (1 − t²) σ(x), t = tanh(sp(x)), σ(x) = e / (1 + e)
+            zip8(n, xs, gs, ds) { x, g in
+                let e = vexp(x.replacing(with: 20, where: x .> 20))
+                let t = mishTanhSoftplus(e)
+                return g * (t + x * (1 - t * t) * (e / (1 + e)))
             }
         case .reciprocal: zip8(n, ys, gs, ds) { y, g in -g * y * y }
         case .gelu:
@@ -117,9 +127,6 @@ func unaryBackward(_ op: UnaryOp, x: Tensor, y: Tensor, g: Tensor) -> Tensor {
     }
     return dx
 }
-
-/// log(1 + e^x), linear above 20 as PyTorch's softplus.
-@inline(__always) func softplus(_ x: Float) -> Float { x > 20 ? x : Foundation.log1p(Foundation.exp(x)) }
 
 /// y = x * scale + shift
 func affineForward(_ x: Tensor, scale: Float, shift: Float) -> Tensor {

@@ -3,12 +3,13 @@ import Foundation
 import Tensor
 import NN
 import Image
+import Diffusion
 
 extension Bench {
     struct Model: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time one forward pass or one training step of a model (median of several runs).",
-            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights)."
+            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights) of a UNet2DModel or a UNet1DModel (`_class_name`); inputs have the config's sample_size."
         )
 
         enum Mode: String, ExpressibleByArgument, CaseIterable { case forward, train }
@@ -34,30 +35,29 @@ extension Bench {
 
         func run() throws {
             runtime.apply()
-            let net = try UNet2DModel.load(URL(fileURLWithPath: model))
-            let c = net.config
-            let size = c.sampleSize ?? [32, 32]
+            let loaded = try LoadedModel.load(URL(fileURLWithPath: model))
+            let net = loaded.model
             var rng = RandomGenerator(seed: 1)
-            let x = rng.normal([batch, c.inChannels, size[0], size[1]])
+            let x = rng.normal(loaded.sampleShape(batch: batch))
             let t = rng.integers(batch, below: 1000).map(Float.init)
-            let labels = c.isClassConditional ? rng.integers(batch, below: c.numClassEmbeds ?? 10) : nil
+            let labels = loaded.isClassConditional ? rng.integers(batch, below: loaded.labelRange) : nil
             let before = FlopCounter.forwardFlops
-            GradMode.withoutGrad { _ = net(x, timesteps: t, classLabels: labels) }
+            let y = GradMode.withoutGrad { net.predict(x, timesteps: t, labels: labels) }
             let flops = (FlopCounter.forwardFlops - before) * (mode == .train ? 3 : 1)
             let median: Double
             switch mode {
             case .forward:
                 net.setTraining(false)
                 median = GradMode.withoutGrad {
-                    KernelBenchmark.median(runs: runs) { _ = net(x, timesteps: t, classLabels: labels) }
+                    KernelBenchmark.median(runs: runs) { _ = net.predict(x, timesteps: t, labels: labels) }
                 }
             case .train:
                 net.setTraining(true)
                 let opt = AdamW(net.trainableParameters(), learningRate: 1e-4)
-                let target = rng.normal(x.shape)
+                let target = rng.normal(y.shape)  // shaped like the prediction ([N, 1] for a value function)
                 median = KernelBenchmark.median(runs: runs) {
                     net.zeroGrad()
-                    (net(x, timesteps: t, classLabels: labels) - target).square().mean().backward()
+                    (net.predict(x, timesteps: t, labels: labels) - target).square().mean().backward()
                     opt.step()
                 }
             }

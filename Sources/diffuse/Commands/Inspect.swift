@@ -3,12 +3,13 @@ import Foundation
 import Tensor
 import NN
 import Image
+import Audio
 
 /// What a model folder holds: config, parameter count, tensors by block, file sizes.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model's config, parameter count and files.",
-        discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json."
+        discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json, of a UNet2DModel or a UNet1DModel (`_class_name`)."
     )
 
     @Argument(help: "Model folder or config.json.") var model: String
@@ -26,7 +27,8 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let url = URL(fileURLWithPath: model)
-        let net = try UNet2DModel.load(url)
+        let loaded = try LoadedModel.load(url)
+        let net = loaded.model
         var byBlock: [String: Int] = [:]
         for (name, t) in net.namedParameters() {
             let parts = name.split(separator: ".")
@@ -43,11 +45,17 @@ struct Inspect: ParsableCommand {
                 let a = try? FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(f).path)
                 files[f] = (a?[.size] as? NSNumber)?.intValue ?? 0
             }
-            let w = folder.appendingPathComponent(UNet2DModel.weightsName)
+            let w = folder.appendingPathComponent(ModelFolder.weightsName)
             if let st = try? SafeTensorsFile(url: w) { dtype = Set(st.entries.map(\.dtype.rawValue)).sorted().joined(separator: ",") }
         }
-        let cfg = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(net.config))
-        let r = Report(path: model, className: UNet2DConfig.className, parameters: net.parameterCount,
+        let encoded: Data
+        let className: String
+        switch loaded {
+        case .image(let m): encoded = try JSONEncoder().encode(m.config); className = UNet2DConfig.className
+        case .audio(let m): encoded = try JSONEncoder().encode(m.config); className = UNet1DConfig.className
+        }
+        let cfg = try JSONDecoder().decode([String: JSONValue].self, from: encoded)
+        let r = Report(path: model, className: className, parameters: net.parameterCount,
                        parametersByBlock: byBlock, files: files, weightsDType: dtype, config: cfg)
         if json {
             let enc = JSONEncoder()
@@ -56,11 +64,22 @@ struct Inspect: ParsableCommand {
             return
         }
         print("\(model): \(r.className), \(String(format: "%.3f", Double(r.parameters) / 1e6)) M parameters\(dtype.map { " (\($0) weights)" } ?? " (random weights from a bare config)")")
-        let c = net.config
-        print("  sample \(c.sampleSize.map { "\($0[0])×\($0[1])" } ?? "any") × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block")
-        print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
-        print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
-        print("  time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))")
+        switch loaded {
+        case .image(let m):
+            let c = m.config
+            print("  sample \(c.sampleSize.map { "\($0[0])×\($0[1])" } ?? "any") × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block")
+            print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
+            print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
+            print("  time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))")
+        case .audio(let m):
+            let c = m.config
+            let rate = c.sampleRate.map { " at \($0) Hz" } ?? ""
+            print("  sample \(c.sampleSize.map(String.init) ?? "any") samples\(rate) × \(c.inChannels) → \(c.isValueFunction ? "one value" : "\(c.outChannels) channels"), widths \(c.blockOutChannels), lengths a multiple of \(c.lengthMultiple)")
+            print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
+            print("  mid  \(c.midBlockType.rawValue)\(c.outBlockType.map { ", out \($0.rawValue)" } ?? "")")
+            print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
+            print("  time \(c.timeEmbeddingType.rawValue)\(c.useTimestepEmbedding ? " through the time MLP" : " features"), classes \(c.numClassEmbeds.map(String.init) ?? "none")")
+        }
         print("  parameters by block:")
         for (k, v) in byBlock.sorted(by: { $0.key < $1.key }) { print("    " + pad(k, 18) + lpad(String(v), 10)) }
         if !files.isEmpty {
