@@ -15,11 +15,18 @@ test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 
+# The bundled models at work: 8 images of each Fashion-MNIST class (a column per class), a
+# melody from the notes model when it is bundled, and the kernel speeds of this machine.
 demo: build
 	mkdir -p demo
+	.build/release/diffuse generate image --count 80 --grid --out demo/fashion-mnist-grid.png
+	@if [ -f samples/audio/model_index.json ]; then \
+	  .build/release/diffuse generate audio --class 60,64,67,72,67,64,60 --out demo/melody.wav --spectrogram demo/melody.png; \
+	fi
 	.build/release/diffuse bench kernels | tee demo/bench-kernels.txt
 	.build/release/diffuse bench kernels --json > demo/bench-kernels.json
 	@echo "demo/ now holds:"; ls -l demo
+	@echo "the grid of all ten classes: demo/fashion-mnist-grid.png"
 
 clean:
 	rm -rf .build demo

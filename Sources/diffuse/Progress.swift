@@ -7,17 +7,20 @@ final class Progress {
     let label: String
     let start = Date()
     private var lastPrint = Date.distantPast
+    /// Work already done before this process (a resumed run): not counted in the rate.
+    private var base: Int? = nil
     private let tty = isatty(2) == 1
 
     init(total: Int, label: String) { self.total = total; self.label = label }
 
     func update(_ done: Int, status: String = "") {
+        if base == nil { base = Swift.max(0, done - 1) }
         let now = Date()
         let final = done >= total
         if !final && now.timeIntervalSince(lastPrint) < (tty ? 0.2 : 5) { return }
         lastPrint = now
         let elapsed = now.timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let rate = elapsed > 0 ? Double(done - (base ?? 0)) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let line = String(format: "%@ %d/%d  %.2f it/s  ETA %@%@", label, done, total, rate, Self.clock(eta),
                           status.isEmpty ? "" : "  " + status)
