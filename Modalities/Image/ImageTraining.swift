@@ -15,16 +15,10 @@ public enum ImageTraining {
         }
         let classes = data.classNames
         let conditional = recipe.model.isClassConditional
-        if conditional, let k = recipe.model.numClassEmbeds, k < classes.count + (recipe.labelDropout > 0 ? 1 : 0) {
-            throw TrainingRunError(path: out.appendingPathComponent("recipe.json").path, reason: "num_class_embeds \(k) is too small for \(classes.count) classes\(recipe.labelDropout > 0 ? " plus the null label" : "")")
-        }
+        let (objective, null) = try TrainingRun.objective(scheduler: recipe.scheduler, labelCount: recipe.model.numClassEmbeds,
+                                                          classes: classes.count, labelDropout: recipe.labelDropout, out: out)
         NNInit.seed(recipe.training.seed)
         let unet = try UNet2DModel(config: recipe.model)
-        let null = conditional ? TrainingRun.nullLabel(labelCount: recipe.model.numClassEmbeds, classes: classes.count,
-                                                      labelDropout: recipe.labelDropout) : nil
-        let objective = DiffusionObjective(schedule: try recipe.scheduler.noiseSchedule(),
-                                           prediction: try recipe.scheduler.parameterization().prediction,
-                                           labelDropout: null == nil ? 0 : recipe.labelDropout, nullLabel: null)
         let trainer = try Trainer(model: unet, objective: objective, options: recipe.training)
         let pipeline = ImagePipeline(unet: unet, scheduler: recipe.scheduler, classNames: conditional ? classes : [])
 

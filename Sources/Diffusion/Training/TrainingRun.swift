@@ -76,11 +76,20 @@ public enum TrainingRun {
         try withEMA(export)
     }
 
-    /// The label "no class" for classifier-free guidance: the last of `labelCount` embeddings,
-    /// when the recipe drops labels and the model has a row beyond the classes.
-    public static func nullLabel(labelCount: Int?, classes: Int, labelDropout: Float) -> Int? {
-        guard labelDropout > 0, let k = labelCount, k > classes else { return nil }
-        return k - 1
+    /// The objective a recipe trains with, and its null label (classifier-free guidance: the
+    /// last of the model's `labelCount` embeddings, when the recipe drops labels). Checks that a
+    /// conditional model has an embedding for every class (and the null label).
+    public static func objective(scheduler: SchedulerConfig, labelCount: Int?, classes: Int, labelDropout: Float,
+                                 out: URL) throws -> (objective: DiffusionObjective, nullLabel: Int?) {
+        if let k = labelCount, k < classes + (labelDropout > 0 ? 1 : 0) {
+            throw TrainingRunError(path: out.appendingPathComponent("recipe.json").path,
+                                   reason: "num_class_embeds \(k) is too small for \(classes) classes\(labelDropout > 0 ? " plus the null label" : "")")
+        }
+        var null: Int? = nil
+        if labelDropout > 0, let k = labelCount, k > classes { null = k - 1 }
+        let objective = DiffusionObjective(schedule: try scheduler.noiseSchedule(), prediction: try scheduler.parameterization().prediction,
+                                           labelDropout: null == nil ? 0 : labelDropout, nullLabel: null)
+        return (objective, null)
     }
 }
 
