@@ -324,6 +324,17 @@ final class AugmentCommandTests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertEqual(try Data(contentsOf: again), try Data(contentsOf: out.appendingPathComponent(record.file)), "\(record.file)")
         }
+        // Export to F16: half the bytes, the same pipeline.
+        let half = dir.appendingPathComponent("half")
+        r = try runDiffuse(["export", model, "--out", half.path, "--dtype", "f16"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let weights = "unet/diffusion_pytorch_model.safetensors"
+        let size = { (u: URL) in try FileManager.default.attributesOfItem(atPath: u.appendingPathComponent(weights).path)[.size] as! Int }
+        XCTAssertEqual(Double(try size(half)) / Double(try size(run.appendingPathComponent("model"))), 0.5, accuracy: 0.01)
+        for f in ["model_index.json", "classes.json", "scheduler/scheduler_config.json"] {
+            XCTAssertEqual(try Data(contentsOf: half.appendingPathComponent(f)), try Data(contentsOf: run.appendingPathComponent("model/" + f)))
+        }
+        XCTAssertEqual(try runDiffuse(["export", model, "--out", half.path]).status, 64, "an existing --out is refused")
         // Unknown classes are an error naming them, not a silent mismatch.
         try FileManager.default.createDirectory(at: data.appendingPathComponent("cat"), withIntermediateDirectories: true)
         try PNGCodec.write(Tensor.zeros([1, 8, 8]), to: data.appendingPathComponent("cat/c.png"))
