@@ -53,12 +53,13 @@ let package = Package(
         // Audio draws spectrograms and loss curves through Image's PNG codec.
         .target(name: "Audio", dependencies: ["Tensor", "NN", "Diffusion", "Media", "Image", "CSndFile"], path: "Modalities/Audio",
                 swiftSettings: swiftSettings),
-        .target(name: "Video", dependencies: ["Tensor", "Media", "CFFmpeg"], path: "Modalities/Video",
+        // Video's U-Net is Image's UNet2DModel per frame plus temporal layers; its data reads through Image too.
+        .target(name: "Video", dependencies: ["Tensor", "NN", "Diffusion", "Media", "Image", "CFFmpeg"], path: "Modalities/Video",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Image", "Audio",
+            "Tensor", "NN", "Diffusion", "Image", "Audio", "Video",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -82,6 +83,9 @@ let package = Package(
                     exclude: ["Corrupt"]),
         .testTarget(name: "VideoTests", dependencies: ["Video", "Tensor", "TestSupport"], path: "Tests/VideoTests",
                     exclude: ["Corrupt"]),
+        // The video model, its data and its commands (runs the built `diffuse` too).
+        .testTarget(name: "VideoModelTests", dependencies: ["diffuse", "Video", "Image", "Diffusion", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/VideoModelTests"),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests"),
     ],

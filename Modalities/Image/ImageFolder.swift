@@ -50,7 +50,7 @@ public final class ImageFolder: ImageDataset {
     }
 
     /// Centre square crop, bilinear resize to side × side (half-pixel centres, as PIL/torch).
-    static func cropResize(_ img: Tensor, side: Int, into dst: UnsafeMutablePointer<Float>) {
+    public static func cropResize(_ img: Tensor, side: Int, into dst: UnsafeMutablePointer<Float>) {
         let c = img.shape[0], h = img.shape[1], w = img.shape[2]
         let m = Swift.min(h, w), y0 = (h - m) / 2, x0 = (w - m) / 2
         let scale = Float(m) / Float(side)

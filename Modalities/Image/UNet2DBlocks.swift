@@ -38,13 +38,15 @@ final class UNetDownBlock2D: Module {
         if let d: any Module = downConv ?? downResnet { v("downsamplers", [d]) }
     }
 
-    /// x: [N, Cin, H, W] -> ([N, Cout, H', W'], the skip states for the up path)
-    func callAsFunction(_ x: Tensor, temb: Tensor) -> (Tensor, [Tensor]) {
+    /// x: [N, Cin, H, W] -> ([N, Cout, H', W'], the skip states for the up path). `hook(h, i)`
+    /// runs after layer i (resnet i, and attention i when there is one), before its skip state.
+    func callAsFunction(_ x: Tensor, temb: Tensor, hook: ((Tensor, Int) -> Tensor)? = nil) -> (Tensor, [Tensor]) {
         var h = x
         var states: [Tensor] = []
         for (i, r) in resnets.enumerated() {
             h = r(h, temb: temb)
             if !attentions.isEmpty { h = attentions[i](h) }
+            if let hook { h = hook(h, i) }
             states.append(h)
         }
         if let downConv { h = downConv(h); states.append(h) }
@@ -82,11 +84,14 @@ final class UNetMidBlock2D: Module {
         v("resnets", resnets)
     }
 
-    func callAsFunction(_ x: Tensor, temb: Tensor) -> Tensor {
+    /// `hook(h, i)` runs after resnet i.
+    func callAsFunction(_ x: Tensor, temb: Tensor, hook: ((Tensor, Int) -> Tensor)? = nil) -> Tensor {
         var h = resnets[0](x, temb: temb)
-        for (a, r) in zip(attentions, resnets.dropFirst()) {
+        if let hook { h = hook(h, 0) }
+        for (i, (a, r)) in zip(attentions, resnets.dropFirst()).enumerated() {
             if let a { h = a(h) }
             h = r(h, temb: temb)
+            if let hook { h = hook(h, i + 1) }
         }
         return h
     }
@@ -128,13 +133,15 @@ final class UNetUpBlock2D: Module {
         if let u: any Module = upConv ?? upResnet { v("upsamplers", [u]) }
     }
 
-    /// `skips` are consumed from the end, one per resnet.
-    func callAsFunction(_ x: Tensor, skips: inout [Tensor], temb: Tensor) -> Tensor {
+    /// `skips` are consumed from the end, one per resnet. `hook(h, i)` runs after layer i
+    /// (resnet i, and attention i when there is one).
+    func callAsFunction(_ x: Tensor, skips: inout [Tensor], temb: Tensor, hook: ((Tensor, Int) -> Tensor)? = nil) -> Tensor {
         var h = x
         for (i, r) in resnets.enumerated() {
             // [N, C, H, W] ++ [N, Cskip, H, W] -> [N, C + Cskip, H, W]
             h = r(Tensor.concat([h, skips.removeLast()], axis: 1), temb: temb)
             if !attentions.isEmpty { h = attentions[i](h) }
+            if let hook { h = hook(h, i) }
         }
         if let upConv { h = upConv(h) }
         if let upResnet { h = upResnet(h, temb: temb) }

@@ -55,8 +55,11 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
-    public init(from decoder: Decoder) throws {
-        let r = try ConfigReader(decoder)
+    public init(from decoder: Decoder) throws { try self.init(reading: ConfigReader(decoder)) }
+
+    /// Reads every UNet2DModel key from `r`; keys `r` was not asked about (before or here) go
+    /// to `extra`. A config that wraps this one (the video U-Net's) reads its own keys first.
+    public init(reading r: ConfigReader) throws {
         let d = UNet2DConfig()
         // sample_size is an int or [h, w]
         if let s: Int = try? r.optional("sample_size") { sampleSize = [s, s] }
@@ -94,6 +97,11 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
 
     public func encode(to encoder: Encoder) throws {
         var w = try ConfigWriter(encoder, className: Self.className, extra: extra)
+        try write(to: &w)
+    }
+
+    /// Writes every UNet2DModel key (not `_class_name`, not `extra`) into `w`.
+    public func write(to w: inout ConfigWriter) throws {
         if let s = sampleSize, s.count == 2, s[0] == s[1] { try w.set("sample_size", s[0]) } else { try w.setOptional("sample_size", sampleSize) }
         try w.set("in_channels", inChannels)
         try w.set("out_channels", outChannels)

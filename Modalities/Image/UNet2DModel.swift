@@ -103,6 +103,29 @@ public final class UNet2DModel: Module {
     /// sample [N, Cin, H, W]; `timesteps` one per sample, or one for all; `classLabels` one
     /// per sample for class-conditional models. Returns [N, Cout, H, W].
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], classLabels: [Int]? = nil) -> Tensor {
+        forward(sample, timesteps: timesteps, classLabels: classLabels, hook: nil)
+    }
+
+    /// Where a `UNet2DLayerHook` runs, in the order it runs, with the channels of the hidden
+    /// state there: after every layer (resnet + its attention) of the down blocks, after every
+    /// resnet of the mid block, after every layer of the up blocks. Not after resamplers.
+    public var layers: [(id: UNet2DLayerID, channels: Int)] {
+        var out: [(UNet2DLayerID, Int)] = []
+        for (b, block) in downBlocks.enumerated() {
+            for (i, r) in block.resnets.enumerated() { out.append((UNet2DLayerID(.down, block: b, layer: i), r.norm2.channels)) }
+        }
+        if let midBlock {
+            for (i, r) in midBlock.resnets.enumerated() { out.append((UNet2DLayerID(.mid, block: 0, layer: i), r.norm2.channels)) }
+        }
+        for (b, block) in upBlocks.enumerated() {
+            for (i, r) in block.resnets.enumerated() { out.append((UNet2DLayerID(.up, block: b, layer: i), r.norm2.channels)) }
+        }
+        return out
+    }
+
+    /// The forward pass with `hook(h, layer)` replacing the hidden state h [N, C, H, W] after each
+    /// of `layers` (nil: the plain U-Net). The video U-Net runs its temporal layers here.
+    public func forward(_ sample: Tensor, timesteps: [Float], classLabels: [Int]?, hook: UNet2DLayerHook?) -> Tensor {
         precondition(sample.rank == 4 && sample.shape[1] == config.inChannels,
                      "UNet2DModel expects [N, \(config.inChannels), H, W], got \(sample.shape)")
         let n = sample.shape[0]
@@ -128,13 +151,16 @@ public final class UNet2DModel: Module {
         var x = config.centerInputSample ? sample * 2 - 1 : sample
         x = convIn(x)
         var skips = [x]
-        for b in downBlocks {
-            let (h, s) = b(x, temb: emb)
+        func at(_ stage: UNet2DLayerID.Stage, _ block: Int) -> ((Tensor, Int) -> Tensor)? {
+            hook.map { f in { h, i in f(h, UNet2DLayerID(stage, block: block, layer: i)) } }
+        }
+        for (i, b) in downBlocks.enumerated() {
+            let (h, s) = b(x, temb: emb, hook: at(.down, i))
             x = h
             skips += s
         }
-        if let midBlock { x = midBlock(x, temb: emb) }
-        for b in upBlocks { x = b(x, skips: &skips, temb: emb) }
+        if let midBlock { x = midBlock(x, temb: emb, hook: at(.mid, 0)) }
+        for (i, b) in upBlocks.enumerated() { x = b(x, skips: &skips, temb: emb, hook: at(.up, i)) }
         x = convOut(convNormOut(x).silu())
         if config.timeEmbeddingType == .fourier {
             // out / t, t broadcast over [C, H, W]
@@ -143,6 +169,24 @@ public final class UNet2DModel: Module {
         return x
     }
 }
+
+/// A place in the U-Net where a `UNet2DLayerHook` runs: layer `layer` of down block `block`,
+/// of the mid block (block 0), or of up block `block`. `path` names it in checkpoints:
+/// `down_blocks.1.0`, `mid_block.1`, `up_blocks.2.1`.
+public struct UNet2DLayerID: Hashable, Sendable, CustomStringConvertible {
+    public enum Stage: String, Sendable { case down = "down_blocks", mid = "mid_block", up = "up_blocks" }
+    public var stage: Stage
+    public var block: Int
+    public var layer: Int
+
+    public init(_ stage: Stage, block: Int, layer: Int) { self.stage = stage; self.block = block; self.layer = layer }
+
+    public var path: String { stage == .mid ? "mid_block.\(layer)" : "\(stage.rawValue).\(block).\(layer)" }
+    public var description: String { path }
+}
+
+/// Replaces the hidden state h [N, C, H, W] after a U-Net layer (same shape out).
+public typealias UNet2DLayerHook = (_ hidden: Tensor, _ layer: UNet2DLayerID) -> Tensor
 
 extension UNet2DModel: DiffusionModel {
     public func predict(_ x: Tensor, timesteps: [Float], labels: [Int]?) -> Tensor {

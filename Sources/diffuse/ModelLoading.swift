@@ -4,19 +4,22 @@ import NN
 import Diffusion
 import Image
 import Audio
+import Video
 
 /// A denoiser loaded from a model folder, pipeline folder or config.json, whichever class its
 /// config names in `_class_name` (UNet2DModel when it names none).
 enum LoadedModel {
     case image(UNet2DModel)
     case audio(UNet1DModel)
+    case video(VideoUNetModel)
 
     static func load(_ url: URL) throws -> LoadedModel {
         switch try ModelFolder.className(of: url) {
         case UNet1DConfig.className?: return .audio(try UNet1DModel.load(url))
+        case VideoUNetConfig.className?: return .video(try VideoUNetModel.load(url))
         case nil, UNet2DConfig.className?: return .image(try UNet2DModel.load(url))
         case let other?:
-            throw ModelFolderError(path: url.path, reason: "model class \(other) is not supported (UNet2DModel or UNet1DModel)")
+            throw ModelFolderError(path: url.path, reason: "model class \(other) is not supported (UNet2DModel, UNet1DModel or VideoUNetModel)")
         }
     }
 
@@ -24,6 +27,7 @@ enum LoadedModel {
         switch self {
         case .image(let m): return m
         case .audio(let m): return m
+        case .video(let m): return m
         }
     }
 
@@ -31,6 +35,7 @@ enum LoadedModel {
         switch self {
         case .image(let m): return m.config.inChannels
         case .audio(let m): return m.config.inChannels
+        case .video(let m): return m.config.spatial.inChannels
         }
     }
 
@@ -38,6 +43,7 @@ enum LoadedModel {
         switch self {
         case .image(let m): return m.config.isClassConditional
         case .audio(let m): return m.config.isClassConditional
+        case .video(let m): return m.config.isClassConditional
         }
     }
 
@@ -47,10 +53,11 @@ enum LoadedModel {
         switch self {
         case .image(let m): return m.config.numClassEmbeds ?? 10
         case .audio(let m): return m.config.numClassEmbeds ?? 1
+        case .video(let m): return m.config.spatial.numClassEmbeds ?? 10
         }
     }
 
-    /// The shape of a batch at the config's sample size: [N, C, H, W] or [N, C, L].
+    /// The shape of a batch at the config's sample size: [N, C, H, W], [N, C, L] or [N, C, F, H, W].
     func sampleShape(batch: Int) -> [Int] {
         switch self {
         case .image(let m):
@@ -60,6 +67,9 @@ enum LoadedModel {
             let l = m.config.sampleSize ?? 65536
             let k = m.config.lengthMultiple
             return [batch, m.config.inChannels, Swift.max(m.config.minimumLength, l / k * k)]
+        case .video(let m):
+            let s = m.config.frameSize
+            return [batch, m.config.spatial.inChannels, m.config.numFrames, s[0], s[1]]
         }
     }
 
@@ -82,6 +92,15 @@ enum LoadedModel {
             }
             guard shape[2] % c.lengthMultiple == 0, shape[2] >= c.minimumLength else {
                 return "has length \(shape[2]); the model needs a multiple of \(c.lengthMultiple), at least \(c.minimumLength)"
+            }
+        case .video(let m):
+            let c = m.config.spatial
+            guard shape.count == 5, shape[1] == c.inChannels, shape[0] >= 1, shape[2] >= 1 else {
+                return "has shape \(shape); the model takes [N, \(c.inChannels), F, H, W]"
+            }
+            let down = 1 << (c.blockOutChannels.count - 1)
+            guard shape[3] % down == 0, shape[4] % down == 0 else {
+                return "has frames of \(shape[3])×\(shape[4]); the model needs multiples of \(down)"
             }
         }
         return nil

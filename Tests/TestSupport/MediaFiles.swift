@@ -103,3 +103,38 @@ public func assertMutationsNeverCrash(_ bytes: [UInt8], count: Int, seed: UInt64
     }
     return rejected
 }
+
+/// The `diffuse` executable beside the test bundle in the build folder (test targets that run
+/// it depend on the `diffuse` target so that `swift build --build-tests` builds it).
+public let diffuseExecutable: URL = {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments.first { $0.hasSuffix(".xctest") } ?? CommandLine.arguments[0])
+    return bundle.deletingLastPathComponent().appendingPathComponent("diffuse")
+}()
+
+/// What a `diffuse` run returned.
+public struct DiffuseResult { public var status: Int32; public var stdout: String; public var stderr: String }
+
+/// Runs `diffuse args...` and collects its exit status and output.
+public func runDiffuseCommand(_ args: [String], env: [String: String] = [:]) throws -> DiffuseResult {
+    let p = Process()
+    p.executableURL = diffuseExecutable
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read both pipes while the process runs, so neither fills up and blocks it.
+    let errData = DataBox()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { errData.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return DiffuseResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                         stderr: String(decoding: errData.data, as: UTF8.self))
+}
+
+/// Bytes filled in by another thread (read only after it is done).
+private final class DataBox: @unchecked Sendable { var data = Data() }

@@ -9,7 +9,7 @@ extension Bench {
     struct Model: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time one forward pass or one training step of a model (median of several runs).",
-            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights) of a UNet2DModel or a UNet1DModel (`_class_name`); inputs have the config's sample_size."
+            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights) of a UNet2DModel, UNet1DModel or VideoUNetModel (`_class_name`); inputs have the config's sample_size (and num_frames)."
         )
 
         enum Mode: String, ExpressibleByArgument, CaseIterable { case forward, train }

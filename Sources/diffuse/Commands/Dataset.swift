@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
 import Audio
+import Image
+import Video
 
 struct Dataset: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a labelled training set from tools on this machine.",
-        subcommands: [DatasetNotes.self, DatasetDigits.self]
+        subcommands: [DatasetNotes.self, DatasetDigits.self, DatasetMovingFashion.self]
     )
 }
 
@@ -93,5 +95,53 @@ struct DatasetDigits: ParsableCommand {
         let progress = Progress(total: 10 * perDigit, label: "speak")
         let n = try AudioDatasets.renderDigits(to: URL(fileURLWithPath: out), options: o) { done, _ in progress.update(done) }
         print("\(n) new clips in \(out)")
+    }
+}
+
+struct DatasetMovingFashion: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moving-fashion",
+        abstract: "Moving-MNIST-style clips: Fashion-MNIST items moving and bouncing on a black canvas.",
+        discussion: """
+        Writes OUT/<class>/<n>.mp4 (H.264 yuv420p, gray): in each clip one or two items of one \
+        class (the label) glide in straight lines and bounce off the edges. Items are 14 pixels on \
+        canvases below 56, else 28 (Fashion-MNIST's own size). Every clip depends only on --seed, \
+        its class and its number; re-running keeps the files already made. Items come from \
+        Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
+        """
+    )
+
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Clips per class.") var perClass = 1000
+    @Option(help: "Canvas side in pixels (32 or 64 are usual).") var size = 32
+    @Option(help: "Frames per clip.") var frames = 16
+    @Option(help: "Frame rate written into the files.") var fps = 8.0
+    @Option(help: "At most this many items per clip (1...8).") var items = 2
+    @Option(help: "Item side in pixels (default 14 below a 56-pixel canvas, else 28).") var itemSize: Int?
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Flag(help: "Take items from the Fashion-MNIST test split (for a held-out set).") var testSplit = false
+
+    func options() throws -> MovingFashion.Options {
+        var o = MovingFashion.Options()
+        o.size = size; o.frames = frames; o.fps = fps; o.maxItems = items; o.itemSize = itemSize; o.seed = seed
+        do { try o.validate() } catch let e as MediaError { throw ValidationError(e.reason) }
+        return o
+    }
+
+    func validate() throws {
+        if perClass < 1 || perClass > 1_000_000 { throw ValidationError("--per-class must be between 1 and 1000000") }
+        _ = try options()
+    }
+
+    func run() throws {
+        let o = try options()
+        let source = try FashionMNIST(train: !testSplit, size: 28)
+        // 2,000 items per class on average: variety enough, and little memory at 28 pixels.
+        let items = try MovingFashion.ItemImages(fashion: source, side: o.item, limit: 20_000)
+        let progress = Progress(total: 10 * perClass, label: "render")
+        let n = try MovingFashion.write(to: URL(fileURLWithPath: out), perClass: perClass, options: o, items: items) { done, _ in
+            progress.update(done)
+        }
+        print("\(n) new clips in \(out) (\(perClass) per class, \(o.frames) frames of \(o.size)×\(o.size) at \(String(format: "%g", o.fps)) fps)")
     }
 }

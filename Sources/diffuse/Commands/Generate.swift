@@ -5,11 +5,12 @@ import NN
 import Diffusion
 import Image
 import Audio
+import Video
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate samples with a trained model.",
-        subcommands: [GenerateImage.self, GenerateAudio.self]
+        subcommands: [GenerateImage.self, GenerateAudio.self, GenerateVideo.self]
     )
 }
 
@@ -244,6 +245,139 @@ struct GenerateAudio: ParsableCommand {
         if let spectrogram {
             let m = c * length
             try Spectrogram.write((0..<n).map { Array(clips.scalars[($0 * m)..<($0 * m + length)]) }, to: URL(fileURLWithPath: spectrogram))
+        }
+    }
+}
+
+/// Frame numbers from "0-3", "0,2,5" or "0-3,8".
+func parseFrameList(_ s: String) throws -> Set<Int> {
+    var out = Set<Int>()
+    for part in s.split(separator: ",") {
+        let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard (ends.count == 1 || ends.count == 2), let lo = ends.first ?? nil, let hi = ends.last ?? nil, lo >= 0, lo <= hi else {
+            throw ValidationError("--keep-frames: \(part) is not a frame number or a range like 0-3")
+        }
+        out.formUnion(lo...hi)
+    }
+    guard !out.isEmpty else { throw ValidationError("--keep-frames: no frames given") }
+    return out
+}
+
+struct GenerateVideo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "video",
+        abstract: "Generate short videos (MP4 or GIF) with a video model.",
+        discussion: """
+        Without --model the bundled moving-fashion model in samples/video/ is used. --out NAME.mp4 \
+        or NAME.gif writes one file, the clips tiled side by side (--columns per row); --out DIR \
+        writes one file per clip (--format). MP4s are H.264 yuv420p (MPEG-4 Part 2 where FFmpeg \
+        has no H.264 encoder). --init CLIP --keep-frames 0-3 continues a clip: those frames are \
+        kept exactly and the others generated to match; --init without --keep-frames makes \
+        variations (--strength).
+        """
+    )
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case mp4, gif }
+
+    @Option(help: "Model: a pipeline folder as `diffuse train video` writes it (RUN/model).") var model: String?
+    @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the clips in turn.")
+    var classes: String?
+    @Option(help: "Number of clips (default: one per --class entry, else 4).") var count: Int?
+    @Option(help: "Frames per clip (default: the number the model was trained on).") var frames: Int?
+    @Option(help: "Frame rate of the output (default: the model's).") var fps: Double?
+    @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
+    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
+    @Option(help: "Sampling steps.") var steps = 20
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Clips per model call (default: all); the clips do not depend on it.") var batch: Int?
+    @Option(name: .customLong("init"), help: "Start from this video: continue it with --keep-frames, or vary it with --strength.")
+    var initClip: String?
+    @Option(help: "Frames of --init kept as they are, e.g. 0-3 or 0,1,8-9 (the rest is generated).") var keepFrames: String?
+    @Option(help: "How far --init is noised when no frames are kept: 0 keeps it, 1 replaces it.") var strength: Float = 0.5
+    @Option(help: "Clips per row in a single output file (default: all in one row, up to 8).") var columns: Int?
+    @Option(help: "File format with --out DIR.") var format: Format = .mp4
+    @Option(help: "Also write the raw float clips [N, C, F, H, W] (key `sample`) to this safetensors file.") var raw: String?
+    @Option(help: "Output: NAME.mp4 or NAME.gif (clips tiled), or a folder (one file per clip).") var out: String
+    @OptionGroup var runtime: RuntimeOptions
+
+    var singleFile: Bool { out.lowercased().hasSuffix(".mp4") || out.lowercased().hasSuffix(".gif") }
+
+    func validate() throws {
+        if let count, count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
+        if let frames, frames < 1 || frames > 1000 { throw ValidationError("--frames must be between 1 and 1000") }
+        if let fps, !(fps > 0 && fps <= 1000) { throw ValidationError("--fps must be in (0, 1000]") }
+        if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
+        if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
+        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
+        if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
+        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
+        if keepFrames != nil && initClip == nil { throw ValidationError("--keep-frames needs --init (the clip to continue)") }
+        if let keepFrames { _ = try parseFrameList(keepFrames) }
+        let lower = out.lowercased()
+        if lower.contains(".") && !singleFile && (lower.hasSuffix(".webm") || lower.hasSuffix(".mkv") || lower.hasSuffix(".avi") || lower.hasSuffix(".mov")) {
+            throw ValidationError("--out: write NAME.mp4, NAME.gif or a folder")
+        }
+    }
+
+    func run() throws {
+        runtime.apply()
+        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel("video") else {
+            throw ModelFolderError(path: "samples/video", reason: "no bundled video model yet: pass --model RUN/model")
+        }
+        let pipeline = try VideoPipeline.load(dir)
+        let listed = classes.map { $0.split(separator: ",").count } ?? 0
+        let n = count ?? (listed > 0 ? listed : 4)
+        var labels: [Int]? = nil
+        if let classes {
+            guard pipeline.classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
+            do { labels = try pipeline.classes.labels(classes, count: n) } catch let e as UnknownClass {
+                throw ValidationError("--class \(e)")
+            }
+        } else if pipeline.classes.isConditional {
+            labels = pipeline.classes.cycling(count: n)
+        }
+        let f = frames ?? pipeline.frames
+        var initial: (sample: Tensor, strength: Float)? = nil
+        var known: KnownRegion? = nil
+        if let initClip {
+            let x0 = try pipeline.loadClip(URL(fileURLWithPath: initClip), count: n, frames: f)
+            if let keepFrames {
+                let kept = try parseFrameList(keepFrames)
+                guard kept.allSatisfy({ $0 < f }) else {
+                    throw ValidationError("--keep-frames: the clips have \(f) frames (0-\(f - 1))")
+                }
+                known = KnownRegion(sample: x0, mask: VideoPipeline.frameMask(count: n, frames: f, kept: kept))
+            } else {
+                initial = (x0, strength)
+            }
+        }
+        var progress: Progress? = nil
+        let samples = try pipeline.generate(count: n, frames: f, labels: labels, sampler: sampler, steps: steps, seed: seed,
+                                            guidance: guidance, initial: initial, known: known, batchSize: batch,
+                                            clamp: false) { step, total in
+            if progress == nil { progress = Progress(total: total, label: "generate") }
+            progress?.update(step)
+            return true
+        }
+        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
+        let clips = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+        let rate = fps ?? pipeline.fps
+        let outURL = URL(fileURLWithPath: out)
+        func write(_ frames: Tensor, _ url: URL) throws -> String {
+            if url.pathExtension.lowercased() == "gif" { try VideoCodec.writeGIF(frames, fps: rate, to: url); return "gif" }
+            return try VideoCodec.writeMP4(frames, fps: rate, to: url)
+        }
+        if singleFile {
+            let video = n == 1 ? VideoPipeline.clip(clips, 0) : VideoPipeline.tile(clips, columns: columns ?? Swift.min(n, 8))
+            let codec = try write(video, outURL)
+            print("\(outURL.path) (\(n) clip\(n == 1 ? "" : "s") of \(f) frames at \(String(format: "%g", rate)) fps, \(codec))")
+        } else {
+            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+            for i in 0..<n {
+                let base = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i]))" } ?? String(format: "%04d", i)
+                _ = try write(VideoPipeline.clip(clips, i), outURL.appendingPathComponent(base + "." + format.rawValue))
+            }
+            print("\(n) clips in \(outURL.path)")
         }
     }
 }

@@ -4,12 +4,13 @@ import Tensor
 import NN
 import Image
 import Audio
+import Video
 
 /// What a model folder holds: config, parameter count, tensors by block, file sizes.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model's config, parameter count and files.",
-        discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json, of a UNet2DModel or a UNet1DModel (`_class_name`)."
+        discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json, of a UNet2DModel, UNet1DModel or VideoUNetModel (`_class_name`)."
     )
 
     @Argument(help: "Model folder or config.json.") var model: String
@@ -53,6 +54,7 @@ struct Inspect: ParsableCommand {
         switch loaded {
         case .image(let m): encoded = try JSONEncoder().encode(m.config); className = UNet2DConfig.className
         case .audio(let m): encoded = try JSONEncoder().encode(m.config); className = UNet1DConfig.className
+        case .video(let m): encoded = try JSONEncoder().encode(m.config); className = VideoUNetConfig.className
         }
         let cfg = try JSONDecoder().decode([String: JSONValue].self, from: encoded)
         let r = Report(path: model, className: className, parameters: net.parameterCount,
@@ -79,6 +81,13 @@ struct Inspect: ParsableCommand {
             print("  mid  \(c.midBlockType.rawValue)\(c.outBlockType.map { ", out \($0.rawValue)" } ?? "")")
             print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
             print("  time \(c.timeEmbeddingType.rawValue)\(c.useTimestepEmbedding ? " through the time MLP" : " features"), classes \(c.numClassEmbeds.map(String.init) ?? "none")")
+        case .video(let m):
+            let v = m.config, c = v.spatial
+            print("  clips of \(v.numFrames) frames at \(String(format: "%g", v.frameRate)) fps, \(v.frameSize[0])×\(v.frameSize[1]) × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block")
+            print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
+            print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
+            print("  temporal: \(m.temporal.count) attention layers (\(v.temporalAttentionHeadDim.map { "heads of \($0)" } ?? "one head"), \(v.framePosition.rawValue) frame positions)\(v.temporalConv ? " with temporal convolutions" : ""), \(String(format: "%.3f", Double(m.temporalParameterCount) / 1e6)) M parameters")
+            print("  time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))")
         }
         print("  parameters by block:")
         for (k, v) in byBlock.sorted(by: { $0.key < $1.key }) { print("    " + pad(k, 18) + lpad(String(v), 10)) }

@@ -5,11 +5,12 @@ import NN
 import Diffusion
 import Image
 import Audio
+import Video
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a diffusion model.",
-        subcommands: [TrainImage.self, TrainAudio.self]
+        subcommands: [TrainImage.self, TrainAudio.self, TrainVideo.self]
     )
 }
 
@@ -147,5 +148,80 @@ struct TrainAudio: ParsableCommand {
             _ = try AudioTraining.run(recipe: recipe, data: data, out: URL(fileURLWithPath: options.out), resume: options.resume, onStep: onStep)
         }, total: recipe.training.steps)
         if !data.skipped.isEmpty { print("skipped \(data.skipped.count) unreadable files") }
+    }
+}
+
+struct TrainVideo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "video",
+        abstract: "Train a class-conditional video model (VideoUNetModel: a UNet2DModel per frame + temporal attention) into a run folder.",
+        discussion: """
+        RUN receives recipe.json, checkpoints/ (resumable), model/ (a pipeline folder with the EMA \
+        weights, usable with `diffuse generate video --model RUN/model`), previews/ (a GIF of one \
+        clip per class), loss.csv and loss.png. Without --config the moving-fashion recipe is used \
+        (the bundled model's), following the data's classes and colour. Clips are resampled to the \
+        recipe's frame rate, cut to its frame count and resized to its frame size.
+        --init-from IMAGE_MODEL starts the spatial layers from an image model (`diffuse train image` \
+        RUN/model, or samples/image); without --config the video model then takes that model's \
+        U-Net config. The temporal layers start as the identity, so step 0 is the image model on \
+        every frame.
+        builtin:moving-fashion renders the default moving-fashion set (`diffuse dataset moving-fashion`, \
+        1000 clips per class) into $XDG_CACHE_HOME/diffuse/moving-fashion the first time.
+        """
+    )
+
+    @Option(help: "Training data: builtin:moving-fashion, or a folder DIR/<class>/*.mp4|webm|gif (flat: unconditional).") var data: String
+    @OptionGroup var options: TrainingOptions
+    @Option(help: "Image model (pipeline or UNet2DModel folder) whose weights start the spatial layers.") var initFrom: String?
+    @Option(help: "Fraction of steps trained on single frames as one-frame clips (overrides the recipe).") var jointImageFraction: Float?
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        if data.hasPrefix("builtin:") && data != "builtin:moving-fashion" {
+            throw ValidationError("--data: the built-in video set is builtin:moving-fashion")
+        }
+        if let f = jointImageFraction, !(f >= 0 && f <= 1) { throw ValidationError("--joint-image-fraction must be in [0, 1]") }
+    }
+
+    func run() throws {
+        runtime.apply()
+        var recipe = try options.recipe(VideoRecipe.movingFashion())
+        if let f = jointImageFraction { recipe.jointImageFraction = f }
+        if let initFrom {
+            let url = URL(fileURLWithPath: initFrom)
+            recipe.initFrom = url.standardizedFileURL.path
+            if options.config == nil {
+                // The spatial U-Net is the image model's; the classes follow the data below.
+                recipe.model.spatial = try ConfigFile.read(UNet2DConfig.self, from: try ModelFolder.locate(url).config)
+            }
+        }
+        var dir = URL(fileURLWithPath: data)
+        if data == "builtin:moving-fashion" {
+            let env = ProcessInfo.processInfo.environment
+            let cache = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+                ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
+            dir = cache.appendingPathComponent("diffuse/moving-fashion")
+            var o = MovingFashion.Options()
+            o.size = recipe.model.frameSize[0]; o.frames = recipe.model.numFrames; o.fps = recipe.model.frameRate
+            let progress = Progress(total: 10 * 1000, label: "render")
+            let items = try MovingFashion.ItemImages(fashion: try FashionMNIST(train: true, size: 28), side: o.item, limit: 20_000)
+            let made = try MovingFashion.write(to: dir, perClass: 1000, options: o, items: items) { done, _ in progress.update(done) }
+            if made > 0 { print("rendered \(made) clips into \(dir.path)") }
+        }
+        let probe = try ClassFolder(dir, extensions: VideoFolder.extensions)
+        if options.config == nil {
+            recipe.model.spatial.numClassEmbeds = probe.classNames.isEmpty ? nil : probe.classNames.count + 1
+        }
+        let folder = try VideoFolder(dir, frames: recipe.model.numFrames, size: recipe.model.frameSize[0],
+                                     channels: options.config == nil && initFrom == nil ? nil : recipe.model.spatial.inChannels,
+                                     fps: recipe.model.frameRate)
+        if options.config == nil && initFrom == nil {
+            recipe.model.spatial.inChannels = folder.channels
+            recipe.model.spatial.outChannels = folder.channels
+        }
+        try options.train({ onStep in
+            _ = try VideoTraining.run(recipe: recipe, data: folder, out: URL(fileURLWithPath: options.out), resume: options.resume, onStep: onStep)
+        }, total: recipe.training.steps)
+        if !folder.skipped.isEmpty { print("skipped \(folder.skipped.count) unreadable files") }
     }
 }
