@@ -22,9 +22,8 @@ public enum VideoTraining {
         }
         let classes = data.classNames
         let conditional = m.isClassConditional
-        if conditional, let k = m.spatial.numClassEmbeds, k < classes.count + (recipe.labelDropout > 0 ? 1 : 0) {
-            throw TrainingRunError(path: out.appendingPathComponent("recipe.json").path, reason: "num_class_embeds \(k) is too small for \(classes.count) classes\(recipe.labelDropout > 0 ? " plus the null label" : "")")
-        }
+        let (objective, null) = try TrainingRun.objective(scheduler: recipe.scheduler, labelCount: m.spatial.numClassEmbeds,
+                                                          classes: classes.count, labelDropout: recipe.labelDropout, out: out)
         NNInit.seed(recipe.training.seed)
         let unet = try VideoUNetModel(config: m)
         let resuming = Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")) != nil
@@ -33,11 +32,6 @@ public enum VideoTraining {
             let image = try UNet2DModel.load(URL(fileURLWithPath: from))
             try unet.loadSpatial(from: image, source: from)
         }
-        let null = conditional ? TrainingRun.nullLabel(labelCount: m.spatial.numClassEmbeds, classes: classes.count,
-                                                      labelDropout: recipe.labelDropout) : nil
-        let objective = DiffusionObjective(schedule: try recipe.scheduler.noiseSchedule(),
-                                           prediction: try recipe.scheduler.parameterization().prediction,
-                                           labelDropout: null == nil ? 0 : recipe.labelDropout, nullLabel: null)
         let trainer = try Trainer(model: unet, objective: objective, options: recipe.training)
         let pipeline = VideoPipeline(unet: unet, scheduler: recipe.scheduler, classNames: conditional ? classes : [])
 
