@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Image", targets: ["Image"]),
         .library(name: "Audio", targets: ["Audio"]),
         .library(name: "Video", targets: ["Video"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -56,9 +57,15 @@ let package = Package(
         .target(name: "Video", dependencies: ["Tensor", "Media", "CFFmpeg"], path: "Modalities/Video",
                 swiftSettings: swiftSettings),
 
+        // MARK: Evaluation
+        // Metrics on feature matrices [N, D] (FD, KID, precision/recall, memorisation) and the probe
+        // classifiers whose features they use; sits above the modalities because it reads their data.
+        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Image"], path: "Sources/Evaluation",
+                swiftSettings: swiftSettings),
+
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Image", "Audio",
+            "Tensor", "NN", "Diffusion", "Image", "Audio", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -84,6 +91,9 @@ let package = Package(
                     exclude: ["Corrupt"]),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio"], path: "Tests/CLITests"),
+        // Metrics against closed forms, the probe, and `diffuse evaluate image` end to end (runs the executable).
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "Image", "NN", "Tensor"],
+                    path: "Tests/EvaluationTests"),
     ],
     swiftLanguageModes: [.v5]
 )
