@@ -7,7 +7,7 @@ public struct ImageEvaluationOptions: Sendable {
     /// Seeds the real set's split, the probe (weights, batches, shifts) and the KID subsets.
     public var seed: UInt64 = 0
     public var probeTraining = ProbeTraining()
-    public var probeWidths = [32, 64, 128]
+    public var probeWidths = ImageProbeConfig.defaultWidths
     /// Train the probe on real only and on real + generated, and compare them on held-out real.
     public var augmentationGain = false
     /// Where trained probes are kept (nil: no cache).
@@ -45,8 +45,21 @@ public struct ImageEvaluationReport: Codable, Sendable {
         }
     }
 
+    /// FD at matched sample sizes: generated chunks of `compared` images and the second quarter of
+    /// the real set (`compared` of them) each against the same `reference` images (the first
+    /// quarter). FD's small-sample bias is then the same on both sides.
+    public struct FrechetSummary: Codable, Sendable {
+        /// Mean over `chunks` disjoint chunks of the generated images.
+        public var generated: Double
+        public var realFloor: Double
+        public var reference: Int
+        public var compared: Int
+        public var chunks: Int
+        enum CodingKeys: String, CodingKey { case generated, realFloor = "real_floor", reference, compared, chunks }
+    }
+
     /// A figure for generated vs held-out real, and the same figure between two halves of the
-    /// held-out real images (what a perfect generator would get, up to sample size).
+    /// held-out real images (what a perfect generator would get).
     public struct Comparison<Value: Codable & Sendable>: Codable, Sendable {
         public var generated: Value
         public var realFloor: Value
@@ -76,7 +89,7 @@ public struct ImageEvaluationReport: Codable, Sendable {
     public var test: SetSummary?
     public var seed: UInt64
     public var probe: ProbeSummary
-    public var fd: Comparison<Double>
+    public var fd: FrechetSummary
     public var kid: Comparison<KernelDistance>
     public var precisionRecall: PrecisionRecall
     public var labelAgreement: Double?
@@ -110,9 +123,10 @@ public enum ProbeCache {
 /// standardised per dimension with Q's mean and standard deviation, so the figures do not scale
 /// with how large one probe's activations happen to be.
 ///
-///     FD, KID            generated vs Q; floor Q₁ vs Q₂ (FD is biased up at small sizes: the
-///                        floor is computed at half Q's size; KID is unbiased)
-///     precision/recall   generated vs Q, k = 3
+///     FD                 chunks of |Q₂| generated images vs Q₁ (mean over up to 4 chunks);
+///                        floor Q₂ vs Q₁: the same sizes, so the same small-sample bias
+///     KID                generated vs Q; floor Q₂ vs Q₁ (unbiased at any size)
+///     precision/recall   |Q| generated images vs Q, k = 3
 ///     label agreement    probe's class for each generated image vs the class it was made for
 ///     memorisation       in pixel space: generated vs P as "training" images, τ from Q → P
 ///     probe accuracy     on Q (and on --test)
@@ -163,10 +177,20 @@ public enum ImageEvaluation {
         let sq1 = sq.slice(axis: 0, 0..<q1), sq2 = sq.slice(axis: 0, q1..<sq.shape[0])
         if q.count < 200 { log("note: \(q.count) held-out real images; FD and KID are noisy below a few hundred") }
 
-        let fd = ImageEvaluationReport.Comparison(generated: FrechetDistance.between(sg, sq), realFloor: FrechetDistance.between(sq2, sq1))
+        // Generated images in a seeded random order (folders list them class by class), so chunks
+        // and subsets mix the classes as the real quarters do.
+        var shuffler = SplitMix64(seed: seed &+ 0x6E6)
+        let sgShuffled = rows(sg, shuffler.permutation(sg.shape[0]))
+        let m = Swift.min(sq2.shape[0], sg.shape[0])
+        let chunks = Swift.min(4, sg.shape[0] / m)
+        let fdGenerated = (0..<chunks).map { FrechetDistance.between(sgShuffled.slice(axis: 0, ($0 * m)..<(($0 + 1) * m)), sq1) }
+        let fd = ImageEvaluationReport.FrechetSummary(
+            generated: fdGenerated.reduce(0, +) / Double(chunks), realFloor: FrechetDistance.between(sq2.slice(axis: 0, 0..<m), sq1),
+            reference: sq1.shape[0], compared: m, chunks: chunks)
         let kid = ImageEvaluationReport.Comparison(generated: KernelDistance.compute(sg, sq, seed: seed),
                                                    realFloor: KernelDistance.compute(sq2, sq1, seed: seed))
-        let pr = PrecisionRecall.compute(real: sq, generated: sg, k: 3)
+        // As many generated as held-out real images, as in the paper (the balls shrink with N).
+        let pr = PrecisionRecall.compute(real: sq, generated: sgShuffled.slice(axis: 0, 0..<Swift.min(sq.shape[0], sg.shape[0])), k: 3)
         let agreement = labelAgreement(predicted: predG, requested: gen.labels)
         let memorisation = Memorisation.measure(generated: gen.pixelRows, train: p.pixelRows, heldOut: q.pixelRows)
 

@@ -17,17 +17,26 @@ public struct ImageProbeConfig: Codable, Equatable, Sendable {
     public var size: Int
     /// Class names by label.
     public var classNames: [String]
-    /// Channels of each stage: 3×3 convolution (stride 1 first, 2 after) + GroupNorm + SiLU.
-    /// The last width is the feature dimension.
+    /// Channels of each stage: 3×3 convolution (stride 1 in the first stage, 2 after) + GroupNorm
+    /// + SiLU. The last width is the feature dimension. Five stages on 32 × 32 images end at 2 × 2
+    /// with a receptive field of 33 pixels: each feature sees the whole object.
     public var widths: [Int]
+    /// Convolutions per stage (the first of a stage carries its stride).
+    public var depth: Int
     public var groups: Int
 
-    public init(channels: Int, size: Int, classNames: [String], widths: [Int] = [32, 64, 128], groups: Int = 8) {
+    public init(channels: Int, size: Int, classNames: [String], widths: [Int] = ImageProbeConfig.defaultWidths, depth: Int = 1,
+                groups: Int = 8) {
         self.channels = channels; self.size = size; self.classNames = classNames
-        self.widths = widths; self.groups = groups
+        self.widths = widths; self.depth = depth; self.groups = groups
     }
 
-    enum CodingKeys: String, CodingKey { case channels, size, classNames = "class_names", widths, groups }
+    enum CodingKeys: String, CodingKey { case channels, size, classNames = "class_names", widths, depth, groups }
+
+    /// Measured on 600 Fashion-MNIST images, 150 steps, 500 test images: 32/64/128 (three stages,
+    /// receptive field 9 px) reached 50 % test accuracy; 16/32/64/128/128 (five, 33 px) 76 % in
+    /// half the time; a second convolution per stage did not help.
+    public static let defaultWidths = [16, 32, 64, 128, 128]
 
     /// Why this configuration cannot be built, or nil.
     public var problem: String? {
@@ -35,6 +44,7 @@ public struct ImageProbeConfig: Codable, Equatable, Sendable {
         if size < 4 || size > 1024 { return "size \(size) outside 4...1024" }
         if classNames.count < 2 { return "needs at least 2 classes, has \(classNames.count)" }
         if widths.isEmpty || widths.count > 6 || widths.contains(where: { $0 < 1 || $0 > 4096 }) { return "widths \(widths) invalid" }
+        if depth < 1 || depth > 4 { return "depth \(depth) outside 1...4" }
         if groups < 1 || widths.contains(where: { $0 % Swift.min(groups, $0) != 0 }) { return "groups \(groups) do not divide widths \(widths)" }
         return nil
     }
@@ -102,8 +112,12 @@ final class ProbeStage: Module {
 /// A small image classifier trained on the real set, whose pooled activations are the feature
 /// space of `diffuse evaluate image` — our stand-in for Inception, for which no weights exist here.
 ///
-///     x [N, C, S, S] → stage(C→32, stride 1) → stage(32→64, stride 2) → stage(64→128, stride 2)
-///       → mean over H, W → features [N, 128] → Linear → logits [N, classes]
+///     x [N, C, 32, 32] → stage(C→16, stride 1) → stage(16→32, s2) [16²] → stage(32→64, s2) [8²]
+///       → stage(64→128, s2) [4²] → stage(128→128, s2) [2²] → mean over H, W → features [N, 128]
+///       → Linear → logits [N, classes]
+///
+/// (stage = 3×3 convolution, GroupNorm, SiLU.) Global pooling makes the features blind to where
+/// the object sits, as Inception's are.
 ///
 /// Parameter names: `stages.<i>.conv.weight`, `stages.<i>.norm.bias`, `head.weight`, ...
 public final class ImageProbe: Module {
@@ -119,8 +133,10 @@ public final class ImageProbe: Module {
         var cin = config.channels
         var list: [ProbeStage] = []
         for (i, w) in config.widths.enumerated() {
-            list.append(ProbeStage(cin, w, stride: i == 0 ? 1 : 2, groups: config.groups))
-            cin = w
+            for j in 0..<config.depth {
+                list.append(ProbeStage(cin, w, stride: i > 0 && j == 0 ? 2 : 1, groups: config.groups))
+                cin = w
+            }
         }
         stages = list
         head = Linear(cin, config.classNames.count)

@@ -13,16 +13,16 @@ final class ProbeTests: XCTestCase {
         return dir
     }
 
-    /// Two classes a probe can tell apart: a bright square in the top-left or the bottom-right
-    /// quadrant of a 16×16 image, at random positions within it.
-    func squares(_ n: Int, seed: UInt64) -> (Tensor, [Int]) {
+    /// Two classes a translation-invariant probe can tell apart: a horizontal or a vertical bar
+    /// (6 pixels) anywhere in a 16×16 image.
+    func bars(_ n: Int, seed: UInt64) -> (Tensor, [Int]) {
         var rng = SplitMix64(seed: seed)
         let x = Tensor.full([n, 1, 16, 16], -1)
         var labels: [Int] = []
         for i in 0..<n {
             let c = i % 2
-            let y0 = rng.below(4) + (c == 0 ? 0 : 8), x0 = rng.below(4) + (c == 0 ? 0 : 8)
-            for y in y0..<(y0 + 4) { for xx in x0..<(x0 + 4) { x.data[i * 256 + y * 16 + xx] = 1 } }
+            let a = rng.below(16), b = rng.below(11)
+            for k in 0..<6 { x.data[i * 256 + (c == 0 ? a * 16 + b + k : (b + k) * 16 + a)] = 1 }
             labels.append(c)
         }
         return (x, labels)
@@ -56,8 +56,8 @@ final class ProbeTests: XCTestCase {
     }
 
     func testTrainingIsSeededAndLearnsAnEasyTask() {
-        let (x, y) = squares(64, seed: 1)
-        let config = ImageProbeConfig(channels: 1, size: 16, classNames: ["top-left", "bottom-right"], widths: [8, 16])
+        let (x, y) = bars(64, seed: 1)
+        let config = ImageProbeConfig(channels: 1, size: 16, classNames: ["horizontal", "vertical"], widths: [8, 16, 16])
         var training = ProbeTraining()
         training.steps = 40
         training.batchSize = 16
@@ -67,7 +67,7 @@ final class ProbeTests: XCTestCase {
             XCTAssertEqual(ta.scalars, tb.scalars, "\(name) differs between two runs with one seed")
         }
         XCTAssertEqual(a.record?.steps, 40)
-        let (tx, ty) = squares(64, seed: 2)
+        let (tx, ty) = bars(64, seed: 2)
         XCTAssertGreaterThan(a.accuracy(tx, labels: ty), 0.9)
         let c = ImageProbe.train(images: x, labels: y, config: config, training: training, seed: 4)
         XCTAssertNotEqual(c.namedParameters()[0].tensor.scalars, a.namedParameters()[0].tensor.scalars)
@@ -75,7 +75,7 @@ final class ProbeTests: XCTestCase {
 
     func testSaveLoadRoundTrip() throws {
         let dir = try temporaryDirectory()
-        let (x, y) = squares(16, seed: 5)
+        let (x, y) = bars(16, seed: 5)
         let config = ImageProbeConfig(channels: 1, size: 16, classNames: ["a", "b"], widths: [8, 16], groups: 4)
         var training = ProbeTraining()
         training.steps = 3

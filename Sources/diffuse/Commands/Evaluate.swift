@@ -65,8 +65,9 @@ struct EvaluateImage: ParsableCommand {
         No Inception weights exist here, so the feature space is a small CNN (the probe) trained on \
         the real images' classes: the real set is shuffled with --seed and halved; one half trains the \
         probe, the other (held out) is what the generated images are compared with, and its two \
-        quarters give the real-vs-real floor. FD is biased up at small sizes (the floor is measured \
-        at a quarter of the real set); KID is unbiased. Memorisation compares pixels: the share of \
+        quarters give the real-vs-real floor. FD is biased up at small sizes, so both FD figures are \
+        measured at a quarter of the real set (generated: the mean over up to 4 chunks of that size); \
+        KID is unbiased and uses every image. Memorisation compares pixels: the share of \
         generated images nearer to a real image than 95 % of held-out real images are (≈5 % for new \
         images). Sets are DIR/<class>/*.png, or flat DIR/NNNN-<class>.png as `diffuse generate image \
         --out DIR` writes them, or builtin:fashion-mnist / builtin:fashion-mnist-test; all are resized \
@@ -142,7 +143,7 @@ struct EvaluateImage: ParsableCommand {
                 + (probe.cached ? " (cached)" : String(format: " (trained %d steps in %.1f s)", probe.steps, probe.seconds)),
             "",
             pad("", 34) + lpad("generated", 14) + lpad("real floor", 14),
-            pad("FD (probe features)", 34) + lpad(String(format: "%.3f", r.fd.generated), 14) + lpad(String(format: "%.3f", r.fd.realFloor), 14),
+            pad("FD (probe features, \(r.fd.compared) vs \(r.fd.reference))", 34) + lpad(String(format: "%.3f", r.fd.generated), 14) + lpad(String(format: "%.3f", r.fd.realFloor), 14),
             pad("KID ×1000 (mean ± std)", 34) + lpad(kid(r.kid.generated), 14) + lpad(kid(r.kid.realFloor), 14),
             pad("precision / recall (k = \(r.precisionRecall.k))", 34)
                 + lpad(String(format: "%.3f / %.3f", r.precisionRecall.precision, r.precisionRecall.recall), 14),
