@@ -128,7 +128,8 @@ public enum ProbeCache {
 ///     KID                generated vs Q; floor Q₂ vs Q₁ (unbiased at any size)
 ///     precision/recall   |Q| generated images vs Q, k = 3
 ///     label agreement    probe's class for each generated image vs the class it was made for
-///     memorisation       in pixel space: generated vs P as "training" images, τ from Q → P
+///     memorisation       in pixel space: generated vs all of R (the model's training images),
+///                        τ from R's leave-one-out nearest-neighbour distances
 ///     probe accuracy     on Q (and on --test)
 ///     augmentation gain  probe trained on real vs on real + generated, same steps and seed,
 ///                        accuracy on --test (then all of R trains) or on Q (then P trains)
@@ -192,7 +193,7 @@ public enum ImageEvaluation {
         // As many generated as held-out real images, as in the paper (the balls shrink with N).
         let pr = PrecisionRecall.compute(real: sq, generated: sgShuffled.slice(axis: 0, 0..<Swift.min(sq.shape[0], sg.shape[0])), k: 3)
         let agreement = labelAgreement(predicted: predG, requested: gen.labels)
-        let memorisation = Memorisation.measure(generated: gen.pixelRows, train: p.pixelRows, heldOut: q.pixelRows)
+        let memorisation = Memorisation.measure(generated: gen.pixelRows, train: real.pixelRows)
 
         var gain: ImageEvaluationReport.AugmentationGain? = nil
         if options.augmentationGain {

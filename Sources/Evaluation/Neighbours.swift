@@ -108,40 +108,44 @@ public struct PrecisionRecall: Codable, Equatable, Sendable {
 /// How many generated samples sit unusually close to a training sample — copies rather than new
 /// samples. Defined against what real data does:
 ///
-///     τ     = the p-th percentile (p = 5, linear interpolation as numpy) of the distances from
-///             each held-out real sample to its nearest training sample
+///     τ     = the p-th percentile (p = 5, linear interpolation as numpy) of the real-to-real
+///             nearest-neighbour distances: from each held-out real sample to its nearest
+///             training sample, or, without a held-out set, from each training sample to its
+///             nearest other training sample (leave-one-out)
 ///     share = share of generated samples whose nearest training sample is closer than τ
 ///
 /// Fresh samples of the real distribution land below τ p % of the time (`referenceShare`, ~0.05
 /// by construction); a model that reproduces its training images approaches 1. In the spirit of
 /// the nearest-neighbour copy tests of Carlini et al. ("Extracting Training Data from Diffusion
 /// Models", 2023) and the data-copying test of Meehan, Chaudhuri & Dasgupta (AISTATS 2020), with
-/// held-out real data as the yardstick instead of a fixed threshold.
+/// real data as the yardstick instead of a fixed threshold.
 public struct Memorisation: Codable, Equatable, Sendable {
     public var share: Double
-    /// Share of the held-out real samples below τ (≈ percentile / 100).
+    /// Share of the reference real samples below τ (≈ percentile / 100).
     public var referenceShare: Double
     /// τ, as a distance (not squared).
     public var threshold: Double
     public var percentile: Double
-    /// Median nearest-training-neighbour distance of the generated and of the held-out samples.
+    /// Median nearest-training-neighbour distance of the generated and of the reference real samples.
     public var medianGenerated: Double
-    public var medianHeldOut: Double
+    public var medianReference: Double
 
     enum CodingKeys: String, CodingKey {
         case share, referenceShare = "reference_share", threshold, percentile
-        case medianGenerated = "median_generated_distance", medianHeldOut = "median_held_out_distance"
+        case medianGenerated = "median_generated_distance", medianReference = "median_reference_distance"
     }
 
-    /// - Precondition: all three [N, D] with the same D; train and heldOut non-empty.
-    public static func measure(generated: Tensor, train: Tensor, heldOut: Tensor, percentile: Double = 5) -> Memorisation {
-        precondition(train.shape[0] >= 1 && heldOut.shape[0] >= 1, "Memorisation: empty reference sets")
-        let reference = Neighbours.nearestSquared(heldOut, in: train).map { Double($0).squareRoot() }
+    /// - Parameter heldOut: real samples the model did not train on; nil: leave-one-out within `train`.
+    /// - Precondition: all [N, D] with the same D; train has ≥ 2 rows, heldOut (if given) ≥ 1.
+    public static func measure(generated: Tensor, train: Tensor, heldOut: Tensor? = nil, percentile: Double = 5) -> Memorisation {
+        precondition(train.shape[0] >= 2 && (heldOut?.shape[0] ?? 1) >= 1, "Memorisation: reference sets too small")
+        let reference = (heldOut.map { Neighbours.nearestSquared($0, in: train) } ?? Neighbours.kthNearestSquared(train, k: 1))
+            .map { Double($0).squareRoot() }
         let generatedD = Neighbours.nearestSquared(generated, in: train).map { Double($0).squareRoot() }
         let tau = Self.percentile(reference, percentile)
         func share(_ v: [Double]) -> Double { Double(v.filter { $0 < tau }.count) / Double(Swift.max(1, v.count)) }
         return Memorisation(share: share(generatedD), referenceShare: share(reference), threshold: tau, percentile: percentile,
-                            medianGenerated: Self.percentile(generatedD, 50), medianHeldOut: Self.percentile(reference, 50))
+                            medianGenerated: Self.percentile(generatedD, 50), medianReference: Self.percentile(reference, 50))
     }
 
     /// The p-th percentile with linear interpolation between order statistics (numpy's default).

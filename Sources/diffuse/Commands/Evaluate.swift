@@ -68,8 +68,8 @@ struct EvaluateImage: ParsableCommand {
         quarters give the real-vs-real floor. FD is biased up at small sizes, so both FD figures are \
         measured at a quarter of the real set (generated: the mean over up to 4 chunks of that size); \
         KID is unbiased and uses every image. Memorisation compares pixels: the share of \
-        generated images nearer to a real image than 95 % of held-out real images are (≈5 % for new \
-        images). Sets are DIR/<class>/*.png, or flat DIR/NNNN-<class>.png as `diffuse generate image \
+        generated images nearer to a real image than 95 % of real images are to their nearest other \
+        real image (≈5 % for new images; --real should be what the model trained on). Sets are DIR/<class>/*.png, or flat DIR/NNNN-<class>.png as `diffuse generate image \
         --out DIR` writes them, or builtin:fashion-mnist / builtin:fashion-mnist-test; all are resized \
         to --size. Trained probes are cached in $XDG_CACHE_HOME/diffuse/probes (~/.cache/diffuse/probes) \
         under a hash of the real folder's file names, sizes and modification times and the settings.
@@ -157,8 +157,8 @@ struct EvaluateImage: ParsableCommand {
                          + " (\(g.realImages) real + \(g.generatedImages) generated, \(g.steps) steps; tested on \(g.heldOutImages) of \(g.heldOut))")
         }
         lines.append("")
-        lines.append(String(format: "memorisation: generated images nearer (in pixels) to a real image than the %.0fth percentile of held-out real images (%.3f);", r.memorisation.percentile, r.memorisation.threshold))
-        lines.append(String(format: "the real floor is that share for the held-out images themselves. %.1f s in all.", seconds))
+        lines.append(String(format: "memorisation: share of images nearer (in pixels) to a real image than the %.0fth percentile (%.3f) of", r.memorisation.percentile, r.memorisation.threshold))
+        lines.append(String(format: "real-to-nearest-other-real distances; its floor is that share for the real images. %.1f s in all.", seconds))
         return lines.joined(separator: "\n")
     }
 }
