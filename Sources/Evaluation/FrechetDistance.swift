@@ -80,6 +80,23 @@ public enum FrechetDistance {
         return meanTerm + traces - 2 * traceSqrtProduct(p.covariance, q.covariance, n: d)
     }
 
+    /// Distances from one reference to several fits, taking the reference's square root once.
+    public static func between(reference p: GaussianFit, _ others: [GaussianFit]) -> [Double] {
+        let d = p.dim
+        let s = SymmetricEigen(p.covariance, n: d).map { $0 > 0 ? $0.squareRoot() : 0 }
+        return others.map { q in
+            precondition(q.dim == d, "FrechetDistance: dimensions \(d) and \(q.dim)")
+            var meanTerm = 0.0, traces = 0.0
+            for i in 0..<d {
+                let e = p.mean[i] - q.mean[i]
+                meanTerm += e * e
+                traces += p.covariance[i * d + i] + q.covariance[i * d + i]
+            }
+            let m = matmul(matmul(s, q.covariance, n: d), s, n: d)
+            return meanTerm + traces - 2 * SymmetricEigen(m, n: d).values.reduce(0) { $0 + ($1 > 0 ? $1.squareRoot() : 0) }
+        }
+    }
+
     /// Tr (A B)^½ for symmetric positive semi-definite A, B (row-major n×n).
     public static func traceSqrtProduct(_ a: [Double], _ b: [Double], n: Int) -> Double {
         let s = SymmetricEigen(a, n: n).map { $0 > 0 ? $0.squareRoot() : 0 }

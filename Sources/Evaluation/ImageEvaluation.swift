@@ -10,6 +10,10 @@ public struct ImageEvaluationOptions: Sendable {
     public var probeWidths = ImageProbeConfig.defaultWidths
     /// Train the probe on real only and on real + generated, and compare them on held-out real.
     public var augmentationGain = false
+    /// Seeds the probe alone (default: `seed`).
+    public var probeSeed: UInt64? = nil
+    /// Random re-splits of the held-out real images that FD and the KID floor average over.
+    public var repeats = 16
     /// Where trained probes are kept (nil: no cache).
     public var cacheDirectory: URL? = ProbeCache.defaultDirectory
     /// Words that tell the probe cache what else the real set depends on (the limit and image size).
@@ -45,17 +49,24 @@ public struct ImageEvaluationReport: Codable, Sendable {
         }
     }
 
-    /// FD at matched sample sizes: generated chunks of `compared` images and the second quarter of
-    /// the real set (`compared` of them) each against the same `reference` images (the first
-    /// quarter). FD's small-sample bias is then the same on both sides.
+    /// FD at matched sample sizes: `compared` generated images and `compared` held-out real images,
+    /// each against the same `reference` held-out real images (disjoint from the latter), so FD's
+    /// small-sample bias is the same on both sides. Means (and standard deviations) over `repeats`
+    /// random re-splits of the held-out images.
     public struct FrechetSummary: Codable, Sendable {
-        /// Mean over `chunks` disjoint chunks of the generated images.
         public var generated: Double
         public var realFloor: Double
+        /// generated / realFloor: steadier across seeds than either (both scale with the probe).
+        public var ratio: Double
+        public var generatedStd: Double
+        public var realFloorStd: Double
         public var reference: Int
         public var compared: Int
-        public var chunks: Int
-        enum CodingKeys: String, CodingKey { case generated, realFloor = "real_floor", reference, compared, chunks }
+        public var repeats: Int
+        enum CodingKeys: String, CodingKey {
+            case generated, realFloor = "real_floor", ratio, generatedStd = "generated_std", realFloorStd = "real_floor_std"
+            case reference, compared, repeats
+        }
     }
 
     /// A figure for generated vs held-out real, and the same figure between two halves of the
@@ -119,13 +130,15 @@ public enum ProbeCache {
 /// The real set R is shuffled with the seed and split in two halves: P trains the probe, and the
 /// held-out half Q is what generated images are compared with — features of images the probe
 /// trained on are tighter than those of new images, which would put even a perfect generator
-/// above the floor. Q is split again into Q₁, Q₂ for the real-vs-real floor. Features are
+/// above the floor. Q's halves against each other give the real-vs-real floor. Features are
 /// standardised per dimension with Q's mean and standard deviation, so the figures do not scale
 /// with how large one probe's activations happen to be.
 ///
-///     FD                 chunks of |Q₂| generated images vs Q₁ (mean over up to 4 chunks);
-///                        floor Q₂ vs Q₁: the same sizes, so the same small-sample bias
-///     KID                generated vs Q; floor Q₂ vs Q₁ (unbiased at any size)
+///     FD                 |Q|/2 generated images vs a random half A of Q; floor: the other half
+///                        vs A — the same sizes, so the same small-sample bias; mean over 16
+///                        random re-splits
+///     KID                generated vs Q; floor: the halves of Q against each other, pooled over
+///                        the same re-splits (unbiased at any size)
 ///     precision/recall   |Q| generated images vs Q, k = 3
 ///     label agreement    probe's class for each generated image vs the class it was made for
 ///     memorisation       in pixel space: generated vs all of R (the model's training images),
@@ -174,24 +187,29 @@ public enum ImageEvaluation {
         let testAccuracy = testSet.map { t in probe.accuracy(t.images, labels: t.labels.map { $0! }) }
 
         let (sq, sg) = standardised(fq, fg)
-        let q1 = sq.shape[0] / 2
-        let sq1 = sq.slice(axis: 0, 0..<q1), sq2 = sq.slice(axis: 0, q1..<sq.shape[0])
         if q.count < 200 { log("note: \(q.count) held-out real images; FD and KID are noisy below a few hundred") }
 
-        // Generated images in a seeded random order (folders list them class by class), so chunks
-        // and subsets mix the classes as the real quarters do.
-        var shuffler = SplitMix64(seed: seed &+ 0x6E6)
-        let sgShuffled = rows(sg, shuffler.permutation(sg.shape[0]))
-        let m = Swift.min(sq2.shape[0], sg.shape[0])
-        let chunks = Swift.min(4, sg.shape[0] / m)
-        let fdGenerated = (0..<chunks).map { FrechetDistance.between(sgShuffled.slice(axis: 0, ($0 * m)..<(($0 + 1) * m)), sq1) }
+        // Repeated matched-size comparisons: each repeat splits Q afresh into a reference half A
+        // and a half B, and draws |B| generated images; FD(B, A) is the floor, FD(G_r, A) the figure.
+        var rng = SplitMix64(seed: seed &+ 0xFD)
+        let halfQ = sq.shape[0] / 2
+        let m = Swift.min(sq.shape[0] - halfQ, sg.shape[0])
+        var fdGenerated: [Double] = [], fdFloor: [Double] = [], kidFloor: [KernelDistance] = []
+        for r in 0..<options.repeats {
+            let perm = rng.permutation(sq.shape[0])
+            let a = rows(sq, Array(perm[..<halfQ])), b = rows(sq, Array(perm[halfQ..<(halfQ + m)]))
+            let g = rows(sg, rng.sample(m, from: sg.shape[0]))
+            let d = FrechetDistance.between(reference: GaussianFit(a), [GaussianFit(b), GaussianFit(g)])
+            fdFloor.append(d[0]); fdGenerated.append(d[1])
+            kidFloor.append(KernelDistance.compute(b, a, subsets: Swift.max(1, 100 / options.repeats), seed: seed &+ UInt64(r)))
+        }
         let fd = ImageEvaluationReport.FrechetSummary(
-            generated: fdGenerated.reduce(0, +) / Double(chunks), realFloor: FrechetDistance.between(sq2.slice(axis: 0, 0..<m), sq1),
-            reference: sq1.shape[0], compared: m, chunks: chunks)
+            generated: mean(fdGenerated), realFloor: mean(fdFloor), ratio: mean(fdGenerated) / mean(fdFloor), generatedStd: std(fdGenerated), realFloorStd: std(fdFloor),
+            reference: halfQ, compared: m, repeats: options.repeats)
         let kid = ImageEvaluationReport.Comparison(generated: KernelDistance.compute(sg, sq, seed: seed),
-                                                   realFloor: KernelDistance.compute(sq2, sq1, seed: seed))
+                                                   realFloor: KernelDistance.pooled(kidFloor))
         // As many generated as held-out real images, as in the paper (the balls shrink with N).
-        let pr = PrecisionRecall.compute(real: sq, generated: sgShuffled.slice(axis: 0, 0..<Swift.min(sq.shape[0], sg.shape[0])), k: 3)
+        let pr = PrecisionRecall.compute(real: sq, generated: rows(sg, rng.sample(Swift.min(sq.shape[0], sg.shape[0]), from: sg.shape[0])), k: 3)
         let agreement = labelAgreement(predicted: predG, requested: gen.labels)
         let memorisation = Memorisation.measure(generated: gen.pixelRows, train: real.pixelRows)
 
@@ -220,7 +238,7 @@ public enum ImageEvaluation {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let settings = String(decoding: try enc.encode(config), as: UTF8.self) + String(decoding: try enc.encode(options.probeTraining), as: UTF8.self)
-        let key = ContentHash.hex((["image-probe v1", real.contentKey, "seed \(options.seed)", "split halves", settings]
+        let key = ContentHash.hex((["image-probe v1", real.contentKey, "seed \(options.seed) probe \(options.probeSeed ?? options.seed)", "split halves", settings]
                                    + options.cacheSalt).joined(separator: "\n"))
         let folder = options.cacheDirectory?.appendingPathComponent(key)
         if let folder, FileManager.default.fileExists(atPath: folder.appendingPathComponent(ImageProbe.configName).path) {
@@ -236,7 +254,7 @@ public enum ImageEvaluation {
             }
         }
         let probe = ImageProbe.train(images: images, labels: labels, config: config, training: options.probeTraining,
-                                     seed: options.seed) { step, total, _ in progress("probe", step, total) }
+                                     seed: options.probeSeed ?? options.seed) { step, total, _ in progress("probe", step, total) }
         if let folder {
             do { try probe.save(to: folder) } catch { log("probe: not cached (\(error))") }
         }
@@ -263,6 +281,13 @@ public enum ImageEvaluation {
         return .init(realOnlyAccuracy: a, augmentedAccuracy: b, gainPoints: 100 * (b - a),
                      heldOut: test == nil ? "\(all.source) (held-out half)" : heldOut.source, heldOutImages: heldOut.count,
                      realImages: train.count, generatedImages: generated.count, steps: training.steps ?? 0)
+    }
+
+    static func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(Swift.max(1, v.count)) }
+
+    static func std(_ v: [Double]) -> Double {
+        let m = mean(v)
+        return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(Swift.max(1, v.count))).squareRoot()
     }
 
     /// Both feature sets standardised per dimension with the reference's mean and standard

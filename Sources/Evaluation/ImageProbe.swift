@@ -54,10 +54,12 @@ public struct ImageProbeConfig: Codable, Equatable, Sendable {
 /// augmentation (no flips: they would teach a digit probe that mirrored digits are fine).
 public struct ProbeTraining: Codable, Equatable, Sendable {
     /// Steps = epochs × ⌈N / batch⌉, kept within minSteps...maxSteps (small sets still train long
-    /// enough, large ones stop in reasonable time); `steps` overrides.
-    public var epochs = 12
-    public var minSteps = 200
-    public var maxSteps = 800
+    /// enough, large ones stop in reasonable time); `steps` overrides. Long training makes the
+    /// feature space a steadier yardstick: on 500 Fashion-MNIST images, FD of held-out real images
+    /// spread over 8 % across three probe seeds after 200 steps and over 3.5 % after 600.
+    public var epochs = 64
+    public var minSteps = 500
+    public var maxSteps = 1000
     public var steps: Int? = nil
     public var batchSize = 64
     public var learningRate: Float = 3e-3

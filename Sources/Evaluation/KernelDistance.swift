@@ -50,6 +50,16 @@ public struct KernelDistance: Codable, Equatable, Sendable {
         return KernelDistance(mean: mean, std: variance.squareRoot(), subsets: subsets, subsetSize: m)
     }
 
+    /// Several estimates as one: the mean and population standard deviation over all their subsets.
+    public static func pooled(_ parts: [KernelDistance]) -> KernelDistance {
+        precondition(!parts.isEmpty, "KernelDistance.pooled of nothing")
+        let n = Double(parts.reduce(0) { $0 + $1.subsets })
+        let mean = parts.reduce(0) { $0 + Double($1.subsets) * $1.mean } / n
+        let second = parts.reduce(0) { $0 + Double($1.subsets) * ($1.std * $1.std + $1.mean * $1.mean) } / n
+        return KernelDistance(mean: mean, std: Swift.max(0, second - mean * mean).squareRoot(),
+                              subsets: Int(n), subsetSize: parts.map(\.subsetSize).min()!)
+    }
+
     /// MMD²ᵤ between all rows of x and all rows of y (equal counts m ≥ 2).
     public static func mmd2Unbiased(_ x: Tensor, _ y: Tensor) -> Double {
         precondition(x.shape[0] == y.shape[0] && x.shape[0] >= 2, "mmd2Unbiased: \(x.shape) and \(y.shape)")

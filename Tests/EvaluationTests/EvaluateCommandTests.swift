@@ -80,7 +80,7 @@ final class EvaluateCommandTests: XCTestCase {
               "precision \(number(same, "precision_recall", "precision")) vs \(number(fromNoise, "precision_recall", "precision"))")
         XCTAssertLessThan(fdSame * 5, fdNoise)
         XCTAssertEqual(number(same, "fd", "compared"), 50)
-        XCTAssertEqual(number(same, "fd", "chunks"), 4)
+        XCTAssertEqual(number(same, "fd", "repeats"), 8)
         XCTAssertGreaterThan(number(same, "label_agreement"), 0.3)
         XCTAssertLessThan(number(fromNoise, "precision_recall", "precision"), number(same, "precision_recall", "precision") - 0.3)
         XCTAssertLessThan(number(same, "kid", "generated", "mean"), number(fromNoise, "kid", "generated", "mean"))

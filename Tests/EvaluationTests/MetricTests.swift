@@ -105,6 +105,24 @@ final class MetricTests: XCTestCase {
         XCTAssertEqual(FrechetDistance.between(x, y), closed, accuracy: 0.05 * closed)
     }
 
+    func testFrechetDistanceFromOneReferenceMatchesPairwise() {
+        let a = gaussian(200, 8, seed: 40), b = gaussian(200, 8, seed: 41, std: [Float](repeating: 2, count: 8))
+        let c = gaussian(200, 8, seed: 42, mean: [Float](repeating: 1, count: 8))
+        let many = FrechetDistance.between(reference: GaussianFit(a), [GaussianFit(b), GaussianFit(c)])
+        XCTAssertEqual(many[0], FrechetDistance.between(a, b), accuracy: 1e-9)
+        XCTAssertEqual(many[1], FrechetDistance.between(c, a), accuracy: 1e-9, "FD is symmetric")
+    }
+
+    func testPooledKIDIsTheMeanAndStdOfAllSubsets() {
+        let p = KernelDistance.pooled([KernelDistance(mean: 1, std: 0, subsets: 2, subsetSize: 10),
+                                       KernelDistance(mean: 3, std: 1, subsets: 2, subsetSize: 8)])
+        // Subset values {1, 1, 2, 4}: mean 2, population variance 1.5.
+        XCTAssertEqual(p.mean, 2, accuracy: 1e-12)
+        XCTAssertEqual(p.std, 1.5.squareRoot(), accuracy: 1e-12)
+        XCTAssertEqual(p.subsets, 4)
+        XCTAssertEqual(p.subsetSize, 8)
+    }
+
     /// The unbiased MMD² against a direct double loop over the kernel.
     func testUnbiasedMMDMatchesTheDefinition() {
         let x = gaussian(5, 3, seed: 4), y = gaussian(5, 3, seed: 5, mean: [0.5, 0, 0])

@@ -65,9 +65,9 @@ struct EvaluateImage: ParsableCommand {
         No Inception weights exist here, so the feature space is a small CNN (the probe) trained on \
         the real images' classes: the real set is shuffled with --seed and halved; one half trains the \
         probe, the other (held out) is what the generated images are compared with, and its two \
-        quarters give the real-vs-real floor. FD is biased up at small sizes, so both FD figures are \
-        measured at a quarter of the real set (generated: the mean over up to 4 chunks of that size); \
-        KID is unbiased and uses every image. Memorisation compares pixels: the share of \
+        quarters against each other give the real-vs-real floor. FD is biased up at small sizes, so \
+        both FD figures compare a quarter of the real set's size with another quarter (the mean over \
+        16 random re-splits); KID is unbiased and uses every image. Memorisation compares pixels: the share of \
         generated images nearer to a real image than 95 % of real images are to their nearest other \
         real image (≈5 % for new images; --real should be what the model trained on). Sets are DIR/<class>/*.png, or flat DIR/NNNN-<class>.png as `diffuse generate image \
         --out DIR` writes them, or builtin:fashion-mnist / builtin:fashion-mnist-test; all are resized \
@@ -86,7 +86,7 @@ struct EvaluateImage: ParsableCommand {
     @Option(help: "At most N images of each set, a seeded random subset (default: all of a folder, 1000 of a built-in set).")
     var limit: Int?
     @Option(help: "Side the images are resized to.") var size = 32
-    @Option(help: "Probe training steps (default: 12 epochs of its training images, within 200-800).") var probeSteps: Int?
+    @Option(help: "Probe training steps (default: 64 epochs of its training images, within 500-1000).") var probeSteps: Int?
     @Flag(help: "Train the probe afresh and keep it out of the cache.") var noCache = false
     @Flag(help: "JSON output.") var json = false
     @OptionGroup var runtime: RuntimeOptions
@@ -143,7 +143,8 @@ struct EvaluateImage: ParsableCommand {
                 + (probe.cached ? " (cached)" : String(format: " (trained %d steps in %.1f s)", probe.steps, probe.seconds)),
             "",
             pad("", 34) + lpad("generated", 14) + lpad("real floor", 14),
-            pad("FD (probe features, \(r.fd.compared) vs \(r.fd.reference))", 34) + lpad(String(format: "%.3f", r.fd.generated), 14) + lpad(String(format: "%.3f", r.fd.realFloor), 14),
+            pad("FD (probe features, \(r.fd.compared) vs \(r.fd.reference))", 34) + lpad(String(format: "%.3f", r.fd.generated), 14)
+                + lpad(String(format: "%.3f", r.fd.realFloor), 14) + String(format: "   (%.2f × floor)", r.fd.ratio),
             pad("KID ×1000 (mean ± std)", 34) + lpad(kid(r.kid.generated), 14) + lpad(kid(r.kid.realFloor), 14),
             pad("precision / recall (k = \(r.precisionRecall.k))", 34)
                 + lpad(String(format: "%.3f / %.3f", r.precisionRecall.precision, r.precisionRecall.recall), 14),
