@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Image", targets: ["Image"]),
         .library(name: "Audio", targets: ["Audio"]),
         .library(name: "Video", targets: ["Video"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,9 +58,15 @@ let package = Package(
         .target(name: "Video", dependencies: ["Tensor", "NN", "Diffusion", "Media", "Image", "CFFmpeg"], path: "Modalities/Video",
                 swiftSettings: swiftSettings),
 
+        // MARK: Evaluation
+        // Metrics on feature matrices [N, D] (FD, KID, precision/recall, memorisation) and the probe
+        // classifiers whose features they use; sits above the modalities because it reads their data.
+        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Image"], path: "Sources/Evaluation",
+                swiftSettings: swiftSettings),
+
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Image", "Audio", "Video",
+            "Tensor", "NN", "Diffusion", "Image", "Audio", "Video", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -88,6 +95,9 @@ let package = Package(
                     path: "Tests/VideoModelTests"),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests"),
+        // Metrics against closed forms, the probe, and `diffuse evaluate image` end to end (runs the executable).
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "Image", "NN", "Tensor"],
+                    path: "Tests/EvaluationTests"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -7,7 +7,7 @@ import Video
 struct Dataset: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a labelled training set from tools on this machine.",
-        subcommands: [DatasetNotes.self, DatasetDigits.self, DatasetMovingFashion.self]
+        subcommands: [DatasetNotes.self, DatasetDigits.self, DatasetFashionMNIST.self, DatasetMovingFashion.self]
     )
 }
 
@@ -143,5 +143,40 @@ struct DatasetMovingFashion: ParsableCommand {
             progress.update(done)
         }
         print("\(n) new clips in \(out) (\(perClass) per class, \(o.frames) frames of \(o.size)×\(o.size) at \(String(format: "%g", o.fps)) fps)")
+    }
+}
+
+struct DatasetFashionMNIST: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fashion-mnist",
+        abstract: "Fashion-MNIST as PNG class folders (from Debian's dataset-fashion-mnist).",
+        discussion: """
+        Writes OUT/<class>/<index>.png: 8-bit gray 32×32 images, the 28×28 picture centred on black — \
+        the pixels builtin:fashion-mnist feeds a model. <index> is the image's position in its split. \
+        --per-class 10 makes a small real set; --offset skips the first images of each class, so \
+        another --offset gives a disjoint set. Classes: \(FashionMNIST.names.joined(separator: ", ")).
+        """
+    )
+
+    enum Split: String, ExpressibleByArgument, CaseIterable { case train, test }
+
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Images per class (default: all; 6000 per class in train, 1000 in test).") var perClass: Int?
+    @Option(help: "Split: \(Split.allCases.map(\.rawValue).joined(separator: ", ")).") var split: Split = .train
+    @Option(help: "Skip the first K images of each class.") var offset = 0
+
+    func validate() throws {
+        if let perClass, perClass < 1 { throw ValidationError("--per-class must be at least 1") }
+        if offset < 0 { throw ValidationError("--offset must be at least 0") }
+    }
+
+    func run() throws {
+        let data = try FashionMNIST(train: split == .train)
+        var progress: Progress? = nil
+        let n = try data.export(to: URL(fileURLWithPath: out), perClass: perClass, offset: offset) { done, total in
+            if progress == nil { progress = Progress(total: total, label: "write") }
+            progress?.update(done)
+        }
+        print("\(n) images in \(out) (\(split.rawValue) split, \(FashionMNIST.names.count) classes)")
     }
 }
