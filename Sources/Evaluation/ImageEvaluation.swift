@@ -139,7 +139,8 @@ public enum ProbeCache {
 ///                        random re-splits
 ///     KID                generated vs Q; floor: the halves of Q against each other, pooled over
 ///                        the same re-splits (unbiased at any size)
-///     precision/recall   |Q| generated images vs Q, k = 3
+///     precision/recall,  |Q| generated images vs Q, k = 3
+///     density/coverage
 ///     label agreement    probe's class for each generated image vs the class it was made for
 ///     memorisation       in pixel space: generated vs all of R (the model's training images),
 ///                        τ from R's leave-one-out nearest-neighbour distances
