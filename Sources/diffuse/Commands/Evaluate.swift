@@ -82,7 +82,8 @@ struct EvaluateImage: ParsableCommand {
     var test: String?
     @Flag(help: "Also train the probe on real only and on real + generated, and compare their accuracy on held-out real images.")
     var augmentationGain = false
-    @Option(help: "Seed of the split, the probe and the KID subsets.") var seed: UInt64 = 0
+    @Option(help: "Seed of the --limit subsets, the split, the probe and the KID subsets (one seed, one cached probe: compare models under the same seed).")
+    var seed: UInt64 = 0
     @Option(help: "At most N images of each set, a seeded random subset (default: all of a folder, 1000 of a built-in set).")
     var limit: Int?
     @Option(help: "Side the images are resized to.") var size = 32
