@@ -98,7 +98,7 @@ struct EvaluateImage: ParsableCommand {
                 throw ValidationError("\(flag): the built-in sets are \(ImageSource.builtins.joined(separator: ", "))")
             }
         }
-        if let limit, limit < 8 || limit > 1_000_000 { throw ValidationError("--limit must be between 8 and 1000000") }
+        if let limit, limit < 16 || limit > 1_000_000 { throw ValidationError("--limit must be between 16 and 1000000") }
         if size < 8 || size > 512 { throw ValidationError("--size must be between 8 and 512") }
         if let probeSteps, probeSteps < 1 || probeSteps > 100_000 { throw ValidationError("--probe-steps must be between 1 and 100000") }
     }
