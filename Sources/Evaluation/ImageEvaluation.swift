@@ -139,7 +139,8 @@ public enum ProbeCache {
 ///                        random re-splits
 ///     KID                generated vs Q; floor: the halves of Q against each other, pooled over
 ///                        the same re-splits (unbiased at any size)
-///     precision/recall   |Q| generated images vs Q, k = 3
+///     precision/recall,  |Q| generated images vs Q, k = 3
+///     density/coverage
 ///     label agreement    probe's class for each generated image vs the class it was made for
 ///     memorisation       in pixel space: generated vs all of R (the model's training images),
 ///                        τ from R's leave-one-out nearest-neighbour distances
@@ -154,7 +155,8 @@ public enum ImageEvaluation {
                            options: ImageEvaluationOptions,
                            progress: (String, Int, Int) -> Void = { _, _, _ in },
                            log: (String) -> Void = { _ in }) throws -> ImageEvaluationReport {
-        guard real.count >= 8 else { throw EvaluationError("\(real.source): \(real.count) images; the evaluation needs at least 8 real images") }
+        // 16: the held-out half's halves need 4 images each (KID, 3rd neighbours).
+        guard real.count >= 16 else { throw EvaluationError("\(real.source): \(real.count) images; the evaluation needs at least 16 real images") }
         guard generated.count >= 4 else { throw EvaluationError("\(generated.source): \(generated.count) images; at least 4 are needed") }
         guard real.classNames.count >= 2, real.labels.allSatisfy({ $0 != nil }) else {
             throw EvaluationError("\(real.source): the real set must be class folders DIR/<class>/*.png with at least 2 classes (the probe learns them)")
@@ -170,7 +172,7 @@ public enum ImageEvaluation {
         let seed = options.seed
         let classes = real.classNames
 
-        // R → P (probe) + Q (held out) → Q₁ + Q₂.
+        // R → P (trains the probe) + Q (held out).
         var splitter = SplitMix64(seed: seed)
         let order = splitter.permutation(real.count)
         let half = real.count / 2

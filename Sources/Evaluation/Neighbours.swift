@@ -71,16 +71,18 @@ enum Neighbours {
         return out
     }
 
-    /// Share of rows of x inside at least one ball of y: ‖x − yⱼ‖² ≤ radii²[j].
-    static func coverage(_ x: Tensor, balls y: Tensor, squaredRadii: [Float]) -> Double {
+    /// For each row of x, how many balls of y hold it: #{j : ‖x − yⱼ‖² ≤ radii²[j]}.
+    static func ballCounts(_ x: Tensor, balls y: Tensor, squaredRadii: [Float]) -> [Int] {
         let m = y.shape[0]
-        var inside = 0
-        forEachBlock(x, y) { _, rows, d in
+        var counts = [Int](repeating: 0, count: x.shape[0])
+        forEachBlock(x, y) { start, rows, d in
             for i in 0..<rows {
-                for j in 0..<m where d[i * m + j] <= squaredRadii[j] { inside += 1; break }
+                var c = 0
+                for j in 0..<m where d[i * m + j] <= squaredRadii[j] { c += 1 }
+                counts[start + i] = c
             }
         }
-        return Double(inside) / Double(Swift.max(1, x.shape[0]))
+        return counts
     }
 }
 
@@ -91,17 +93,34 @@ enum Neighbours {
 ///
 ///     precision = share of generated samples inside the real manifold   (fidelity)
 ///     recall    = share of real samples inside the generated manifold   (coverage)
+///
+/// With density and coverage (Naeem, Oh, Uh, Choi & Yoo, "Reliable Fidelity and Diversity Metrics
+/// for Generative Models", ICML 2020) from the same real balls (here with the same k = 3; the
+/// paper uses 5). An outlying real sample has a large ball that lets precision accept anything
+/// near it — with a few hundred samples in 128 dimensions, even noise images; these two use only
+/// the real balls and count them:
+///
+///     density  = Σ over generated of the number of real balls holding it / (k · M)   (~1 when alike)
+///     coverage = share of real samples whose ball holds at least one generated sample
 public struct PrecisionRecall: Codable, Equatable, Sendable {
     public var precision: Double
     public var recall: Double
+    public var density: Double
+    public var coverage: Double
     public var k: Int
 
     /// - Precondition: both sets [N, D] with N > k.
     public static func compute(real: Tensor, generated: Tensor, k: Int = 3) -> PrecisionRecall {
         let realRadii = Neighbours.kthNearestSquared(real, k: k)
         let generatedRadii = Neighbours.kthNearestSquared(generated, k: k)
-        return PrecisionRecall(precision: Neighbours.coverage(generated, balls: real, squaredRadii: realRadii),
-                               recall: Neighbours.coverage(real, balls: generated, squaredRadii: generatedRadii), k: k)
+        let inReal = Neighbours.ballCounts(generated, balls: real, squaredRadii: realRadii)
+        let inGenerated = Neighbours.ballCounts(real, balls: generated, squaredRadii: generatedRadii)
+        let nearestGenerated = Neighbours.nearestSquared(real, in: generated)
+        let m = Double(generated.shape[0]), n = Double(real.shape[0])
+        return PrecisionRecall(precision: Double(inReal.filter { $0 > 0 }.count) / m,
+                               recall: Double(inGenerated.filter { $0 > 0 }.count) / n,
+                               density: Double(inReal.reduce(0, +)) / (Double(k) * m),
+                               coverage: Double(zip(nearestGenerated, realRadii).filter { $0 <= $1 }.count) / n, k: k)
     }
 }
 

@@ -83,6 +83,8 @@ final class EvaluateCommandTests: XCTestCase {
         XCTAssertEqual(number(same, "fd", "repeats"), 16)
         XCTAssertGreaterThan(number(same, "label_agreement"), 0.3)
         XCTAssertLessThan(number(fromNoise, "precision_recall", "precision"), number(same, "precision_recall", "precision") - 0.3)
+        XCTAssertLessThan(number(fromNoise, "precision_recall", "coverage"), 0.1)
+        XCTAssertGreaterThan(number(same, "precision_recall", "coverage"), 0.5)
         XCTAssertLessThan(number(same, "kid", "generated", "mean"), number(fromNoise, "kid", "generated", "mean"))
         XCTAssertEqual(number(same, "probe", "trained_on"), 100)
         XCTAssertEqual(number(same, "probe", "cached"), 0)

@@ -163,11 +163,19 @@ final class MetricTests: XCTestCase {
         let same = PrecisionRecall.compute(real: x, generated: x)
         XCTAssertEqual(same.precision, 1)
         XCTAssertEqual(same.recall, 1)
+        XCTAssertEqual(same.coverage, 1)
+        XCTAssertGreaterThan(same.density, 1, "each point is in its own ball and its 3 neighbours' at least")
         XCTAssertEqual(same.k, 3)
         let far = gaussian(300, 8, seed: 21, mean: [Float](repeating: 50, count: 8))
         let disjoint = PrecisionRecall.compute(real: x, generated: far)
         XCTAssertEqual(disjoint.precision, 0)
         XCTAssertEqual(disjoint.recall, 0)
+        XCTAssertEqual(disjoint.density, 0)
+        XCTAssertEqual(disjoint.coverage, 0)
+        // Density counts balls: a sample of the same distribution has density near 1.
+        let fresh = PrecisionRecall.compute(real: x, generated: gaussian(300, 8, seed: 24))
+        XCTAssertEqual(fresh.density, 1, accuracy: 0.25, "\(fresh)")
+        XCTAssertGreaterThan(fresh.coverage, 0.8, "\(fresh)")
         // A generator that only makes one half of the distribution: faithful, not diverse (in 2-D,
         // where 3-NN balls are small against the distribution).
         let y = gaussian(600, 2, seed: 22)
@@ -175,6 +183,7 @@ final class MetricTests: XCTestCase {
         let dropped = PrecisionRecall.compute(real: gaussian(300, 2, seed: 23), generated: half)
         XCTAssertGreaterThan(dropped.precision, 0.8, "\(dropped)")
         XCTAssertLessThan(dropped.recall, dropped.precision - 0.2, "\(dropped)")
+        XCTAssertLessThan(dropped.coverage, 0.7, "half the real balls hold no generated sample: \(dropped)")
     }
 
     func testMemorisationCountsCopiesAndNotNewSamples() {

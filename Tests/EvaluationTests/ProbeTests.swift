@@ -104,6 +104,25 @@ final class ProbeTests: XCTestCase {
         XCTAssertThrowsError(try ImageProbe.load(from: dir)) { XCTAssert("\($0)".contains("channels"), "\($0)") }
     }
 
+    func testEvaluationRunsOnTheSmallestSets() throws {
+        func set(_ n: Int, seed: UInt64) -> LabelledImages {
+            let (x, y) = bars(n, seed: seed)
+            return LabelledImages(images: x, classNames: ["horizontal", "vertical"], labels: y.map { Optional($0) },
+                                  source: "bars\(n)", contentKey: "bars\(n)-\(seed)")
+        }
+        var options = ImageEvaluationOptions()
+        options.probeTraining.steps = 3
+        options.probeWidths = [8, 16]
+        options.cacheDirectory = nil
+        let r = try ImageEvaluation.run(real: set(16, seed: 1), generated: set(4, seed: 2), test: nil, options: options)
+        XCTAssertEqual(r.probe.trainedOn, 8)
+        XCTAssertEqual(r.fd.compared, 4)
+        XCTAssert(r.fd.generated.isFinite && r.kid.generated.mean.isFinite && r.memorisation.share.isFinite)
+        XCTAssertThrowsError(try ImageEvaluation.run(real: set(15, seed: 1), generated: set(4, seed: 2), test: nil, options: options)) {
+            XCTAssert("\($0)".contains("at least 16"), "\($0)")
+        }
+    }
+
     /// A probe trained on 600 Fashion-MNIST images recognises held-out test images far above
     /// chance (10 %).
     func testProbeLearnsFashionMNIST() throws {

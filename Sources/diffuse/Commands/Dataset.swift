@@ -162,7 +162,7 @@ struct DatasetFashionMNIST: ParsableCommand {
 
     @Option(help: "Output folder.") var out: String
     @Option(help: "Images per class (default: all; 6000 per class in train, 1000 in test).") var perClass: Int?
-    @Option(help: "Split: \(Split.allCases.map(\.rawValue).joined(separator: ", ")).") var split: Split = .train
+    @Option(help: "Which split.") var split: Split = .train
     @Option(help: "Skip the first K images of each class.") var offset = 0
 
     func validate() throws {

@@ -60,7 +60,7 @@ struct EvaluateAudio: ParsableCommand {
 struct EvaluateImage: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
-        abstract: "FD, KID, precision/recall, label agreement and memorisation of generated images, in the features of a probe trained on the real ones.",
+        abstract: "FD, KID, precision/recall, density/coverage, label agreement and memorisation of generated images, in the features of a probe trained on the real ones.",
         discussion: """
         No Inception weights exist here, so the feature space is a small CNN (the probe) trained on \
         the real images' classes: the real set is shuffled with --seed and halved; one half trains the \
@@ -82,7 +82,8 @@ struct EvaluateImage: ParsableCommand {
     var test: String?
     @Flag(help: "Also train the probe on real only and on real + generated, and compare their accuracy on held-out real images.")
     var augmentationGain = false
-    @Option(help: "Seed of the split, the probe and the KID subsets.") var seed: UInt64 = 0
+    @Option(help: "Seed of the --limit subsets, the split, the probe and the KID subsets (one seed, one cached probe: compare models under the same seed).")
+    var seed: UInt64 = 0
     @Option(help: "At most N images of each set, a seeded random subset (default: all of a folder, 1000 of a built-in set).")
     var limit: Int?
     @Option(help: "Side the images are resized to.") var size = 32
@@ -97,7 +98,7 @@ struct EvaluateImage: ParsableCommand {
                 throw ValidationError("\(flag): the built-in sets are \(ImageSource.builtins.joined(separator: ", "))")
             }
         }
-        if let limit, limit < 8 || limit > 1_000_000 { throw ValidationError("--limit must be between 8 and 1000000") }
+        if let limit, limit < 16 || limit > 1_000_000 { throw ValidationError("--limit must be between 16 and 1000000") }
         if size < 8 || size > 512 { throw ValidationError("--size must be between 8 and 512") }
         if let probeSteps, probeSteps < 1 || probeSteps > 100_000 { throw ValidationError("--probe-steps must be between 1 and 100000") }
     }
@@ -142,14 +143,16 @@ struct EvaluateImage: ParsableCommand {
                 + (probe.testAccuracy.map { ", \(pct($0)) on \(r.test?.source ?? "--test")" } ?? "")
                 + (probe.cached ? " (cached)" : String(format: " (trained %d steps in %.1f s)", probe.steps, probe.seconds)),
             "",
-            pad("", 34) + lpad("generated", 14) + lpad("real floor", 14),
-            pad("FD (probe features, \(r.fd.compared) vs \(r.fd.reference))", 34) + lpad(String(format: "%.3f", r.fd.generated), 14)
-                + lpad(String(format: "%.3f", r.fd.realFloor), 14) + String(format: "   (%.2f × floor)", r.fd.ratio),
-            pad("KID ×1000 (mean ± std)", 34) + lpad(kid(r.kid.generated), 14) + lpad(kid(r.kid.realFloor), 14),
+            pad("", 34) + lpad("generated", 18) + lpad("real floor", 18),
+            pad("FD (probe features, \(r.fd.compared) vs \(r.fd.reference))", 34) + lpad(String(format: "%.3f", r.fd.generated), 18)
+                + lpad(String(format: "%.3f", r.fd.realFloor), 18) + String(format: "   (%.2f × floor)", r.fd.ratio),
+            pad("KID ×1000 (mean ± std)", 34) + lpad(kid(r.kid.generated), 18) + lpad(kid(r.kid.realFloor), 18),
             pad("precision / recall (k = \(r.precisionRecall.k))", 34)
-                + lpad(String(format: "%.3f / %.3f", r.precisionRecall.precision, r.precisionRecall.recall), 14),
-            pad("label agreement", 34) + lpad(r.labelAgreement.map(pct) ?? "n/a", 14),
-            pad("memorisation", 34) + lpad(pct(r.memorisation.share), 14) + lpad(pct(r.memorisation.referenceShare), 14),
+                + lpad(String(format: "%.3f / %.3f", r.precisionRecall.precision, r.precisionRecall.recall), 18),
+            pad("density / coverage", 34)
+                + lpad(String(format: "%.3f / %.3f", r.precisionRecall.density, r.precisionRecall.coverage), 18),
+            pad("label agreement", 34) + lpad(r.labelAgreement.map(pct) ?? "n/a", 18),
+            pad("memorisation", 34) + lpad(pct(r.memorisation.share), 18) + lpad(pct(r.memorisation.referenceShare), 18),
         ]
         if let g = r.augmentationGain {
             lines.append("")
