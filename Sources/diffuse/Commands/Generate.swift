@@ -28,6 +28,14 @@ func bundledModel(_ modality: String) -> URL? {
         .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("model_index.json").path) }
 }
 
+/// The labels `--class` asks for (a list given in turn), or every class in turn when it is left
+/// out of a conditional model's call; nil for an unconditional model.
+func requestedLabels(_ list: String?, of classes: ClassLabels, count: Int, model dir: URL) throws -> [Int]? {
+    guard let list else { return classes.isConditional ? classes.cycling(count: count) : nil }
+    guard classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
+    do { return try classes.labels(list, count: count) } catch let e as UnknownClass { throw ValidationError("--class \(e)") }
+}
+
 struct GenerateImage: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
@@ -74,17 +82,7 @@ struct GenerateImage: ParsableCommand {
             throw ModelFolderError(path: "samples/image", reason: "no bundled image model yet: pass --model RUN/model")
         }
         let pipeline = try ImagePipeline.load(dir)
-        var labels: [Int]? = nil
-        if let classes {
-            guard pipeline.unet.config.isClassConditional else {
-                throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class")
-            }
-            do { labels = try pipeline.classes.labels(classes, count: count) } catch let e as UnknownClass {
-                throw ValidationError("--class \(e)")
-            }
-        } else if pipeline.unet.config.isClassConditional {
-            labels = pipeline.classes.cycling(count: count)
-        }
+        let labels = try requestedLabels(classes, of: pipeline.classes, count: count, model: dir)
         let c = pipeline.unet.config
         let size = c.sampleSize ?? [32, 32]
         let start = try latents.map {
@@ -186,15 +184,7 @@ struct GenerateAudio: ParsableCommand {
         let pipeline = try AudioPipeline.load(dir)
         let listed = classes.map { $0.split(separator: ",").count } ?? 0
         let n = count ?? (listed > 0 ? listed : 4)
-        var labels: [Int]? = nil
-        if let classes {
-            guard pipeline.classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
-            do { labels = try pipeline.classes.labels(classes, count: n) } catch let e as UnknownClass {
-                throw ValidationError("--class \(e)")
-            }
-        } else if pipeline.classes.isConditional {
-            labels = pipeline.classes.cycling(count: n)
-        }
+        let labels = try requestedLabels(classes, of: pipeline.classes, count: n, model: dir)
         var length = seconds.map { pipeline.length(seconds: $0) } ?? pipeline.length
         var initial: (sample: Tensor, strength: Float)? = nil
         var known: KnownRegion? = nil
@@ -327,15 +317,7 @@ struct GenerateVideo: ParsableCommand {
         let pipeline = try VideoPipeline.load(dir)
         let listed = classes.map { $0.split(separator: ",").count } ?? 0
         let n = count ?? (listed > 0 ? listed : 4)
-        var labels: [Int]? = nil
-        if let classes {
-            guard pipeline.classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
-            do { labels = try pipeline.classes.labels(classes, count: n) } catch let e as UnknownClass {
-                throw ValidationError("--class \(e)")
-            }
-        } else if pipeline.classes.isConditional {
-            labels = pipeline.classes.cycling(count: n)
-        }
+        let labels = try requestedLabels(classes, of: pipeline.classes, count: n, model: dir)
         let f = frames ?? pipeline.frames
         var initial: (sample: Tensor, strength: Float)? = nil
         var known: KnownRegion? = nil
