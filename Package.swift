@@ -48,7 +48,7 @@ let package = Package(
 
         // MARK: Modalities
         // `Media` holds what the three codecs share (typed errors, atomic file writes); no C library.
-        .target(name: "Media", dependencies: ["NN"], path: "Modalities/Media", swiftSettings: swiftSettings),
+        .target(name: "Media", dependencies: ["Tensor", "NN", "Diffusion"], path: "Modalities/Media", swiftSettings: swiftSettings),
         .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "Media", "CPNG", "CZlib"],
                 path: "Modalities/Image", swiftSettings: swiftSettings),
         // Audio draws spectrograms and loss curves through Image's PNG codec.

@@ -228,6 +228,31 @@ final class AudioCommandTests: XCTestCase {
         XCTAssertEqual(out.shape, [1, 1, 4000], "the whole 0.25 s clip (already a multiple of the model's 8)")
         let original = try AudioCodec.read(source).samples
         for j in [0, 500, 799, 1600, 3999] { XCTAssertEqual(out.data[j], original.data[j], accuracy: 1e-6, "sample \(j) outside the gap") }
+        // Augmentation: new clips per class and variations of the real ones; an unreadable file is
+        // skipped and counted; a manifest line makes its clip again bit for bit.
+        let small = dir.appendingPathComponent("small"), aug = dir.appendingPathComponent("aug")
+        for c in ["60", "62"] {
+            try FileManager.default.createDirectory(at: small.appendingPathComponent(c), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: notes.appendingPathComponent("\(c)/flute-v100.wav"), to: small.appendingPathComponent("\(c)/flute.wav"))
+        }
+        try Data("RIFF, but not really".utf8).write(to: small.appendingPathComponent("62/broken.wav"))
+        r = try runDiffuse(["augment", "audio", "--data", small.path, "--out", aug.path, "--model", model, "--per-class", "2", "--steps", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("4 new files"), r.stdout)
+        r = try runDiffuse(["augment", "audio", "--data", small.path, "--out", aug.path, "--model", model, "--mode", "vary", "--steps", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("2 new files") && r.stdout.contains("skipped 1 unreadable"), r.stdout)
+        XCTAssert(r.stderr.contains("broken.wav"), r.stderr)
+        let augLines = try String(contentsOf: aug.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(augLines.count, 6)
+        for line in [augLines[1], augLines[5]] {
+            let record = try JSONDecoder().decode(AugmentationRecord.self, from: Data(line.utf8))
+            XCTAssertEqual(try AudioCodec.read(aug.appendingPathComponent(record.file)).length, 4096, record.file)
+            let again = dir.appendingPathComponent("again.wav")
+            r = try runDiffuse(["augment", "audio", "--reproduce", String(line), "--out", again.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try Data(contentsOf: again), try Data(contentsOf: aug.appendingPathComponent(record.file)), record.file)
+        }
         // Evaluation: pitch of the real notes.
         r = try runDiffuse(["evaluate", "audio", "--generated", notes.path, "--seconds", "0.25", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -308,11 +333,11 @@ final class AugmentCommandTests: XCTestCase {
         }
         r = try augment(["--per-class", "3"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssert(r.stdout.contains("6 new images"), r.stdout)
+        XCTAssert(r.stdout.contains("6 new files"), r.stdout)
         r = try augment(["--per-class", "3"])
-        XCTAssert(r.stdout.contains("0 new images") && r.stdout.contains("6 already there"), r.stdout)
+        XCTAssert(r.stdout.contains("0 new files") && r.stdout.contains("6 already there"), r.stdout)
         r = try augment(["--per-class", "4"])
-        XCTAssert(r.stdout.contains("2 new images"), r.stdout)
+        XCTAssert(r.stdout.contains("2 new files"), r.stdout)
         r = try augment(["--mode", "vary", "--strength", "0.6"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: data.path).sorted(), before, "inputs untouched")

@@ -4,6 +4,7 @@ import Tensor
 import NN
 import Image
 import Video
+import Diffusion
 import TestSupport
 
 /// The video commands end to end, as a user runs them: dataset → train (from an image model) →
@@ -103,6 +104,28 @@ final class VideoCommandTests: XCTestCase {
         r = try run(["generate", "video", "--model", model.path, "--class", "unicorn", "--out", mp4.path])
         XCTAssertEqual(r.status, 64)
         XCTAssert(r.stderr.contains("unicorn") && r.stderr.contains("sandal"), r.stderr)
+
+        // Augmentation: one new clip per class and a variation of each real one, in the input's
+        // layout; a manifest line makes its MP4 again bit for bit.
+        let aug = tmp.file("aug")
+        r = try run(["augment", "video", "--data", data.path, "--out", aug.path, "--model", model.path, "--per-class", "1", "--steps", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("3 new files"), r.stdout)
+        r = try run(["augment", "video", "--data", data.path, "--out", aug.path, "--model", model.path, "--mode", "vary", "--steps", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("3 new files"), r.stdout)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: aug.appendingPathComponent("bag").path).sorted(),
+                       ["00000-vary0-s0.mp4", "gen-s0-00000.mp4"])
+        let augLines = try String(contentsOf: aug.appendingPathComponent("manifest.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(augLines.count, 6)
+        XCTAssertEqual(try ffprobe(aug.appendingPathComponent("bag/gen-s0-00000.mp4"))["nb_read_frames"], "4")
+        for line in [augLines[0], augLines[4]] {
+            let record = try JSONDecoder().decode(AugmentationRecord.self, from: Data(line.utf8))
+            let again = tmp.file("again.mp4")
+            r = try run(["augment", "video", "--reproduce", String(line), "--out", again.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try Data(contentsOf: again), try Data(contentsOf: aug.appendingPathComponent(record.file)), record.file)
+        }
 
         // inspect and forward pick VideoUNetModel from `_class_name`.
         r = try run(["inspect", model.path, "--json"])

@@ -3,24 +3,41 @@ import Tensor
 import NN
 import Diffusion
 
-/// Makes a labelled image folder bigger with a class-conditional model, in the same layout
-/// (OUT/<class>/*.png), listing every new file in OUT/manifest.jsonl with what made it. Inputs
+/// What `DatasetAugment` needs of a modality's pipeline: its classes, how one file of a data
+/// folder becomes a model input, sampling, and how one sample is written. Images, audio clips and
+/// videos conform in their modules.
+public protocol AugmentablePipeline: AnyObject {
+    static func load(_ dir: URL) throws -> Self
+    /// Extension of the files augmentation writes ("png", "wav", "mp4").
+    static var augmentedExtension: String { get }
+    var classes: ClassLabels { get }
+    /// One file of the data folder as a model input [1, …] (the model's size, channels, length).
+    func augmentationInput(_ url: URL) throws -> Tensor
+    /// `count` samples [N, …] in [-1, 1] with per-sample noise numbered from `firstIndex`.
+    func augmentationSamples(count: Int, labels: [Int]?, sampler: SamplerName, steps: Int, seed: UInt64, guidance: Float,
+                             initial: (sample: Tensor, strength: Float)?, batchSize: Int, firstIndex: Int) throws -> Tensor
+    /// Writes one sample (its batch dimension dropped) to `url`.
+    func writeAugmented(_ sample: Tensor, to url: URL) throws
+}
+
+/// Makes a labelled folder bigger with a class-conditional model, in the same layout
+/// (OUT/<class>/*.<ext>), listing every new file in OUT/manifest.jsonl with what made it. Inputs
 /// are only read. Re-running skips what is already made; any record can be made again alone.
 ///
 /// Sample numbers (the `index` that, with the seed, fixes a sample's noise) are stable: class
-/// `label` × 1,000,000 + k for generated images, source number × 1,000 + k for variations, so a
+/// `label` × 1,000,000 + k for generated samples, source number × 1,000 + k for variations, so a
 /// larger --per-class later adds files without touching the earlier ones.
-public enum ImageAugment {
+public enum DatasetAugment {
     public enum Mode: String, Sendable { case generate, vary }
 
     public struct Options: Sendable {
         public var mode = Mode.generate
-        /// generate: new images per class; or `total` spread over the classes (`balance`: so the
+        /// generate: new samples per class; or `total` spread over the classes (`balance`: so the
         /// classes end up as even as possible, real files included).
         public var perClass: Int? = nil
         public var total: Int? = nil
         public var balance = false
-        /// vary: variations per real image, and how far each is noised (0 keeps it, 1 replaces it).
+        /// vary: variations per real sample, and how far each is noised (0 keeps it, 1 replaces it).
         public var perSource = 1
         public var strength: Float = 0.5
         public var sampler = SamplerName.dpmpp2m
@@ -36,7 +53,14 @@ public enum ImageAugment {
         public var label: Int?          // the model's label (nil: unconditional)
     }
 
-    /// How many new images each class gets.
+    /// What a run did: files made, files already there, real files skipped (unreadable, with why).
+    public struct Outcome {
+        public var made = 0
+        public var kept = 0
+        public var skipped: [(file: String, reason: String)] = []
+    }
+
+    /// How many new samples each class gets.
     public static func counts(real: [Int], options o: Options) -> [Int] {
         let k = real.count
         if let n = o.perClass { return [Int](repeating: n, count: k) }
@@ -52,10 +76,10 @@ public enum ImageAugment {
     }
 
     /// Every file the run should hold, in sample-number order.
-    public static func plan(data: ClassFolder, pipeline: ImagePipeline, modelDir: URL, modelSHA256: String,
-                            options o: Options) throws -> [Job] {
+    public static func plan(data: ClassFolder, classes: ClassLabels, fileExtension ext: String, modelDir: URL,
+                            modelSHA256: String, options o: Options) throws -> [Job] {
         let names = data.classNames.isEmpty ? [""] : data.classNames
-        func modelLabel(_ name: String) -> Int? { name.isEmpty ? nil : pipeline.classes.names.firstIndex(of: name) }
+        func modelLabel(_ name: String) -> Int? { name.isEmpty ? nil : classes.names.firstIndex(of: name) }
         var jobs: [Job] = []
         func record(_ file: String, _ c: Int, _ source: String?, _ index: Int, guidance: Float) -> AugmentationRecord {
             AugmentationRecord(file: file, className: names[c], label: modelLabel(names[c]) ?? -1, mode: o.mode.rawValue,
@@ -66,10 +90,10 @@ public enum ImageAugment {
         func dir(_ c: Int) -> String { names[c].isEmpty ? "" : names[c] + "/" }
         switch o.mode {
         case .generate:
-            if pipeline.classes.isConditional {
+            if classes.isConditional {
                 let unknown = names.filter { modelLabel($0) == nil }
                 guard unknown.isEmpty else {
-                    throw ModelFolderError(path: modelDir.path, reason: "the model has no class \(unknown.joined(separator: ", ")) (its classes: \(pipeline.classes.names.joined(separator: ", "))); train one on the data with --train-steps")
+                    throw ModelFolderError(path: modelDir.path, reason: "the model has no class \(unknown.joined(separator: ", ")) (its classes: \(classes.names.joined(separator: ", "))); train one on the data with --train-steps")
                 }
             } else if names.count > 1 {
                 throw ModelFolderError(path: modelDir.path, reason: "the model is unconditional and the data has \(names.count) classes: use --mode vary, or train one with --train-steps")
@@ -77,7 +101,7 @@ public enum ImageAugment {
             let real = (0..<names.count).map { c in data.files.filter { $0.label == c }.count }
             for (c, n) in counts(real: real, options: o).enumerated() {
                 for k in 0..<n {
-                    let file = dir(c) + String(format: "gen-s%llu-%05d.png", o.seed, k)
+                    let file = dir(c) + String(format: "gen-s%llu-%05d.", o.seed, k) + ext
                     jobs.append(Job(record: record(file, c, nil, c * 1_000_000 + k, guidance: modelLabel(names[c]) == nil ? 1 : o.guidance),
                                     label: modelLabel(names[c])))
                 }
@@ -87,30 +111,35 @@ public enum ImageAugment {
                 let stem = f.url.deletingPathExtension().lastPathComponent
                 let label = modelLabel(names[f.label])
                 for k in 0..<o.perSource {
-                    let file = dir(f.label) + "\(stem)-vary\(k)-s\(o.seed).png"
+                    let file = dir(f.label) + "\(stem)-vary\(k)-s\(o.seed).\(ext)"
                     // A class the model never saw: vary it unconditionally (the null label, no guidance).
                     jobs.append(Job(record: record(file, f.label, f.url.path, s * 1_000 + k, guidance: label == nil ? 1 : o.guidance),
-                                    label: label ?? (pipeline.classes.isConditional ? pipeline.nullLabel : nil)))
+                                    label: label ?? (classes.isConditional ? classes.nullLabel : nil)))
                 }
             }
         }
         return jobs
     }
 
-    /// Makes the planned files that are not there yet. Returns (made, already there).
+    /// Makes the planned files that are not there yet. A real file that cannot be read (vary) is
+    /// skipped, reported through `warn` and counted; it never stops the run.
     @discardableResult
-    public static func run(data: ClassFolder, modelDir: URL, out: URL, options o: Options,
-                           progress: (Int, Int) -> Void = { _, _ in }) throws -> (made: Int, kept: Int) {
+    public static func run<P: AugmentablePipeline>(_ type: P.Type, data: ClassFolder, modelDir: URL, out: URL, options o: Options,
+                                                   warn: (String) -> Void = { _ in },
+                                                   progress: (Int, Int) -> Void = { _, _ in }) throws -> Outcome {
         precondition(o.batch >= 1 && o.steps >= 1 && o.perSource >= 1, "augment: bad options")
-        let pipeline = try ImagePipeline.load(modelDir)
-        let hash = try modelHash(modelDir)
-        let jobs = try plan(data: data, pipeline: pipeline, modelDir: modelDir, modelSHA256: hash, options: o)
+        let pipeline = try P.load(modelDir)
+        let jobs = try plan(data: data, classes: pipeline.classes, fileExtension: P.augmentedExtension, modelDir: modelDir,
+                            modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default
         try fm.createDirectory(at: out, withIntermediateDirectories: true)
         let manifestURL = out.appendingPathComponent("manifest.jsonl")
         var done: [String: AugmentationRecord] = [:]
         for r in try AugmentationManifest.read(manifestURL) { done[r.file] = r }
+        var outcome = Outcome()
         var pending: [Job] = []
+        var inputs: [String: Tensor] = [:]
+        var unreadable: Set<String> = []
         for j in jobs {
             let exists = fm.fileExists(atPath: out.appendingPathComponent(j.record.file).path)
             if let old = done[j.record.file], exists {
@@ -118,11 +147,22 @@ public enum ImageAugment {
                     throw MediaError.invalidData(file: out.appendingPathComponent(j.record.file).path,
                                                  reason: "was made with other settings (see manifest.jsonl); choose another --out or --seed")
                 }
+                outcome.kept += 1
                 continue
+            }
+            if let s = j.record.source {
+                if unreadable.contains(s) { continue }
+                if inputs[s] == nil {
+                    do { inputs[s] = try pipeline.augmentationInput(URL(fileURLWithPath: s)) } catch {
+                        unreadable.insert(s)
+                        outcome.skipped.append((s, "\(error)"))
+                        warn("skipped \(s): \(error)")
+                        continue
+                    }
+                }
             }
             pending.append(j)
         }
-        let kept = jobs.count - pending.count
         // Batches of consecutive sample numbers with one mode of conditioning.
         var groups: [[Job]] = []
         for j in pending {
@@ -133,57 +173,62 @@ public enum ImageAugment {
                 groups.append([j])
             }
         }
-        var made = 0
         progress(0, pending.count)
         for g in groups {
-            let images = try render(g.map(\.record), labels: g.map(\.label), pipeline: pipeline, options: o)
-            let per = images.count / g.count
+            let x0 = g[0].record.source == nil ? nil : Tensor.concat(g.map { inputs[$0.record.source!]! }, axis: 0)
+            let samples = try render(g.map(\.record), labels: g.map(\.label), inputs: x0, pipeline: pipeline, batch: o.batch)
             for (i, j) in g.enumerated() {
                 let url = out.appendingPathComponent(j.record.file)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                let one = Tensor(shape: Array(images.shape.dropFirst()), scalars: Array(images.scalars[(i * per)..<((i + 1) * per)]))
-                try PNGCodec.write(one, to: url)
+                try pipeline.writeAugmented(sample(samples, i), to: url)
             }
             try AugmentationManifest.append(g.map(\.record), to: manifestURL)
-            made += g.count
-            progress(made, pending.count)
+            outcome.made += g.count
+            progress(outcome.made, pending.count)
         }
-        return (made, kept)
+        return outcome
     }
 
-    /// Images [N, C, H, W] for records with consecutive sample numbers.
-    static func render(_ records: [AugmentationRecord], labels: [Int?], pipeline: ImagePipeline, options o: Options) throws -> Tensor {
+    /// Sample i of a batch [N, …] as [...] (the batch dimension dropped).
+    public static func sample(_ batch: Tensor, _ i: Int) -> Tensor {
+        let per = batch.count / batch.shape[0]
+        return Tensor(shape: Array(batch.shape.dropFirst()), scalars: Array(batch.scalars[(i * per)..<((i + 1) * per)]))
+    }
+
+    /// Samples [N, …] for records with consecutive sample numbers (`inputs`: the vary sources).
+    static func render<P: AugmentablePipeline>(_ records: [AugmentationRecord], labels: [Int?], inputs: Tensor?, pipeline: P,
+                                               batch: Int) throws -> Tensor {
         let first = records[0]
         let conditional = labels.allSatisfy { $0 != nil }
         var initial: (sample: Tensor, strength: Float)? = nil
         if first.mode == Mode.vary.rawValue {
-            let x0 = try records.map { r -> Tensor in
-                guard let s = r.source else { throw ConfigError(key: "source", reason: "a vary record without its source file") }
-                return try pipeline.loadImage(URL(fileURLWithPath: s), count: 1)
-            }
-            initial = (Tensor.concat(x0, axis: 0), first.strength ?? 0.5)
+            guard let inputs else { throw ConfigError(key: "source", reason: "a vary record without its source file") }
+            initial = (inputs, first.strength ?? 0.5)
         }
         guard let sampler = SamplerName(rawValue: first.sampler) else {
             throw ConfigError(key: "sampler", reason: "unknown sampler \(first.sampler)")
         }
-        return try pipeline.generate(count: records.count, labels: conditional ? labels.map { $0! } : nil, sampler: sampler,
-                                     steps: first.steps, seed: first.seed, guidance: first.guidance, initial: initial,
-                                     batchSize: o.batch, firstIndex: first.index)
+        return try pipeline.augmentationSamples(count: records.count, labels: conditional ? labels.map { $0! } : nil, sampler: sampler,
+                                                steps: first.steps, seed: first.seed, guidance: first.guidance, initial: initial,
+                                                batchSize: batch, firstIndex: first.index)
     }
 
-    /// Makes one record's image again (same model, checked by hash) and writes it to `url`.
-    public static func reproduce(_ r: AugmentationRecord, to url: URL) throws {
+    /// Makes one record's file again (same model, checked by hash) and writes it to `url`.
+    public static func reproduce<P: AugmentablePipeline>(_ type: P.Type, _ r: AugmentationRecord, to url: URL) throws {
         let dir = URL(fileURLWithPath: r.model)
         let hash = try modelHash(dir)
         guard hash == r.modelSHA256 else {
             throw ModelFolderError(path: dir.path, reason: "its weights have SHA-256 \(hash.prefix(12))…, the record needs \(r.modelSHA256.prefix(12))…")
         }
-        let pipeline = try ImagePipeline.load(dir)
-        let label: Int? = r.label >= 0 ? r.label : (r.mode == Mode.vary.rawValue && pipeline.classes.isConditional ? pipeline.nullLabel : nil)
-        var o = Options()
-        o.batch = 1
-        let image = try render([r], labels: [label], pipeline: pipeline, options: o)
-        try PNGCodec.write(Tensor(shape: Array(image.shape.dropFirst()), scalars: image.scalars), to: url)
+        let pipeline = try P.load(dir)
+        let label: Int? = r.label >= 0 ? r.label : (r.mode == Mode.vary.rawValue && pipeline.classes.isConditional ? pipeline.classes.nullLabel : nil)
+        var x0: Tensor? = nil
+        if r.mode == Mode.vary.rawValue {
+            guard let s = r.source else { throw ConfigError(key: "source", reason: "a vary record without its source file") }
+            x0 = try pipeline.augmentationInput(URL(fileURLWithPath: s))
+        }
+        let samples = try render([r], labels: [label], inputs: x0, pipeline: pipeline, batch: 1)
+        try pipeline.writeAugmented(sample(samples, 0), to: url)
     }
 
     /// SHA-256 of a pipeline or model folder's weights file.
