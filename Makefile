@@ -16,12 +16,16 @@ test: deps
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 
 # The bundled models at work: 8 images of each Fashion-MNIST class (a column per class), a
-# melody from the notes model when it is bundled, and the kernel speeds of this machine.
+# melody from the notes model, six moving-fashion clips from the video model (each when it is
+# bundled), and the kernel speeds of this machine.
 demo: build
 	mkdir -p demo
 	.build/release/diffuse generate image --count 80 --grid --out demo/fashion-mnist-grid.png
 	@if [ -f samples/audio/model_index.json ]; then \
 	  .build/release/diffuse generate audio --class 60,64,67,72,67,64,60 --out demo/melody.wav --spectrogram demo/melody.png; \
+	fi
+	@if [ -f samples/video/model_index.json ]; then \
+	  .build/release/diffuse generate video --class t-shirt,trouser,sandal,sneaker,bag,ankle-boot --columns 6 --out demo/moving-fashion.mp4; \
 	fi
 	.build/release/diffuse bench kernels | tee demo/bench-kernels.txt
 	.build/release/diffuse bench kernels --json > demo/bench-kernels.json

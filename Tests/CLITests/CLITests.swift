@@ -253,6 +253,16 @@ final class AudioCommandTests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertEqual(try Data(contentsOf: again), try Data(contentsOf: aug.appendingPathComponent(record.file)), record.file)
         }
+        // Spectrograms of files side by side; a broken file is named.
+        let spec = dir.appendingPathComponent("spec.png")
+        r = try runDiffuse(["spectrogram", source.path, notes.appendingPathComponent("62/flute-v100.wav").path, "--out", spec.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let drawing = try PNGCodec.read(spec, mode: .gray)
+        XCTAssertEqual(drawing.shape[1], 257, "512-sample windows: 257 bins")
+        XCTAssertEqual(drawing.shape[2], 2 * (1 + (4000 - 512) / 128) + 4, "two 0.25 s clips and a 4-pixel gap")
+        r = try runDiffuse(["spectrogram", small.appendingPathComponent("62/broken.wav").path, "--out", spec.path])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("broken.wav"), r.stderr)
         // Evaluation: pitch of the real notes.
         r = try runDiffuse(["evaluate", "audio", "--generated", notes.path, "--seconds", "0.25", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
