@@ -60,8 +60,9 @@ let package = Package(
 
         // MARK: Evaluation
         // Metrics on feature matrices [N, D] (FD, KID, precision/recall, memorisation) and the probe
-        // classifiers whose features they use; sits above the modalities because it reads their data.
-        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Image"], path: "Sources/Evaluation",
+        // classifiers whose features they use; sits above the modalities because it reads their data
+        // (video clips are evaluated frame by frame with the image probe).
+        .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Image", "Video"], path: "Sources/Evaluation",
                 swiftSettings: swiftSettings),
 
         // MARK: Command line
@@ -95,8 +96,8 @@ let package = Package(
                     path: "Tests/VideoModelTests"),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests"),
-        // Metrics against closed forms, the probe, and `diffuse evaluate image` end to end (runs the executable).
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "Image", "NN", "Tensor"],
+        // Metrics against closed forms, the probe, and `diffuse evaluate image|video` end to end (runs the executable).
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "Image", "Video", "NN", "Tensor"],
                     path: "Tests/EvaluationTests"),
     ],
     swiftLanguageModes: [.v5]

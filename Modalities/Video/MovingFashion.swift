@@ -146,6 +146,26 @@ public enum MovingFashion {
         }
     }
 
+    /// Where `builtin:moving-fashion` lives: $XDG_CACHE_HOME/diffuse/moving-fashion (else
+    /// ~/.cache/diffuse/moving-fashion).
+    public static var builtinDirectory: URL {
+        let env = ProcessInfo.processInfo.environment
+        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
+        return cache.appendingPathComponent("diffuse/moving-fashion")
+    }
+
+    /// Renders `builtin:moving-fashion` (1000 clips per class, items from the first 20,000
+    /// Fashion-MNIST training images) into `builtinDirectory`, keeping the clips already there.
+    /// Returns the folder and the number of clips written.
+    @discardableResult
+    public static func renderBuiltin(options o: Options = Options(),
+                                     progress: (Int, Int) -> Void = { _, _ in }) throws -> (folder: URL, written: Int) {
+        let dir = builtinDirectory
+        let items = try ItemImages(fashion: try FashionMNIST(train: true, size: 28), side: o.item, limit: 20_000)
+        return (dir, try write(to: dir, perClass: 1000, options: o, items: items, progress: progress))
+    }
+
     /// Writes `perClass` clips of every Fashion-MNIST class to `out/<class name>/<index>.mp4`
     /// (H.264 through our codec, MPEG-4 Part 2 where libx264 is missing). Files already there are
     /// kept, so an interrupted run resumes. Returns the number of files written.

@@ -63,6 +63,8 @@ public enum VideoMetrics {
         public var speed: Double
         /// Fraction of frames with no mass (an object that vanished).
         public var emptyFrames: Double
+
+        enum CodingKeys: String, CodingKey { case clips, roughness, speed, emptyFrames = "empty_frames" }
     }
 
     /// `Motion` of clips, each [F, C, H, W].
@@ -88,6 +90,19 @@ public enum VideoMetrics {
             var counts: [Int: Int] = [:]
             for l in labels { counts[l, default: 0] += 1 }
             return Double(counts.values.max()!) / Double(labels.count)
+        }
+        return fractions.isEmpty ? .nan : fractions.reduce(0, +) / Double(fractions.count)
+    }
+
+    /// Consecutive-frame label stability of clips from a per-frame classifier: for each clip (its
+    /// frames' labels), the fraction of consecutive frame pairs (k, k + 1) whose labels are equal;
+    /// the mean over clips with at least two frames. Unlike `labelStability` it sees flicker: a
+    /// clip labelled a b a b has majority stability 0.5 but consecutive stability 0; a a b b (one
+    /// switch) has 0.5 and 0.67.
+    public static func consecutiveLabelStability(_ perFrameLabels: [[Int]]) -> Double {
+        let fractions = perFrameLabels.filter { $0.count >= 2 }.map { labels -> Double in
+            let same = zip(labels, labels.dropFirst()).filter { $0 == $1 }.count
+            return Double(same) / Double(labels.count - 1)
         }
         return fractions.isEmpty ? .nan : fractions.reduce(0, +) / Double(fractions.count)
     }

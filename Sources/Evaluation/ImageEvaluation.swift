@@ -181,8 +181,10 @@ public enum ImageEvaluation {
 
         let config = ImageProbeConfig(channels: real.channels, size: real.images.shape[2], classNames: classes,
                                       widths: options.probeWidths)
-        let (probe, cached, path) = try trainOrLoad(config: config, images: p.images, labels: pLabels, real: real,
-                                                    options: options, progress: progress, log: log)
+        let (probe, cached, path) = try trainOrLoad(
+            config: config, images: p.images, labels: pLabels, training: options.probeTraining, seed: options.probeSeed ?? options.seed,
+            cacheKey: [real.contentKey, "seed \(options.seed) probe \(options.probeSeed ?? options.seed)", "split halves"],
+            cacheSalt: options.cacheSalt, cacheDirectory: options.cacheDirectory, progress: progress, log: log)
         let (fq, predQ) = probe.embed(q.images)
         let (fg, predG) = probe.embed(gen.images)
         let accuracy = Double(zip(predQ, qLabels).filter { $0 == $1 }.count) / Double(qLabels.count)
@@ -191,25 +193,8 @@ public enum ImageEvaluation {
         let (sq, sg) = standardised(fq, fg)
         if q.count < 200 { log("note: \(q.count) held-out real images; FD and KID are noisy below a few hundred") }
 
-        // Repeated matched-size comparisons: each repeat splits Q afresh into a reference half A
-        // and a half B, and draws |B| generated images; FD(B, A) is the floor, FD(G_r, A) the figure.
         var rng = SplitMix64(seed: seed &+ 0xFD)
-        let halfQ = sq.shape[0] / 2
-        let m = Swift.min(sq.shape[0] - halfQ, sg.shape[0])
-        var fdGenerated: [Double] = [], fdFloor: [Double] = [], kidFloor: [KernelDistance] = []
-        for r in 0..<options.repeats {
-            let perm = rng.permutation(sq.shape[0])
-            let a = rows(sq, Array(perm[..<halfQ])), b = rows(sq, Array(perm[halfQ..<(halfQ + m)]))
-            let g = rows(sg, rng.sample(m, from: sg.shape[0]))
-            let d = FrechetDistance.between(reference: GaussianFit(a), [GaussianFit(b), GaussianFit(g)])
-            fdFloor.append(d[0]); fdGenerated.append(d[1])
-            kidFloor.append(KernelDistance.compute(b, a, subsets: Swift.max(1, 100 / options.repeats), seed: seed &+ UInt64(r)))
-        }
-        let fd = ImageEvaluationReport.FrechetSummary(
-            generated: mean(fdGenerated), realFloor: mean(fdFloor), ratio: mean(fdGenerated) / mean(fdFloor), generatedStd: std(fdGenerated), realFloorStd: std(fdFloor),
-            reference: halfQ, compared: m, repeats: options.repeats)
-        let kid = ImageEvaluationReport.Comparison(generated: KernelDistance.compute(sg, sq, seed: seed),
-                                                   realFloor: KernelDistance.pooled(kidFloor))
+        let (fd, kid) = matchedDistances(heldOut: sq, generated: sg, rowsPerItem: 1, repeats: options.repeats, seed: seed, rng: &rng)
         // As many generated as held-out real images, as in the paper (the balls shrink with N).
         let pr = PrecisionRecall.compute(real: sq, generated: rows(sg, rng.sample(Swift.min(sq.shape[0], sg.shape[0]), from: sg.shape[0])), k: 3)
         let agreement = labelAgreement(predicted: predG, requested: gen.labels)
@@ -232,21 +217,83 @@ public enum ImageEvaluation {
             augmentationGain: gain)
     }
 
+    /// FD and KID of generated features against held-out real ones at matched sizes, and their
+    /// real-vs-real floors. Each of `repeats` repeats splits the held-out items afresh into a
+    /// reference half A and a half B, and draws |B| generated items; FD(B, A) is the floor,
+    /// FD(G_r, A) the figure. KID: generated vs all held-out, floor B vs A pooled over the repeats.
+    ///
+    /// An item is `rowsPerItem` consecutive rows (1 for images; a clip's frames for video), and
+    /// items are what is split and drawn, so no item has rows on both sides of a comparison.
+    ///
+    /// With `classes`, B is drawn class by class to hold as many items of each class as the
+    /// drawn generated items were made for (topped up at random where B's side lacks them): the
+    /// floor is then what a perfect generator asked for those classes would get. Without it, a
+    /// random B's class counts wander around the generated set's (which are usually equal by
+    /// construction), and that alone raises the floor: 100 new real moving-fashion clips, 10 per
+    /// class, scored 0.70 × a random floor and 1.00 × the class-matched one (seed 1).
+    /// - Parameters:
+    ///   - heldOut: [(N r), D], generated: [(M r), D], standardised alike.
+    ///   - classes: per held-out item its class, per generated item the class it was made for.
+    ///   - rng: draws the splits and subsets (left where it stops, for the caller's next draws).
+    static func matchedDistances(heldOut sq: Tensor, generated sg: Tensor, rowsPerItem r: Int, repeats: Int, seed: UInt64,
+                                 classes: (heldOut: [Int], generated: [Int])? = nil,
+                                 rng: inout SplitMix64) -> (ImageEvaluationReport.FrechetSummary,
+                                                            ImageEvaluationReport.Comparison<KernelDistance>) {
+        precondition(r >= 1 && sq.shape[0] % r == 0 && sg.shape[0] % r == 0,
+                     "matchedDistances: \(sq.shape) and \(sg.shape) are not whole items of \(r) rows")
+        func itemRows(_ t: Tensor, _ items: some Collection<Int>) -> Tensor {
+            rows(t, items.flatMap { i in (i * r)..<((i + 1) * r) })
+        }
+        let nq = sq.shape[0] / r, ng = sg.shape[0] / r
+        let halfQ = nq / 2
+        let m = Swift.min(nq - halfQ, ng)
+        var fdGenerated: [Double] = [], fdFloor: [Double] = [], kidFloor: [KernelDistance] = []
+        for k in 0..<repeats {
+            let perm = rng.permutation(nq)
+            let drawn = rng.sample(m, from: ng)
+            var bItems = Array(perm[halfQ..<(halfQ + m)])
+            if let classes {
+                var wanted: [Int: Int] = [:]
+                for i in drawn { wanted[classes.generated[i], default: 0] += 1 }
+                var picked: [Int] = [], rest: [Int] = []
+                for i in perm[halfQ...] {
+                    let c = classes.heldOut[i]
+                    if let w = wanted[c], w > 0 { picked.append(i); wanted[c] = w - 1 } else { rest.append(i) }
+                }
+                bItems = picked + rest.prefix(m - picked.count)
+            }
+            let a = itemRows(sq, perm[..<halfQ]), b = itemRows(sq, bItems)
+            let g = itemRows(sg, drawn)
+            let d = FrechetDistance.between(reference: GaussianFit(a), [GaussianFit(b), GaussianFit(g)])
+            fdFloor.append(d[0]); fdGenerated.append(d[1])
+            kidFloor.append(KernelDistance.compute(b, a, subsets: Swift.max(1, 100 / repeats), seed: seed &+ UInt64(k)))
+        }
+        let fd = ImageEvaluationReport.FrechetSummary(
+            generated: mean(fdGenerated), realFloor: mean(fdFloor), ratio: mean(fdGenerated) / mean(fdFloor), generatedStd: std(fdGenerated), realFloorStd: std(fdFloor),
+            reference: halfQ, compared: m, repeats: repeats)
+        let kid = ImageEvaluationReport.Comparison(generated: KernelDistance.compute(sg, sq, seed: seed),
+                                                   realFloor: KernelDistance.pooled(kidFloor))
+        return (fd, kid)
+    }
+
     /// The probe for this real set and these settings: from the cache when there, else trained on
     /// (images, labels) and saved there. A cache that cannot be read or written only costs time.
-    static func trainOrLoad(config: ImageProbeConfig, images: Tensor, labels: [Int], real: LabelledImages,
-                            options: ImageEvaluationOptions, progress: (String, Int, Int) -> Void,
-                            log: (String) -> Void) throws -> (ImageProbe, cached: Bool, path: URL?) {
+    /// - Parameters:
+    ///   - cacheKey: what identifies the training images (the real set's content key, the seed,
+    ///     how they were chosen); the probe's config and training settings are added to it.
+    ///   - cacheSalt: what else the real set depends on (limit, sizes).
+    static func trainOrLoad(config: ImageProbeConfig, images: Tensor, labels: [Int], training: ProbeTraining, seed: UInt64,
+                            cacheKey: [String], cacheSalt: [String], cacheDirectory: URL?,
+                            progress: (String, Int, Int) -> Void, log: (String) -> Void) throws -> (ImageProbe, cached: Bool, path: URL?) {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        let settings = String(decoding: try enc.encode(config), as: UTF8.self) + String(decoding: try enc.encode(options.probeTraining), as: UTF8.self)
-        let key = ContentHash.hex((["image-probe v1", real.contentKey, "seed \(options.seed) probe \(options.probeSeed ?? options.seed)", "split halves", settings]
-                                   + options.cacheSalt).joined(separator: "\n"))
-        let folder = options.cacheDirectory?.appendingPathComponent(key)
+        let settings = String(decoding: try enc.encode(config), as: UTF8.self) + String(decoding: try enc.encode(training), as: UTF8.self)
+        let key = ContentHash.hex((["image-probe v1"] + cacheKey + [settings] + cacheSalt).joined(separator: "\n"))
+        let folder = cacheDirectory?.appendingPathComponent(key)
         if let folder, FileManager.default.fileExists(atPath: folder.appendingPathComponent(ImageProbe.configName).path) {
             do {
                 let probe = try ImageProbe.load(from: folder)
-                if probe.config == config, probe.record?.training == options.probeTraining, probe.record?.images == labels.count {
+                if probe.config == config, probe.record?.training == training, probe.record?.images == labels.count {
                     log("probe: cached in \(folder.path)")
                     return (probe, true, folder)
                 }
@@ -255,8 +302,8 @@ public enum ImageEvaluation {
                 log("probe: cannot read the cached probe (\(error)); training a new one")
             }
         }
-        let probe = ImageProbe.train(images: images, labels: labels, config: config, training: options.probeTraining,
-                                     seed: options.probeSeed ?? options.seed) { step, total, _ in progress("probe", step, total) }
+        let probe = ImageProbe.train(images: images, labels: labels, config: config, training: training,
+                                     seed: seed) { step, total, _ in progress("probe", step, total) }
         if let folder {
             do { try probe.save(to: folder) } catch { log("probe: not cached (\(error))") }
         }

@@ -94,19 +94,24 @@ public enum ImageSource {
         let folder = try ImageFolder(root, channels: channels, size: size)
         var names = folder.classNames
         var labelOf: [Int?] = folder.files.map { $0.label }
-        if names.isEmpty {
-            let parsed = folder.files.map { f -> String? in
-                let stem = f.url.deletingPathExtension().lastPathComponent
-                return stem.split(separator: "-", maxSplits: 1).dropFirst().first.map(String.init)
-            }
-            names = Array(Set(parsed.compactMap { $0 })).sorted()
-            let index = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-            labelOf = parsed.map { $0.flatMap { index[$0] } }
-        }
+        if names.isEmpty { (names, labelOf) = flatLabels(folder.files.map(\.url)) }
         let idx = choose(Swift.min(limit ?? folder.count, folder.count), from: folder.count, seed: seed)
         let (x, _) = try folder.batch(idx)
         return LabelledImages(images: x, classNames: names, labels: idx.map { labelOf[$0] }, source: spec,
                               contentKey: ContentHash.files(folder.files.map(\.url), root: root, salt: "folder"))
+    }
+
+    /// Classes of the files of a flat folder: what follows the first '-' of a file's name
+    /// (`0007-sneaker.png`, as `diffuse generate image|video --out DIR` names them); nil for a
+    /// name without '-'. Class names sorted → labels.
+    static func flatLabels(_ urls: [URL]) -> (names: [String], labels: [Int?]) {
+        let parsed = urls.map { url -> String? in
+            let stem = url.deletingPathExtension().lastPathComponent
+            return stem.split(separator: "-", maxSplits: 1).dropFirst().first.map(String.init)
+        }
+        let names = Array(Set(parsed.compactMap { $0 })).sorted()
+        let index = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        return (names, parsed.map { $0.flatMap { index[$0] } })
     }
 
     /// k of 0..<n: all of them in order when k == n, else a seeded random subset in ascending order.

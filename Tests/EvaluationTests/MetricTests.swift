@@ -221,4 +221,29 @@ final class MetricTests: XCTestCase {
         XCTAssertEqual(s, b.sample(50, from: 60))
         XCTAssertEqual(a.permutation(10).sorted(), Array(0..<10))
     }
+
+    /// A generator asked only for class 0 that makes perfect class-0 samples: against a random
+    /// real half its FD is far above the floor; with the floor's real items drawn with the
+    /// generated items' classes it sits at the floor. Items of two rows (a clip's frames) move
+    /// together.
+    func testClassMatchedFloorAndMultiRowItems() {
+        let d = 4, r = 2
+        func items(_ classes: [Int], seed: UInt64) -> Tensor {
+            let x = gaussian(classes.count * r, d, seed: seed)
+            for (i, c) in classes.enumerated() { for k in 0..<r { for j in 0..<d { x.data[(i * r + k) * d + j] += c == 0 ? 3 : -3 } } }
+            return x
+        }
+        let heldOutClasses = (0..<160).map { $0 % 2 }, generatedClasses = [Int](repeating: 0, count: 40)
+        let q = items(heldOutClasses, seed: 1), g = items(generatedClasses, seed: 2)
+        var rng = SplitMix64(seed: 3)
+        let (random, _) = ImageEvaluation.matchedDistances(heldOut: q, generated: g, rowsPerItem: r, repeats: 4, seed: 0, rng: &rng)
+        rng = SplitMix64(seed: 3)
+        let (matched, _) = ImageEvaluation.matchedDistances(heldOut: q, generated: g, rowsPerItem: r, repeats: 4, seed: 0,
+                                                            classes: (heldOutClasses, generatedClasses), rng: &rng)
+        XCTAssertEqual(random.compared, 40)
+        XCTAssertEqual(random.reference, 80)
+        XCTAssertEqual(random.generated, matched.generated, accuracy: 1e-9, "the same generated draws")
+        XCTAssertGreaterThan(random.ratio, 5)
+        XCTAssertEqual(matched.ratio, 1, accuracy: 0.5)
+    }
 }

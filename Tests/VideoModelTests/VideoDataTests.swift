@@ -165,4 +165,22 @@ final class VideoMetricsTests: XCTestCase {
         XCTAssertEqual(m.emptyFrames, 0.1, accuracy: 1e-9)
         XCTAssertEqual(VideoMetrics.labelStability([[1, 1, 1, 2], [3, 3]]), 0.875, accuracy: 1e-9)
     }
+
+    /// Consecutive stability counts label switches between neighbouring frames, which the
+    /// majority fraction cannot see: a flickering clip and a clip that switches once can have the
+    /// same majority.
+    func testConsecutiveLabelStability() {
+        typealias M = VideoMetrics
+        XCTAssertEqual(M.consecutiveLabelStability([[4, 4, 4, 4]]), 1, accuracy: 1e-12)
+        XCTAssertEqual(M.consecutiveLabelStability([[1, 2, 1, 2]]), 0, accuracy: 1e-12)
+        XCTAssertEqual(M.labelStability([[1, 2, 1, 2]]), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(M.consecutiveLabelStability([[1, 1, 2, 2]]), 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(M.labelStability([[1, 1, 2, 2]]), 0.5, accuracy: 1e-12)
+        // Mean over clips, each clip weighing the same whatever its length; clips of fewer than
+        // two frames have no pairs and are left out.
+        XCTAssertEqual(M.consecutiveLabelStability([[1, 1, 2, 2], [3, 3], [7], []]), (2.0 / 3 + 1) / 2, accuracy: 1e-12)
+        XCTAssertEqual(M.consecutiveLabelStability([[1, 1, 1, 1, 1, 9]]), 0.8, accuracy: 1e-12)
+        XCTAssert(M.consecutiveLabelStability([[5], []]).isNaN)
+        XCTAssert(M.consecutiveLabelStability([]).isNaN)
+    }
 }

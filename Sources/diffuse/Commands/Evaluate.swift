@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import Audio
 import Evaluation
+import Video
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure generated samples.",
-        subcommands: [EvaluateImage.self, EvaluateAudio.self]
+        subcommands: [EvaluateImage.self, EvaluateAudio.self, EvaluateVideo.self]
     )
 }
 
@@ -164,5 +165,117 @@ struct EvaluateImage: ParsableCommand {
         lines.append(String(format: "memorisation: share of images nearer (in pixels) to a real image than the %.0fth percentile (%.3f) of", r.memorisation.percentile, r.memorisation.threshold))
         lines.append(String(format: "real-to-nearest-other-real distances; its floor is that share for the real images. %.1f s in all.", seconds))
         return lines.joined(separator: "\n")
+    }
+}
+
+struct EvaluateVideo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "video",
+        abstract: "Label stability, label agreement, motion smoothness, FD and KID of generated clips, frame by frame in the features of a probe trained on real frames.",
+        discussion: """
+        The real clips are shuffled with --seed and halved: every 4th frame of one half (labelled \
+        with its clip's class) trains the image probe of `evaluate image`; the held-out half is \
+        measured like the generated clips, as the reference. Per set: stability (share of \
+        consecutive frame pairs the probe labels alike; share of frames with the clip's majority \
+        label), label agreement (frames, and clips by majority, labelled as their class), and the \
+        motion of the frames' centre of mass (roughness = mean |second difference|, speed, empty \
+        frames). FD and KID are computed on every frame's features against the held-out real \
+        frames, with their real-vs-real floors; splits draw whole clips. Both sets are decoded to \
+        the real set's frame count and frame side (--frames, --size), gray or RGB as the real set. \
+        Sets are DIR/<class>/*.mp4|gif|webm, or flat DIR/NNNN-<class>.mp4 as `diffuse generate \
+        video --out DIR` writes them, or builtin:moving-fashion (rendered into \
+        $XDG_CACHE_HOME/diffuse/moving-fashion the first time). Probes are cached as `evaluate \
+        image`'s are.
+        """
+    )
+
+    @Option(help: "Real clips: DIR/<class>/*.mp4 or builtin:moving-fashion.") var real: String
+    @Option(help: "Generated clips: DIR/<class>/*.mp4 or DIR/NNNN-<class>.mp4.") var generated: String
+    @Option(help: "Seed of the --limit subsets, the split, the probe and the KID subsets.") var seed: UInt64 = 0
+    @Option(help: "At most N clips of each set, a seeded random subset (default: all of a folder, 1000 of the built-in set).")
+    var limit: Int?
+    @Option(help: "Frames per clip (default: the real set's first clip's).") var frames: Int?
+    @Option(help: "Side the frames are resized to (default: the real set's first clip's shorter side).") var size: Int?
+    @Option(help: "Probe training steps (default: 500).") var probeSteps: Int?
+    @Flag(help: "Train the probe afresh and keep it out of the cache.") var noCache = false
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        if real.hasPrefix("builtin:") && !VideoSource.builtins.contains(real) {
+            throw ValidationError("--real: the built-in set is \(VideoSource.builtins.joined(separator: ", "))")
+        }
+        if let limit, limit < 16 || limit > 1_000_000 { throw ValidationError("--limit must be between 16 and 1000000") }
+        if let frames, frames < 2 || frames > 1000 { throw ValidationError("--frames must be between 2 and 1000") }
+        if let size, size < 8 || size > 512 { throw ValidationError("--size must be between 8 and 512") }
+        if let probeSteps, probeSteps < 1 || probeSteps > 100_000 { throw ValidationError("--probe-steps must be between 1 and 100000") }
+    }
+
+    func run() throws {
+        runtime.apply()
+        let started = Date()
+        let geometry = try VideoSource.geometry(real)
+        let f = frames ?? geometry.frames, s = size ?? geometry.size
+        guard f >= 2 else { throw EvaluationError("\(real): clips of one frame; pass --frames") }
+        var render: Progress? = nil
+        let realSet = try VideoSource.load(real, channels: nil, frames: f, size: s, limit: limit, seed: seed, progress: { done, total in
+            if render == nil { render = Progress(total: total, label: "render") }
+            render?.update(done)
+        }, log: note)
+        let generatedSet = try VideoSource.load(generated, channels: realSet.channels, frames: f, size: s, limit: limit,
+                                                seed: seed &+ 1, log: note)
+        var options = VideoEvaluationOptions()
+        options.seed = seed
+        options.probeTraining.steps = probeSteps
+        options.cacheDirectory = noCache ? nil : ProbeCache.defaultDirectory
+        options.cacheSalt = ["limit \(limit.map(String.init) ?? "default")", "frames \(f)", "size \(s)"]
+        var bars: [String: Progress] = [:]
+        let report = try VideoEvaluation.run(real: realSet, generated: generatedSet, options: options, progress: { what, step, total in
+            let bar = bars[what] ?? Progress(total: total, label: what)
+            bars[what] = bar
+            bar.update(step)
+        }, log: note)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            print(String(decoding: try enc.encode(report), as: UTF8.self))
+        } else {
+            print(Self.text(report, seconds: Date().timeIntervalSince(started)))
+        }
+    }
+
+    static func text(_ r: VideoEvaluationReport, seconds: Double) -> String {
+        func pct(_ x: Double?) -> String { x.map { String(format: "%.1f %%", 100 * $0) } ?? "n/a" }
+        func num(_ x: Double, _ format: String = "%.3f") -> String { String(format: format, x) }
+        func kid(_ k: KernelDistance) -> String { String(format: "%.2f ± %.2f", 1000 * k.mean, 1000 * k.std) }
+        let probe = r.probe, g = r.generatedClips, q = r.realClips
+        func row(_ name: String, _ a: String, _ b: String, _ tail: String = "") -> String {
+            pad(name, 36) + lpad(a, 18) + lpad(b, 18) + tail
+        }
+        return [
+            "real       \(r.real.source): \(r.real.clips) clips, \(r.real.classes) classes, \(r.real.frames) frames of \(r.real.size)×\(r.real.size)"
+                + (r.real.channels == 1 ? " gray" : " RGB"),
+            "generated  \(r.generated.source): \(r.generated.clips) clips",
+            "probe      trained on \(probe.trainedOn) frames of half the real clips; accuracy \(pct(probe.accuracy)) on the \(q.clips) held-out clips' frames"
+                + (probe.cached ? " (cached)" : String(format: " (trained %d steps in %.1f s)", probe.steps, probe.seconds)),
+            "",
+            row("", "generated", "real (held out)"),
+            row("label stability, consecutive frames", pct(g.consecutiveStability), pct(q.consecutiveStability)),
+            row("label stability, majority", pct(g.majorityStability), pct(q.majorityStability)),
+            row("label agreement, frames", pct(g.frameAgreement), pct(q.frameAgreement)),
+            row("label agreement, clips (majority)", pct(g.clipAgreement), pct(q.clipAgreement)),
+            row("motion roughness (px/frame²)", num(g.motion.roughness), num(q.motion.roughness)),
+            row("motion speed (px/frame)", num(g.motion.speed), num(q.motion.speed)),
+            row("empty frames", pct(g.motion.emptyFrames), pct(q.motion.emptyFrames)),
+            "",
+            row("", "generated", "real floor"),
+            row("FD (frame features, \(r.fd.compared) vs \(r.fd.reference) clips)", num(r.fd.generated), num(r.fd.realFloor),
+                String(format: "   (%.2f × floor)", r.fd.ratio)),
+            row("KID ×1000 (mean ± std)", kid(r.kid.generated), kid(r.kid.realFloor)),
+            "",
+            "stability: how often the probe's label of a frame stays the same; roughness: mean length of the second",
+            String(format: "difference of the frames' centre-of-mass track. %.1f s in all.", seconds),
+        ].joined(separator: "\n")
     }
 }

@@ -197,15 +197,11 @@ struct TrainVideo: ParsableCommand {
         }
         var dir = URL(fileURLWithPath: data)
         if data == "builtin:moving-fashion" {
-            let env = ProcessInfo.processInfo.environment
-            let cache = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-                ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
-            dir = cache.appendingPathComponent("diffuse/moving-fashion")
             var o = MovingFashion.Options()
             o.size = recipe.model.frameSize[0]; o.frames = recipe.model.numFrames; o.fps = recipe.model.frameRate
             let progress = Progress(total: 10 * 1000, label: "render")
-            let items = try MovingFashion.ItemImages(fashion: try FashionMNIST(train: true, size: 28), side: o.item, limit: 20_000)
-            let made = try MovingFashion.write(to: dir, perClass: 1000, options: o, items: items) { done, _ in progress.update(done) }
+            let (folder, made) = try MovingFashion.renderBuiltin(options: o) { done, _ in progress.update(done) }
+            dir = folder
             if made > 0 { print("rendered \(made) clips into \(dir.path)") }
         }
         let probe = try ClassFolder(dir, extensions: VideoFolder.extensions)
