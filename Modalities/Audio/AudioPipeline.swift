@@ -141,7 +141,7 @@ public struct AudioRecipe: RunRecipe, Sendable, Equatable {
     public static func notes(classes: Int) -> AudioRecipe {
         let m = UNet1DConfig.lean(sampleSize: 16_384, sampleRate: 16_000, channels: 1, numClassEmbeds: classes + 1)
         var t = TrainerOptions()
-        t.steps = 6_000; t.batchSize = 16; t.learningRate = 1e-3; t.warmupSteps = 200
+        t.steps = 4_000; t.batchSize = 16; t.learningRate = 1e-3; t.warmupSteps = 200
         t.emaDecay = 0.999; t.checkpointEvery = 250
         let s = SchedulerConfig(.ddpm, ["beta_schedule": .string("squaredcos_cap_v2"), "prediction_type": .string("v_prediction"),
                                         "clip_sample": .bool(true)])
