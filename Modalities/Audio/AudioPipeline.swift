@@ -60,13 +60,13 @@ public final class AudioPipeline {
     /// `count` clips [N, C, length] (clamped to [-1, 1] unless `clamp` is false); see
     /// `Generation.batched` for batching, seeds and the init/known arguments.
     public func generate(count: Int, length: Int? = nil, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int,
-                         seed: UInt64, guidance: Float = 1, start: Tensor? = nil,
+                         seed: UInt64, guidance: Float = 1, guidanceRescale: Float = 0, start: Tensor? = nil,
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
                          batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let n = length ?? self.length
         precondition(n % Swift.max(1, lengthMultiple) == 0, "generate: length \(n) is not a multiple of \(lengthMultiple)")
-        let g = (guidance != 1 && labels != nil) ? classes.nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
+        let g = classes.guidance(scale: guidance, rescale: guidanceRescale, labels: labels)
         let x = try Generation.batched(model: unet, sampleShape: [channels, n], count: count, batchSize: batchSize,
                                        scheduler: scheduler, sampler: name, steps: steps, seed: seed, labels: labels,
                                        guidance: g, start: start, initial: initial, known: known, firstIndex: firstIndex,

@@ -52,12 +52,12 @@ public final class ImagePipeline {
     /// `clamp: false` (what `--raw` saves). The model runs on at most `batchSize` images at a
     /// time; every noise draw is per image, so the result does not depend on `batchSize`.
     public func generate(count: Int, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int, seed: UInt64,
-                         guidance: Float = 1, start: Tensor? = nil,
+                         guidance: Float = 1, guidanceRescale: Float = 0, start: Tensor? = nil,
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
                          batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let size = unet.config.sampleSize ?? [32, 32]
-        let g = (guidance != 1 && labels != nil) ? nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
+        let g = classes.guidance(scale: guidance, rescale: guidanceRescale, labels: labels)
         let x = try Generation.batched(model: unet, sampleShape: [unet.config.inChannels, size[0], size[1]], count: count,
                                        batchSize: batchSize, scheduler: scheduler, sampler: name, steps: steps, seed: seed,
                                        labels: labels, guidance: g, start: start, initial: initial, known: known,

@@ -53,13 +53,13 @@ public final class VideoPipeline {
     /// [-1, 1] unless `clamp` is false. See `Generation.batched` for batching, seeds and the
     /// init/known arguments (`known` with a per-frame mask [N, 1, F, 1, 1] continues a clip).
     public func generate(count: Int, frames: Int? = nil, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int,
-                         seed: UInt64, guidance: Float = 1, start: Tensor? = nil,
+                         seed: UInt64, guidance: Float = 1, guidanceRescale: Float = 0, start: Tensor? = nil,
                          initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
                          batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
         let f = frames ?? self.frames
         precondition(f >= 1, "generate: \(f) frames")
-        let g = (guidance != 1 && labels != nil) ? classes.nullLabel.map { Guidance(scale: guidance, nullLabel: $0) } : nil
+        let g = classes.guidance(scale: guidance, rescale: guidanceRescale, labels: labels)
         let x = try Generation.batched(model: unet, sampleShape: [channels, f, size, size], count: count, batchSize: batchSize,
                                        scheduler: scheduler, sampler: name, steps: steps, seed: seed, labels: labels,
                                        guidance: g, start: start, initial: initial, known: known, firstIndex: firstIndex,

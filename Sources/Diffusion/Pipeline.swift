@@ -23,6 +23,15 @@ public struct ClassLabels: Sendable, Equatable {
         return k - 1
     }
 
+    /// Classifier-free guidance for sampling `labels` at `scale` (nil when there is nothing to
+    /// guide: no labels, scale 1, or a model trained without the null label). `rescale` is
+    /// diffusers' `guidance_rescale` (Lin et al. 2024, §3.4): the guided prediction's spread is
+    /// pulled back towards the conditional one's, which tames over-bright images and loud audio.
+    public func guidance(scale: Float, rescale: Float = 0, labels: [Int]?) -> Guidance? {
+        guard scale != 1, labels != nil, let null = nullLabel else { return nil }
+        return Guidance(scale: scale, rescale: rescale, nullLabel: null)
+    }
+
     /// A label from what a user typed: a class name (any case) wins over an index.
     public func label(_ s: String) -> Int? {
         let s = s.trimmingCharacters(in: .whitespaces)

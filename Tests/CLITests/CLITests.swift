@@ -217,6 +217,11 @@ final class AudioCommandTests: XCTestCase {
         XCTAssertEqual(clip.length, 3 * 4096 - 2 * 160, "joined with 10 ms crossfades")
         r = try runDiffuse(["generate", "audio", "--model", model, "--class", "7", "--out", melody.path])
         XCTAssertEqual(r.status, 64, "label 7 does not exist")
+        r = try runDiffuse(["generate", "audio", "--model", model, "--class", "60", "--guidance-rescale", "1.5", "--out", melody.path])
+        XCTAssertEqual(r.status, 64, "--guidance-rescale is within 0-1")
+        r = try runDiffuse(["generate", "audio", "--model", model, "--class", "60", "--steps", "2", "--guidance-rescale", "0.7",
+                            "--out", dir.appendingPathComponent("rescaled.wav").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
         // Filling a gap keeps everything outside it.
         let source = notes.appendingPathComponent("61/piano-v100.wav")
         let filled = dir.appendingPathComponent("filled")

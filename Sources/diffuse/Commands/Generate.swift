@@ -49,6 +49,8 @@ struct GenerateImage: ParsableCommand {
     @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the images in turn.")
     var classes: String?
     @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
+    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
+    var guidanceRescale: Float = 0
     @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
     @Option(help: "Sampling steps.") var steps = 20
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -71,6 +73,7 @@ struct GenerateImage: ParsableCommand {
         if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
         if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
         if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
+        if !(guidanceRescale >= 0 && guidanceRescale <= 1) { throw ValidationError("--guidance-rescale must be within 0-1") }
         if grid && !out.lowercased().hasSuffix(".png") { throw ValidationError("--grid writes one file: give --out NAME.png") }
         if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
         if mask != nil && initImage == nil { throw ValidationError("--mask needs --init-image (the picture to keep parts of)") }
@@ -103,7 +106,7 @@ struct GenerateImage: ParsableCommand {
         }
         var progress: Progress? = nil
         let samples = try pipeline.generate(count: count, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                            guidance: guidance, start: start, initial: initial, known: known,
+                                            guidance: guidance, guidanceRescale: guidanceRescale, start: start, initial: initial, known: known,
                                             batchSize: batch, clamp: false) { step, total in
             if progress == nil { progress = Progress(total: total, label: "generate") }
             progress?.update(step)
@@ -149,6 +152,8 @@ struct GenerateAudio: ParsableCommand {
     @Option(help: "Number of clips (default: one per --class entry, else 4).") var count: Int?
     @Option(help: "Seconds per clip (default: the length the model was trained on).") var seconds: Double?
     @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
+    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
+    var guidanceRescale: Float = 0
     @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
     @Option(help: "Sampling steps.") var steps = 20
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -169,6 +174,7 @@ struct GenerateAudio: ParsableCommand {
         if let seconds, !(seconds > 0 && seconds <= 60) { throw ValidationError("--seconds must be in (0, 60]") }
         if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
         if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
+        if !(guidanceRescale >= 0 && guidanceRescale <= 1) { throw ValidationError("--guidance-rescale must be within 0-1") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
         if (maskFrom != nil || maskTo != nil) && initClip == nil { throw ValidationError("--mask-from/--mask-to need --init (the clip to fill)") }
@@ -209,7 +215,7 @@ struct GenerateAudio: ParsableCommand {
         }
         var progress: Progress? = nil
         let samples = try pipeline.generate(count: n, length: length, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                            guidance: guidance, initial: initial, known: known, batchSize: batch,
+                                            guidance: guidance, guidanceRescale: guidanceRescale, initial: initial, known: known, batchSize: batch,
                                             clamp: false) { step, total in
             if progress == nil { progress = Progress(total: total, label: "generate") }
             progress?.update(step)
@@ -276,6 +282,8 @@ struct GenerateVideo: ParsableCommand {
     @Option(help: "Frames per clip (default: the number the model was trained on).") var frames: Int?
     @Option(help: "Frame rate of the output (default: the model's).") var fps: Double?
     @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
+    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
+    var guidanceRescale: Float = 0
     @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
     @Option(help: "Sampling steps.") var steps = 20
     @Option(help: "Seed.") var seed: UInt64 = 0
@@ -298,6 +306,7 @@ struct GenerateVideo: ParsableCommand {
         if let fps, !(fps > 0 && fps <= 1000) { throw ValidationError("--fps must be in (0, 1000]") }
         if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
         if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
+        if !(guidanceRescale >= 0 && guidanceRescale <= 1) { throw ValidationError("--guidance-rescale must be within 0-1") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
         if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
@@ -335,7 +344,7 @@ struct GenerateVideo: ParsableCommand {
         }
         var progress: Progress? = nil
         let samples = try pipeline.generate(count: n, frames: f, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                            guidance: guidance, initial: initial, known: known, batchSize: batch,
+                                            guidance: guidance, guidanceRescale: guidanceRescale, initial: initial, known: known, batchSize: batch,
                                             clamp: false) { step, total in
             if progress == nil { progress = Progress(total: total, label: "generate") }
             progress?.update(step)
