@@ -95,9 +95,9 @@ let package = Package(
         .testTarget(name: "VideoModelTests", dependencies: ["diffuse", "Video", "Image", "Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/VideoModelTests"),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
-        .testTarget(name: "CLITests", dependencies: ["diffuse", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests"),
+        .testTarget(name: "CLITests", dependencies: ["diffuse", "TestSupport", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests"),
         // Metrics against closed forms, the probe, and `diffuse evaluate image|video` end to end (runs the executable).
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "Image", "Video", "NN", "Tensor"],
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "TestSupport", "Image", "Video", "NN", "Tensor"],
                     path: "Tests/EvaluationTests"),
     ],
     swiftLanguageModes: [.v5]

@@ -1,28 +1,10 @@
 import XCTest
+import TestSupport
 import Foundation
 
-/// The executable sits beside the test bundle in the build folder.
-let diffuseExecutable: URL = {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments.first { $0.hasSuffix(".xctest") } ?? CommandLine.arguments[0])
-    return bundle.deletingLastPathComponent().appendingPathComponent("diffuse")
-}()
-
-struct CommandResult { var status: Int32; var stdout: String; var stderr: String }
-
-/// Runs `diffuse args...` and collects its exit status and output.
-func runDiffuse(_ args: [String], env: [String: String] = [:]) throws -> CommandResult {
-    let p = Process()
-    p.executableURL = diffuseExecutable
-    p.arguments = args
-    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return CommandResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                         stderr: String(decoding: e, as: UTF8.self))
+/// `diffuse args...` as a user runs it (TestSupport's runner).
+func runDiffuse(_ args: [String], env: [String: String] = [:]) throws -> DiffuseResult {
+    try runDiffuseCommand(args, env: env)
 }
 
 /// The `diffuse` executable as a user runs it: help text and exit codes
@@ -343,7 +325,7 @@ final class AugmentCommandTests: XCTestCase {
         }
         let before = try FileManager.default.subpathsOfDirectory(atPath: data.path).sorted()
         let out = dir.appendingPathComponent("out")
-        func augment(_ extra: [String]) throws -> CommandResult {
+        func augment(_ extra: [String]) throws -> DiffuseResult {
             try runDiffuse(["augment", "image", "--data", data.path, "--out", out.path, "--model", model, "--steps", "2", "--batch", "2"] + extra)
         }
         r = try augment(["--per-class", "3"])

@@ -1,27 +1,13 @@
 import XCTest
+import TestSupport
 import Foundation
 import Tensor
 import Video
 @testable import Evaluation
 
-/// The executable sits beside the test bundle in the build folder.
-private let diffuseExecutable: URL = {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments.first { $0.hasSuffix(".xctest") } ?? CommandLine.arguments[0])
-    return bundle.deletingLastPathComponent().appendingPathComponent("diffuse")
-}()
-
-private func runDiffuse(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let p = Process()
-    p.executableURL = diffuseExecutable
-    p.arguments = args
-    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+/// `diffuse args...` as a user runs it (TestSupport's runner).
+private func runDiffuse(_ args: [String], env: [String: String] = [:]) throws -> DiffuseResult {
+    try runDiffuseCommand(args, env: env)
 }
 
 /// Four classes of 14-pixel items a small probe tells apart at once (filled square, ring,
