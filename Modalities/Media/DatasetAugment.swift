@@ -180,19 +180,13 @@ public enum DatasetAugment {
             for (i, j) in g.enumerated() {
                 let url = out.appendingPathComponent(j.record.file)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try pipeline.writeAugmented(sample(samples, i), to: url)
+                try pipeline.writeAugmented(samples.item(i), to: url)
             }
             try AugmentationManifest.append(g.map(\.record), to: manifestURL)
             outcome.made += g.count
             progress(outcome.made, pending.count)
         }
         return outcome
-    }
-
-    /// Sample i of a batch [N, …] as [...] (the batch dimension dropped).
-    public static func sample(_ batch: Tensor, _ i: Int) -> Tensor {
-        let per = batch.count / batch.shape[0]
-        return Tensor(shape: Array(batch.shape.dropFirst()), scalars: Array(batch.scalars[(i * per)..<((i + 1) * per)]))
     }
 
     /// Samples [N, …] for records with consecutive sample numbers (`inputs`: the vary sources).
@@ -228,7 +222,7 @@ public enum DatasetAugment {
             x0 = try pipeline.augmentationInput(URL(fileURLWithPath: s))
         }
         let samples = try render([r], labels: [label], inputs: x0, pipeline: pipeline, batch: 1)
-        try pipeline.writeAugmented(sample(samples, 0), to: url)
+        try pipeline.writeAugmented(samples.item(0), to: url)
     }
 
     /// SHA-256 of a pipeline or model folder's weights file.

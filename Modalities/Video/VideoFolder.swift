@@ -121,7 +121,7 @@ public final class VideoFolder {
         let frame = Tensor.zeros([channels, size, size])
         for f in 0..<frames {
             let k = Swift.min(f, n - 1)
-            let one = src.copiedPart(offset: k * channels * h * w, shape: [channels, h, w])
+            let one = src.item(k)
             if h == size && w == size { frame.copyFrom(one) } else { ImageFolder.cropResize(one, side: size, into: frame.data) }
             for c in 0..<channels { (out.data + (c * frames + f) * plane).update(from: frame.data + c * plane, count: plane) }
         }
@@ -141,16 +141,5 @@ public final class VideoFolder {
             }
         }
         return false
-    }
-}
-
-extension Tensor {
-    /// `shape.product` floats copied out of this tensor's flat data from `offset` (no autograd).
-    func copiedPart(offset: Int, shape: [Int]) -> Tensor {
-        let n = shape.reduce(1, *)
-        precondition(offset >= 0 && offset + n <= count, "part of \(n) at \(offset) outside \(self.shape)")
-        let t = Tensor.zeros(shape)
-        t.data.update(from: data + offset, count: n)
-        return t
     }
 }

@@ -17,7 +17,6 @@ extension VideoPipeline: AugmentablePipeline {
 
     /// A [C, F, H, W] clip as MP4 (H.264 yuv420p where FFmpeg has it) at the model's frame rate.
     public func writeAugmented(_ sample: Tensor, to url: URL) throws {
-        let s = sample.shape
-        _ = try VideoCodec.writeMP4(VideoPipeline.clip(sample.reshaped([1, s[0], s[1], s[2], s[3]]), 0), fps: fps, to: url)
+        _ = try VideoCodec.writeMP4(GradMode.withoutGrad { sample.permuted(1, 0, 2, 3) }, fps: fps, to: url)
     }
 }

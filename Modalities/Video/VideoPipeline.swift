@@ -78,9 +78,8 @@ public final class VideoPipeline {
     /// Clip n of a batch [N, C, F, H, W] as frames [F, C, H, W] (what the codec writes).
     public static func clip(_ clips: Tensor, _ n: Int) -> Tensor {
         precondition(clips.rank == 5 && n >= 0 && n < clips.shape[0], "clip \(n) of \(clips.shape)")
-        let (c, f, h, w) = (clips.shape[1], clips.shape[2], clips.shape[3], clips.shape[4])
         // [C, F, H, W] -> [F, C, H, W]
-        return GradMode.withoutGrad { clips.copiedPart(offset: n * c * f * h * w, shape: [c, f, h, w]).permuted(1, 0, 2, 3) }
+        return GradMode.withoutGrad { clips.item(n).permuted(1, 0, 2, 3) }
     }
 
     /// Clips [N, C, F, H, W] tiled into one video [F, C, rows·(H+gap)−gap, columns·(W+gap)−gap]

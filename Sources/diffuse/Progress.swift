@@ -38,3 +38,16 @@ final class Progress {
         return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 }
+
+extension Progress {
+    /// A step callback (as sampling takes it) that opens a bar on its first call, when the total
+    /// is known, and never cancels.
+    static func steps(label: String) -> (Int, Int) -> Bool {
+        var bar: Progress? = nil
+        return { step, total in
+            if bar == nil { bar = Progress(total: total, label: label) }
+            bar?.update(step)
+            return true
+        }
+    }
+}

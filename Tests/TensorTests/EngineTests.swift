@@ -6,6 +6,16 @@ import TestSupport
 final class EngineTests: XCTestCase {
     override func tearDown() { Threads.count = ProcessInfo.processInfo.activeProcessorCount }
 
+    func testItemCopiesOneEntryOfTheFirstAxis() {
+        let x = Tensor(shape: [3, 2, 2], scalars: (0..<12).map(Float.init))
+        let one = x.item(1)
+        XCTAssertEqual(one.shape, [2, 2])
+        XCTAssertEqual(one.scalars, [4, 5, 6, 7])
+        one.data[0] = -1
+        XCTAssertEqual(x.scalars[4], 4, "a copy, not a view")
+        XCTAssertEqual(Tensor(shape: [2], scalars: [7, 8]).item(1).scalars, [8])
+    }
+
     func testNoGradModeRecordsNothing() {
         let w = Tensor.ones([3], requiresGrad: true)
         let y = GradMode.withoutGrad { (w * 2).exp() }

@@ -133,6 +133,16 @@ extension Tensor {
 
     public func reshaped(_ dims: Int...) -> Tensor { reshaped(dims) }
 
+    /// Entry `i` of the first axis (one image, clip or frame of a batch) as a tensor of the
+    /// remaining dims, copied out (no autograd).
+    public func item(_ i: Int) -> Tensor {
+        precondition(rank >= 1 && i >= 0 && i < shape[0], "item \(i) of \(shape)")
+        let per = count / shape[0]
+        let t = Tensor.zeros(Array(shape.dropFirst()))
+        t.data.update(from: data + i * per, count: per)
+        return t
+    }
+
     /// Dims `from...to` merged into one.
     public func flattened(from: Int = 0, to: Int = -1) -> Tensor {
         let a = normalizeAxis(from), b = normalizeAxis(to)

@@ -104,14 +104,9 @@ struct GenerateImage: ParsableCommand {
                 initial = (x0, strength)
             }
         }
-        var progress: Progress? = nil
         let samples = try pipeline.generate(count: count, labels: labels, sampler: sampler, steps: steps, seed: seed,
                                             guidance: guidance, guidanceRescale: guidanceRescale, start: start, initial: initial, known: known,
-                                            batchSize: batch, clamp: false) { step, total in
-            if progress == nil { progress = Progress(total: total, label: "generate") }
-            progress?.update(step)
-            return true
-        }
+                                            batchSize: batch, clamp: false, progress: Progress.steps(label: "generate"))
         if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
         let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let outURL = URL(fileURLWithPath: out)
@@ -122,9 +117,8 @@ struct GenerateImage: ParsableCommand {
             print(outURL.path)
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-            let per = images.count / count
             for i in 0..<count {
-                let one = Tensor(shape: Array(images.shape.dropFirst()), scalars: Array(images.scalars[(i * per)..<((i + 1) * per)]))
+                let one = images.item(i)
                 let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i])).png" }
                     ?? String(format: "%04d.png", i)
                 try PNGCodec.write(one, to: outURL.appendingPathComponent(name))
@@ -213,14 +207,9 @@ struct GenerateAudio: ParsableCommand {
                 initial = (x0, strength)
             }
         }
-        var progress: Progress? = nil
         let samples = try pipeline.generate(count: n, length: length, labels: labels, sampler: sampler, steps: steps, seed: seed,
                                             guidance: guidance, guidanceRescale: guidanceRescale, initial: initial, known: known, batchSize: batch,
-                                            clamp: false) { step, total in
-            if progress == nil { progress = Progress(total: total, label: "generate") }
-            progress?.update(step)
-            return true
-        }
+                                            clamp: false, progress: Progress.steps(label: "generate"))
         if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
         let clips = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let rate = pipeline.sampleRate, c = clips.shape[1]
@@ -232,7 +221,7 @@ struct GenerateAudio: ParsableCommand {
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<n {
-                let one = Tensor(shape: [c, length], scalars: Array(clips.scalars[(i * c * length)..<((i + 1) * c * length)]))
+                let one = clips.item(i)
                 let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i])).wav" } ?? String(format: "%04d.wav", i)
                 try AudioCodec.write(AudioClip(samples: one, sampleRate: rate), to: outURL.appendingPathComponent(name))
             }
@@ -342,14 +331,9 @@ struct GenerateVideo: ParsableCommand {
                 initial = (x0, strength)
             }
         }
-        var progress: Progress? = nil
         let samples = try pipeline.generate(count: n, frames: f, labels: labels, sampler: sampler, steps: steps, seed: seed,
                                             guidance: guidance, guidanceRescale: guidanceRescale, initial: initial, known: known, batchSize: batch,
-                                            clamp: false) { step, total in
-            if progress == nil { progress = Progress(total: total, label: "generate") }
-            progress?.update(step)
-            return true
-        }
+                                            clamp: false, progress: Progress.steps(label: "generate"))
         if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
         let clips = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let rate = fps ?? pipeline.fps
