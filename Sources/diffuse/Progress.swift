@@ -50,4 +50,14 @@ extension Progress {
             return true
         }
     }
+
+    /// A callback for work in named stages: one bar per stage name, opened at its first step.
+    static func stages() -> (String, Int, Int) -> Void {
+        var bars: [String: Progress] = [:]
+        return { what, step, total in
+            let bar = bars[what] ?? Progress(total: total, label: what)
+            bars[what] = bar
+            bar.update(step)
+        }
+    }
 }

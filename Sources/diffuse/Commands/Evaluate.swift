@@ -46,11 +46,9 @@ struct EvaluateAudio: ParsableCommand {
         let g = try measure(generated)
         let r = try real.map(measure)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             var obj: [String: AudioMetrics] = ["generated": g]
             if let r { obj["real"] = r }
-            print(String(decoding: try enc.encode(obj), as: UTF8.self))
+            try printJSON(obj)
         } else {
             print("generated (\(generated)):\n" + g.summary.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             if let r, let real { print("real (\(real)):\n" + r.summary.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")) }
@@ -116,18 +114,10 @@ struct EvaluateImage: ParsableCommand {
         options.probeTraining.steps = probeSteps
         options.cacheDirectory = noCache ? nil : ProbeCache.defaultDirectory
         options.cacheSalt = ["limit \(limit.map(String.init) ?? "default")", "size \(size)"]
-        var bars: [String: Progress] = [:]
         let report = try ImageEvaluation.run(real: realSet, generated: generatedSet, test: testSet, options: options,
-                                             progress: { what, step, total in
-            let bar = bars[what] ?? Progress(total: total, label: what)
-            bars[what] = bar
-            bar.update(step)
-        }, log: note)
+                                             progress: Progress.stages(), log: note)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(Self.text(report, seconds: Date().timeIntervalSince(started)))
         }
@@ -229,17 +219,9 @@ struct EvaluateVideo: ParsableCommand {
         options.probeTraining.steps = probeSteps
         options.cacheDirectory = noCache ? nil : ProbeCache.defaultDirectory
         options.cacheSalt = ["limit \(limit.map(String.init) ?? "default")", "frames \(f)", "size \(s)"]
-        var bars: [String: Progress] = [:]
-        let report = try VideoEvaluation.run(real: realSet, generated: generatedSet, options: options, progress: { what, step, total in
-            let bar = bars[what] ?? Progress(total: total, label: what)
-            bars[what] = bar
-            bar.update(step)
-        }, log: note)
+        let report = try VideoEvaluation.run(real: realSet, generated: generatedSet, options: options, progress: Progress.stages(), log: note)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(Self.text(report, seconds: Date().timeIntervalSince(started)))
         }
