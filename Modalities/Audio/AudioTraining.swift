@@ -30,7 +30,7 @@ public enum AudioTraining {
             let (x, y) = data.batch(rng.integers(batch, below: data.count))
             return (x, conditional ? y : nil)
         }, preview: { step in
-            let shown = conditional ? Self.spread(classes.count, 8) : nil
+            let shown = conditional ? ClassLabels.spread(classes.count, 8) : nil
             let clips = try pipeline.generate(count: shown?.count ?? 4, labels: shown, sampler: .dpmpp2m, steps: 20, seed: 1,
                                               guidance: null == nil ? 1 : 2)
             let base = out.appendingPathComponent("previews/step-\(step)")
@@ -44,11 +44,5 @@ public enum AudioTraining {
         }, onStep: onStep)
         try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
         return pipeline
-    }
-
-    /// Up to `k` labels spread evenly over `count` classes, lowest and highest included.
-    static func spread(_ count: Int, _ k: Int) -> [Int] {
-        guard count > k else { return Array(0..<count) }
-        return (0..<k).map { Int((Double($0) * Double(count - 1) / Double(k - 1)).rounded()) }
     }
 }

@@ -10,14 +10,7 @@ extension UNet1DModel {
     /// seeded by `NNInit`). Loading is strict: every missing, unexpected or mis-shaped tensor is
     /// reported at once (`CheckpointMismatch`).
     public static func load(_ url: URL) throws -> UNet1DModel {
-        let (configURL, weightsURL) = try ModelFolder.locate(url)
-        if let name = try ModelFolder.className(ofConfig: configURL), name != UNet1DConfig.className {
-            throw ModelFolderError(path: configURL.path, reason: "declares a \(name), not a \(UNet1DConfig.className)")
-        }
-        let config: UNet1DConfig
-        do { config = try ConfigFile.read(UNet1DConfig.self, from: configURL) } catch let e as ConfigError {
-            throw ModelFolderError(path: configURL.path, reason: e.description)
-        }
+        let (config, weightsURL) = try ModelFolder.config(UNet1DConfig.self, at: url, className: UNet1DConfig.className)
         let model = try UNet1DModel(config: config)
         if let weightsURL { try model.load(safetensors: weightsURL) }
         return model

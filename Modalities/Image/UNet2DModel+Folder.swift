@@ -9,11 +9,7 @@ extension UNet2DModel {
     /// a pipeline folder (model_index.json + unet/), or a bare config.json (random weights,
     /// seeded by `NNInit`).
     public static func load(_ url: URL) throws -> UNet2DModel {
-        let (configURL, weightsURL) = try locate(url)
-        let config: UNet2DConfig
-        do { config = try ConfigFile.read(UNet2DConfig.self, from: configURL) } catch let e as ConfigError {
-            throw ModelFolderError(path: configURL.path, reason: e.description)
-        }
+        let (config, weightsURL) = try ModelFolder.config(UNet2DConfig.self, at: url)
         let model = try UNet2DModel(config: config)
         if let weightsURL { try model.load(safetensors: weightsURL) }
         return model

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// A model folder that could not be used, naming the path and the reason.
 public struct ModelFolderError: Error, CustomStringConvertible {
@@ -33,6 +34,19 @@ public enum ModelFolder {
             throw ModelFolderError(path: folder.path, reason: "no \(weightsName)")
         }
         return (config, weights)
+    }
+
+    /// The config of the model at `url` (folder, pipeline folder or config file) decoded as `T`,
+    /// and its weights file (nil for a bare config). A config that does not decode, or that
+    /// declares a `_class_name` other than `className`, is an error naming the file.
+    public static func config<T: Decodable>(_ type: T.Type, at url: URL, className: String? = nil) throws -> (config: T, weights: URL?) {
+        let (configURL, weightsURL) = try locate(url)
+        if let className, let name = try ModelFolder.className(ofConfig: configURL), name != className {
+            throw ModelFolderError(path: configURL.path, reason: "declares a \(name), not a \(className)")
+        }
+        do { return (try ConfigFile.read(T.self, from: configURL), weightsURL) } catch let e as ConfigError {
+            throw ModelFolderError(path: configURL.path, reason: e.description)
+        }
     }
 
     /// The `_class_name` a config file declares (nil when it declares none); unreadable files

@@ -76,11 +76,7 @@ extension VideoUNetModel {
     /// Loads a model folder (config.json + diffusion_pytorch_model.safetensors, F32/F16/BF16), a
     /// pipeline folder (model_index.json + unet/), or a bare config.json (random weights).
     public static func load(_ url: URL) throws -> VideoUNetModel {
-        let (configURL, weightsURL) = try ModelFolder.locate(url)
-        let config: VideoUNetConfig
-        do { config = try ConfigFile.read(VideoUNetConfig.self, from: configURL) } catch let e as ConfigError {
-            throw ModelFolderError(path: configURL.path, reason: e.description)
-        }
+        let (config, weightsURL) = try ModelFolder.config(VideoUNetConfig.self, at: url)
         let model = try VideoUNetModel(config: config)
         if let weightsURL { try model.load(safetensors: weightsURL) }
         return model

@@ -50,6 +50,13 @@ public struct ClassLabels: Sendable, Equatable {
         return (0..<count).map { wanted[$0 % wanted.count] }
     }
 
+    /// Up to `k` labels spread evenly over `count` classes, lowest and highest included (the
+    /// classes a training preview shows).
+    public static func spread(_ count: Int, _ k: Int) -> [Int] {
+        guard count > k else { return Array(0..<count) }
+        return (0..<k).map { Int((Double($0) * Double(count - 1) / Double(k - 1)).rounded()) }
+    }
+
     /// Every class in turn (the default of a conditional model's generation).
     public func cycling(count: Int) -> [Int] {
         let k = Swift.max(1, nullLabel ?? (labelCount ?? 1))
