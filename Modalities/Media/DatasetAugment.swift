@@ -138,8 +138,6 @@ public enum DatasetAugment {
         for r in try AugmentationManifest.read(manifestURL) { done[r.file] = r }
         var outcome = Outcome()
         var pending: [Job] = []
-        var inputs: [String: Tensor] = [:]
-        var unreadable: Set<String> = []
         for j in jobs {
             let exists = fm.fileExists(atPath: out.appendingPathComponent(j.record.file).path)
             if let old = done[j.record.file], exists {
@@ -150,32 +148,37 @@ public enum DatasetAugment {
                 outcome.kept += 1
                 continue
             }
-            if let s = j.record.source {
-                if unreadable.contains(s) { continue }
-                if inputs[s] == nil {
-                    do { inputs[s] = try pipeline.augmentationInput(URL(fileURLWithPath: s)) } catch {
-                        unreadable.insert(s)
-                        outcome.skipped.append((s, "\(error)"))
-                        warn("skipped \(s): \(error)")
-                        continue
-                    }
-                }
-            }
             pending.append(j)
         }
         // Batches of consecutive sample numbers with one mode of conditioning.
         var groups: [[Job]] = []
         for j in pending {
             if var last = groups.last, last.count < o.batch, let p = last.last, p.record.index + 1 == j.record.index,
-               (p.label == nil) == (j.label == nil), p.record.guidance == j.record.guidance {
+               (p.label == nil) == (j.label == nil), p.record.guidance == j.record.guidance, p.record.source == j.record.source {
                 last.append(j); groups[groups.count - 1] = last
             } else {
                 groups.append([j])
             }
         }
+        // A group's sample numbers are consecutive, so a vary group has one source (numbers jump by
+        // 1,000 between sources): it is read when the group runs, keeping one batch in memory, and
+        // an unreadable one drops the group.
+        var finished = 0
         progress(0, pending.count)
         for g in groups {
-            let x0 = g[0].record.source == nil ? nil : Tensor.concat(g.map { inputs[$0.record.source!]! }, axis: 0)
+            var x0: Tensor? = nil
+            if let s = g[0].record.source {
+                do {
+                    let one = try pipeline.augmentationInput(URL(fileURLWithPath: s))
+                    x0 = Tensor.concat([Tensor](repeating: one, count: g.count), axis: 0)
+                } catch {
+                    outcome.skipped.append((s, "\(error)"))
+                    warn("skipped \(s): \(error)")
+                    finished += g.count
+                    progress(finished, pending.count)
+                    continue
+                }
+            }
             let samples = try render(g.map(\.record), labels: g.map(\.label), inputs: x0, pipeline: pipeline, batch: o.batch)
             for (i, j) in g.enumerated() {
                 let url = out.appendingPathComponent(j.record.file)
@@ -184,7 +187,8 @@ public enum DatasetAugment {
             }
             try AugmentationManifest.append(g.map(\.record), to: manifestURL)
             outcome.made += g.count
-            progress(outcome.made, pending.count)
+            finished += g.count
+            progress(finished, pending.count)
         }
         return outcome
     }
