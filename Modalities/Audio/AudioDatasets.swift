@@ -34,6 +34,9 @@ public enum AudioDatasets {
     /// Renders every (instrument, pitch, velocity) note to `out/<midi pitch>/<instrument>-v<velocity>.wav`,
     /// each peak-normalised to 0.9. One fluidsynth run per instrument plays all its notes in a row
     /// (2 s apart), and the clips are cut from that render. Returns the number of files written.
+    /// Where `builtin:notes` lives: $XDG_CACHE_HOME/diffuse/notes (else ~/.cache/diffuse/notes).
+    public static var notesCache: URL { UserCache.folder("notes") }
+
     @discardableResult
     public static func renderNotes(to out: URL, options o: NotesOptions = NotesOptions(),
                                    progress: (Int, Int) -> Void = { _, _ in }) throws -> Int {

@@ -3,21 +3,111 @@ import Tensor
 import NN
 import Diffusion
 
-/// A trained waveform model as a pipeline folder (`PipelineFolder` layout; model_index names
-/// diffusers' DanceDiffusionPipeline and UNet1DModel). Clips are [N, C, L] in [-1, 1] at
-/// `sampleRate`; the U-Net is convolutional, so it also generates lengths other than the one it
-/// was trained on (any multiple of `lengthMultiple`).
-public final class AudioPipeline {
-    public let unet: UNet1DModel
-    public let scheduler: SchedulerConfig
-    public let classes: ClassLabels
+/// The audio modality: diffusers' `UNet1DModel` on waveforms [N, C, L] in [-1, 1] at the model's
+/// sample rate; WAV files out, WAV/FLAC/OGG class folders in, or the rendered notes set. A trained
+/// model is a `Pipeline<AudioModality>` folder (model_index.json names diffusers'
+/// DanceDiffusionPipeline); the U-Net is convolutional, so it also generates lengths other than
+/// the one it was trained on (any multiple of `lengthMultiple`).
+public enum AudioModality: Modality {
+    public typealias Model = UNet1DModel
+    public typealias Data = AudioFolder
 
-    public init(unet: UNet1DModel, scheduler: SchedulerConfig, classNames: [String]) {
-        self.unet = unet
-        self.scheduler = scheduler
-        classes = ClassLabels(names: classNames, labelCount: unet.config.numClassEmbeds)
+    public static var name: String { "audio" }
+    public static var pipelineClass: String { "DanceDiffusionPipeline" }
+    public static var fileExtension: String { "wav" }
+    public static var dataExtensions: Set<String> { AudioFolder.extensions }
+    /// The built-in training set (`--data builtin:notes`): `diffuse dataset notes` rendered into
+    /// $XDG_CACHE_HOME/diffuse/notes (~/.cache/diffuse/notes) the first time.
+    public static let builtinData = "builtin:notes"
+
+    public static func defaultRecipe(classes: Int) -> AudioRecipe { .notes(classes: classes) }
+
+    public static func validate(_ recipe: AudioRecipe) throws { try recipe.model.validate() }
+
+    public static func loadData(_ spec: String, for recipe: AudioRecipe, fitting: Bool,
+                                note: (String) -> Void = { _ in }) throws -> AudioFolder {
+        var dir = URL(fileURLWithPath: spec)
+        if spec == builtinData {
+            dir = AudioDatasets.notesCache
+            let made = try AudioDatasets.renderNotes(to: dir)
+            if made > 0 { note("rendered \(made) notes into \(dir.path)") }
+        }
+        return try AudioFolder(dir, sampleRate: recipe.model.sampleRate ?? 16_000, length: recipe.model.sampleSize ?? 16_384)
     }
 
+    public static func fitted(_ recipe: AudioRecipe, to data: AudioFolder) -> AudioRecipe {
+        var r = recipe
+        r.model.numClassEmbeds = data.classNames.isEmpty ? nil : data.classNames.count + 1
+        return r
+    }
+
+    public static func mismatch(_ recipe: AudioRecipe, _ data: AudioFolder) -> String? {
+        let m = recipe.model, length = m.sampleSize ?? data.length
+        guard m.inChannels == 1, length == data.length, (m.sampleRate ?? data.sampleRate) == data.sampleRate else {
+            return "the model takes \(m.inChannels)×\(length) clips at \(m.sampleRate ?? 0) Hz, the data is mono \(data.length) at \(data.sampleRate) Hz"
+        }
+        return nil
+    }
+
+    /// One clip per class (up to 8 spread over the set) joined into step-N.wav, and their
+    /// spectrograms side by side in step-N.png.
+    public static func writePreview(_ clips: Tensor, of pipeline: AudioPipeline, to base: URL) throws {
+        try AudioCodec.write(AudioClip(samples: AudioPipeline.join(clips, fade: 160), sampleRate: pipeline.sampleRate),
+                             to: base.appendingPathExtension("wav"))
+        let n = clips.shape[2]
+        try Spectrogram.write((0..<clips.shape[0]).map { Array(clips.scalars[($0 * n)..<(($0 + 1) * n)]) },
+                              to: base.appendingPathExtension("png"))
+    }
+
+    /// Augmented clips have the model's trained length; real clips are cut or padded to it.
+    public static func read(_ url: URL, for pipeline: AudioPipeline) throws -> Tensor {
+        try pipeline.loadClip(url, count: 1, length: pipeline.length)
+    }
+
+    /// A [C, L] clip as 16-bit WAV at the model's rate.
+    public static func write(_ sample: Tensor, of pipeline: AudioPipeline, to url: URL) throws {
+        try AudioCodec.write(AudioClip(samples: sample, sampleRate: pipeline.sampleRate), to: url)
+    }
+}
+
+public typealias AudioPipeline = Pipeline<AudioModality>
+public typealias AudioRecipe = Recipe<AudioModality>
+
+extension AudioFolder: TrainingData {}
+
+extension UNet1DModel: FolderModel {
+    public static var className: String { UNet1DConfig.className }
+
+    public var labelRange: Int? { config.numClassEmbeds }
+
+    public var summary: [String] {
+        let c = config
+        let rate = c.sampleRate.map { " at \($0) Hz" } ?? ""
+        return ["sample \(c.sampleSize.map(String.init) ?? "any") samples\(rate) × \(c.inChannels) → \(c.isValueFunction ? "one value" : "\(c.outChannels) channels"), widths \(c.blockOutChannels), lengths a multiple of \(c.lengthMultiple)",
+                "down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))",
+                "mid  \(c.midBlockType.rawValue)\(c.outBlockType.map { ", out \($0.rawValue)" } ?? "")",
+                "up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))",
+                "time \(c.timeEmbeddingType.rawValue)\(c.useTimestepEmbedding ? " through the time MLP" : " features"), classes \(c.numClassEmbeds.map(String.init) ?? "none")"]
+    }
+
+    public var sampleShape: [Int] {
+        let k = config.lengthMultiple
+        return [config.inChannels, Swift.max(config.minimumLength, (config.sampleSize ?? 65_536) / k * k)]
+    }
+
+    public func problem(with shape: [Int]) -> String? {
+        let c = config
+        guard shape.count == 3, shape[1] == c.inChannels, shape[0] >= 1 else {
+            return "has shape \(shape); the model takes [N, \(c.inChannels), L]"
+        }
+        guard shape[2] % c.lengthMultiple == 0, shape[2] >= c.minimumLength else {
+            return "has length \(shape[2]); the model needs a multiple of \(c.lengthMultiple), at least \(c.minimumLength)"
+        }
+        return nil
+    }
+}
+
+extension Pipeline where M == AudioModality {
     public var sampleRate: Int { unet.config.sampleRate ?? 16_000 }
     /// The clip length the model was trained on (samples).
     public var length: Int { unet.config.sampleSize ?? 16_384 }
@@ -29,18 +119,6 @@ public final class AudioPipeline {
         let n = Int((seconds * Double(sampleRate)).rounded(.up))
         let m = Swift.max(1, lengthMultiple)
         return Swift.max(m, (n + m - 1) / m * m)
-    }
-
-    public static func load(_ dir: URL) throws -> AudioPipeline {
-        let unet = try UNet1DModel.load(dir)
-        let classes = try ClassLabels.load(dir, labelCount: unet.config.numClassEmbeds)
-        return AudioPipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names)
-    }
-
-    public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
-        try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
-        try PipelineFolder.save(to: dir, pipelineClass: "DanceDiffusionPipeline", unetClass: "UNet1DModel",
-                                scheduler: scheduler, classes: classes)
     }
 
     /// An audio file as `count` copies [N, C, length]: mixed to mono (or the first channels),
@@ -57,21 +135,12 @@ public final class AudioPipeline {
         return Tensor.concat([Tensor](repeating: one, count: count), axis: 0)
     }
 
-    /// `count` clips [N, C, length] (clamped to [-1, 1] unless `clamp` is false); see
-    /// `Generation.batched` for batching, seeds and the init/known arguments.
-    public func generate(count: Int, length: Int? = nil, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int,
-                         seed: UInt64, guidance: Float = 1, guidanceRescale: Float = 0, start: Tensor? = nil,
-                         initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                         batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
-                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
-        let n = length ?? self.length
-        precondition(n % Swift.max(1, lengthMultiple) == 0, "generate: length \(n) is not a multiple of \(lengthMultiple)")
-        let g = classes.guidance(scale: guidance, rescale: guidanceRescale, labels: labels)
-        let x = try Generation.batched(model: unet, sampleShape: [channels, n], count: count, batchSize: batchSize,
-                                       scheduler: scheduler, sampler: name, steps: steps, seed: seed, labels: labels,
-                                       guidance: g, start: start, initial: initial, known: known, firstIndex: firstIndex,
-                                       progress: progress)
-        return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
+    /// A mask [N, 1, L] that regenerates `gap` (1) and keeps the rest (0): the `KnownRegion` mask
+    /// of filling a stretch of a clip.
+    public static func gapMask(count: Int, length: Int, gap: Range<Int>) -> Tensor {
+        let mask = Tensor.zeros([count, 1, length])
+        for k in 0..<count { for j in gap.clamped(to: 0..<length) { mask.data[k * length + j] = 1 } }
+        return mask
     }
 
     /// Clips [N, C, L] joined one after another into one clip [C, ·] with `fade` samples of
@@ -97,44 +166,7 @@ public final class AudioPipeline {
     }
 }
 
-/// Everything an audio training run needs (RUN/recipe.json): the model, its scheduler, the
-/// trainer's settings and the guidance label dropout.
-public struct AudioRecipe: RunRecipe, Sendable, Equatable {
-    public var model: UNet1DConfig
-    public var scheduler: SchedulerConfig
-    public var training: TrainerOptions
-    public var labelDropout: Float
-    public var previewEvery: Int
-
-    public init(model: UNet1DConfig, scheduler: SchedulerConfig, training: TrainerOptions,
-                labelDropout: Float = 0.1, previewEvery: Int = 500) {
-        self.model = model; self.scheduler = scheduler; self.training = training
-        self.labelDropout = labelDropout; self.previewEvery = previewEvery
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case model, scheduler, training
-        case labelDropout = "label_dropout", previewEvery = "preview_every"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = AudioRecipe.notes(classes: 25)
-        self.init(model: try c.decode(UNet1DConfig.self, forKey: .model),
-                  scheduler: try c.decodeIfPresent(SchedulerConfig.self, forKey: .scheduler) ?? d.scheduler,
-                  training: try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? d.training,
-                  labelDropout: try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? d.labelDropout,
-                  previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery)
-    }
-
-    /// Same rule as `ImageRecipe.canResume`: all that training reads but the step count.
-    public func canResume(as other: AudioRecipe) -> Bool {
-        var a = self, b = other
-        a.training.steps = 0; b.training.steps = 0
-        return a.model == b.model && a.training == b.training && a.labelDropout == b.labelDropout
-            && scheduler.trainsLike(other.scheduler)
-    }
-
+extension Recipe where M == AudioModality {
     /// The recipe of the bundled notes model (`samples/audio/`): the lean U-Net on 16 kHz mono
     /// clips of 16,384 samples, conditioned on `classes` pitches (+ the null label for guidance),
     /// v-prediction on a cosine schedule (waveforms have no "mostly flat" x₀ for ε to lean on).

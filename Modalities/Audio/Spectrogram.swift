@@ -1,6 +1,6 @@
 import Foundation
 import Tensor
-import Image
+import Media
 
 /// Magnitude spectrograms for looking at clips: Hann-windowed STFT, dB relative to the clip's
 /// loudest bin, drawn with low frequencies at the bottom.

@@ -3,38 +3,141 @@ import Tensor
 import NN
 import Diffusion
 
-/// A trained image model as a diffusers pipeline folder:
-///
-///     model_index.json
-///     unet/config.json, unet/diffusion_pytorch_model.safetensors
-///     scheduler/scheduler_config.json
-///     classes.json            (our addition: class names by label; the null label is the last embedding)
-public final class ImagePipeline {
-    public let unet: UNet2DModel
-    public let scheduler: SchedulerConfig
-    public let classes: ClassLabels
+/// The image modality: diffusers' `UNet2DModel` on [N, C, H, W] in [-1, 1], PNG files, class
+/// folders of PNGs or Fashion-MNIST. A trained model is a `Pipeline<ImageModality>` folder
+/// (model_index.json names diffusers' DDPMPipeline).
+public enum ImageModality: Modality {
+    public typealias Model = UNet2DModel
+    public typealias Data = ImageTrainingSet
+    public typealias Extras = ImageRecipeExtras
 
-    public init(unet: UNet2DModel, scheduler: SchedulerConfig, classNames: [String]) {
-        self.unet = unet
-        self.scheduler = scheduler
-        classes = ClassLabels(names: classNames, labelCount: unet.config.numClassEmbeds)
+    public static var name: String { "image" }
+    public static var pipelineClass: String { "DDPMPipeline" }
+    public static var fileExtension: String { "png" }
+    public static var dataExtensions: Set<String> { ["png"] }
+    /// The built-in training set (`--data builtin:fashion-mnist`).
+    public static let builtinData = "builtin:fashion-mnist"
+
+    public static func defaultRecipe(classes: Int) -> ImageRecipe { .fashionMNIST() }
+
+    /// builtin:fashion-mnist or a folder DIR/<class>/*.png at the recipe's size; gray or RGB as
+    /// the files are when `fitting`, else as the recipe's model takes them.
+    public static func loadData(_ spec: String, for recipe: ImageRecipe, fitting: Bool,
+                                note: (String) -> Void = { _ in }) throws -> ImageTrainingSet {
+        let side = recipe.model.sampleSize?[0] ?? 32
+        if spec == builtinData { return ImageTrainingSet(try FashionMNIST(train: true, size: side)) }
+        return ImageTrainingSet(try ImageFolder(URL(fileURLWithPath: spec), channels: fitting ? nil : recipe.model.inChannels, size: side))
     }
 
-    public var classNames: [String] { classes.names }
-    /// The label meaning "no class" (classifier-free guidance), when the model was trained with one.
-    public var nullLabel: Int? { classes.nullLabel }
-
-    public static func load(_ dir: URL) throws -> ImagePipeline {
-        let unet = try UNet2DModel.load(dir)
-        let classes = try ClassLabels.load(dir, labelCount: unet.config.numClassEmbeds)
-        return ImagePipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names)
+    public static func fitted(_ recipe: ImageRecipe, to data: ImageTrainingSet) -> ImageRecipe {
+        var r = recipe
+        r.model.numClassEmbeds = data.classNames.isEmpty ? nil : data.classNames.count + 1
+        r.model.inChannels = data.channels
+        r.model.outChannels = data.channels
+        return r
     }
 
-    public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
-        try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
-        try PipelineFolder.save(to: dir, pipelineClass: "DDPMPipeline", unetClass: "UNet2DModel", scheduler: scheduler, classes: classes)
+    public static func mismatch(_ recipe: ImageRecipe, _ data: ImageTrainingSet) -> String? {
+        let m = recipe.model, size = [data.source.size.height, data.source.size.width]
+        guard m.inChannels == data.channels, m.sampleSize.map({ $0 == size }) ?? true else {
+            return "the model takes \(m.inChannels)×\(m.sampleSize ?? []) images, the data has \(data.channels)×\(size)"
+        }
+        return nil
     }
 
+    public static func batch(_ data: ImageTrainingSet, recipe: ImageRecipe, rng: inout RandomGenerator) throws -> (Tensor, [Int]) {
+        let n = recipe.training.batchSize
+        let (x, y) = try data.batch(rng.integers(n, below: data.count))
+        if recipe.extras.randomFlip {
+            // x: [N, C, H, W]; mirror along W the samples whose coin came up
+            let flip = rng.integers(n, below: 2)
+            if flip.contains(1) { x.flipWidth(where: flip.map { $0 == 1 }) }
+        }
+        return (x, y)
+    }
+
+    /// A row of 8 per class (16 images unconditional).
+    public static func previewRequest(classes: Int?, guided: Bool) -> SamplingRequest {
+        let perRow = 8
+        var r = SamplingRequest(count: 2 * perRow, sampler: .dpmpp2m, steps: 20, seed: 1, guidance: guided ? 2 : 1)
+        if let classes {
+            let labels = (0..<classes).flatMap { [Int](repeating: $0, count: perRow) }
+            r.count = labels.count
+            r.conditioning = .labels(labels)
+        }
+        return r
+    }
+
+    public static func writePreview(_ samples: Tensor, of pipeline: ImagePipeline, to base: URL) throws {
+        try ImageGrid.write(samples, columns: 8, to: base.appendingPathExtension("png"))
+    }
+
+    public static func read(_ url: URL, for pipeline: ImagePipeline) throws -> Tensor { try pipeline.loadImage(url, count: 1) }
+
+    public static func write(_ sample: Tensor, of pipeline: ImagePipeline, to url: URL) throws { try PNGCodec.write(sample, to: url) }
+}
+
+public typealias ImagePipeline = Pipeline<ImageModality>
+public typealias ImageRecipe = Recipe<ImageModality>
+
+/// An image set as a training run reads it (Fashion-MNIST or a PNG folder).
+public final class ImageTrainingSet: TrainingData {
+    public let source: any ImageDataset
+    public init(_ set: any ImageDataset) { source = set }
+    public var count: Int { source.count }
+    public var channels: Int { source.channels }
+    public var classNames: [String] { source.classNames }
+    public func batch(_ indices: [Int]) throws -> (Tensor, [Int]) { try source.batch(indices) }
+    public var skipped: Set<String> { (source as? ImageFolder)?.skipped ?? [] }
+}
+
+/// What the image recipe adds: mirroring training images.
+public struct ImageRecipeExtras: RecipeExtras {
+    /// Mirror each training image left–right with probability ½.
+    public var randomFlip: Bool
+    public init(randomFlip: Bool = false) { self.randomFlip = randomFlip }
+    public static var defaults: ImageRecipeExtras { ImageRecipeExtras() }
+    enum CodingKeys: String, CodingKey { case randomFlip = "random_flip" }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        randomFlip = try c.decodeIfPresent(Bool.self, forKey: .randomFlip) ?? false
+    }
+    public func trainsLike(_ other: ImageRecipeExtras) -> Bool { self == other }
+}
+
+extension UNet2DModel: FolderModel {
+    public static var className: String { UNet2DConfig.className }
+
+    /// Class embeddings, or 10 for timestep-embedded classes (any label works there).
+    public var labelRange: Int? { config.isClassConditional ? (config.numClassEmbeds ?? 10) : nil }
+
+    public var summary: [String] {
+        let c = config
+        return ["sample \(c.sampleSize.map { "\($0[0])×\($0[1])" } ?? "any") × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block",
+                "down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))",
+                "up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))",
+                "time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))"]
+    }
+
+    public var sampleShape: [Int] {
+        let s = config.sampleSize ?? [32, 32]
+        return [config.inChannels, s[0], s[1]]
+    }
+
+    public func problem(with shape: [Int]) -> String? {
+        let c = config
+        guard shape.count == 4, shape[1] == c.inChannels, shape[0] >= 1 else {
+            return "has shape \(shape); the model takes [N, \(c.inChannels), H, W]"
+        }
+        let down = 1 << (c.blockOutChannels.count - 1)
+        guard shape[2] % down == 0, shape[3] % down == 0 else {
+            return "is \(shape[2])×\(shape[3]); the model needs multiples of \(down)"
+        }
+        return nil
+    }
+}
+
+extension Pipeline where M == ImageModality {
     /// An image file as a batch of `count` copies [N, C, H, W] at the model's size and channels.
     public func loadImage(_ url: URL, count: Int, channels: Int? = nil) throws -> Tensor {
         let c = channels ?? unet.config.inChannels
@@ -45,59 +148,18 @@ public final class ImagePipeline {
         return Tensor.concat([Tensor](repeating: one.reshaped([1, c, size[0], size[0]]), count: count), axis: 0)
     }
 
-    /// A label from what a user typed: a class name wins over an index.
-    public func label(_ s: String) -> Int? { classes.label(s) }
-
-    /// `count` images [N, C, H, W]: in [-1, 1] (clamped), or the sampler's final values with
-    /// `clamp: false` (what `--raw` saves). The model runs on at most `batchSize` images at a
-    /// time; every noise draw is per image, so the result does not depend on `batchSize`.
-    public func generate(count: Int, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int, seed: UInt64,
-                         guidance: Float = 1, guidanceRescale: Float = 0, start: Tensor? = nil,
-                         initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                         batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
-                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
-        let size = unet.config.sampleSize ?? [32, 32]
-        let g = classes.guidance(scale: guidance, rescale: guidanceRescale, labels: labels)
-        let x = try Generation.batched(model: unet, sampleShape: [unet.config.inChannels, size[0], size[1]], count: count,
-                                       batchSize: batchSize, scheduler: scheduler, sampler: name, steps: steps, seed: seed,
-                                       labels: labels, guidance: g, start: start, initial: initial, known: known,
-                                       firstIndex: firstIndex, progress: progress)
-        return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
+    /// An inpainting mask from a PNG: white = regenerate (1), black = keep (0); [N, 1, H, W].
+    public func loadMask(_ url: URL, count: Int) throws -> Tensor {
+        let m = try loadImage(url, count: count, channels: 1)
+        return Tensor(shape: m.shape, scalars: m.scalars.map { $0 > 0 ? 1 : 0 })
     }
 }
 
-/// Everything a training run needs: the model, the scheduler it is trained for, the trainer's
-/// settings, the guidance label dropout and the data augmentation. Written to RUN/recipe.json;
-/// `--config` reads one (keys left out take the defaults below).
-public struct ImageRecipe: RunRecipe, Sendable, Equatable {
-    public var model: UNet2DConfig
-    public var scheduler: SchedulerConfig
-    public var training: TrainerOptions
-    public var labelDropout: Float
-    public var previewEvery: Int
+extension Recipe where M == ImageModality {
     /// Mirror each training image left–right with probability ½.
-    public var randomFlip: Bool
-
-    public init(model: UNet2DConfig, scheduler: SchedulerConfig, training: TrainerOptions,
-                labelDropout: Float = 0.1, previewEvery: Int = 500, randomFlip: Bool = false) {
-        self.model = model; self.scheduler = scheduler; self.training = training
-        self.labelDropout = labelDropout; self.previewEvery = previewEvery; self.randomFlip = randomFlip
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case model, scheduler, training
-        case labelDropout = "label_dropout", previewEvery = "preview_every", randomFlip = "random_flip"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ImageRecipe.fashionMNIST()
-        self.init(model: try c.decode(UNet2DConfig.self, forKey: .model),
-                  scheduler: try c.decodeIfPresent(SchedulerConfig.self, forKey: .scheduler) ?? d.scheduler,
-                  training: try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? d.training,
-                  labelDropout: try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? d.labelDropout,
-                  previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
-                  randomFlip: try c.decodeIfPresent(Bool.self, forKey: .randomFlip) ?? d.randomFlip)
+    public var randomFlip: Bool {
+        get { extras.randomFlip }
+        set { extras.randomFlip = newValue }
     }
 
     /// The recipe of the bundled model `samples/image/`: class-conditional Fashion-MNIST on a 32×32
@@ -124,13 +186,4 @@ public struct ImageRecipe: RunRecipe, Sendable, Equatable {
                            training: t, labelDropout: 0.1, previewEvery: 500)
     }
 
-    /// Whether a run made with `self` can go on with `other`: everything training reads must
-    /// match but the number of steps (a finished run can be extended); sampling-only settings
-    /// (the scheduler's clipping, the preview cadence) may change.
-    public func canResume(as other: ImageRecipe) -> Bool {
-        var a = self, b = other
-        a.training.steps = 0; b.training.steps = 0
-        return a.model == b.model && a.training == b.training && a.labelDropout == b.labelDropout
-            && a.randomFlip == b.randomFlip && scheduler.trainsLike(other.scheduler)
-    }
 }

@@ -148,12 +148,7 @@ public enum MovingFashion {
 
     /// Where `builtin:moving-fashion` lives: $XDG_CACHE_HOME/diffuse/moving-fashion (else
     /// ~/.cache/diffuse/moving-fashion).
-    public static var builtinDirectory: URL {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
-        return cache.appendingPathComponent("diffuse/moving-fashion")
-    }
+    public static var builtinDirectory: URL { UserCache.folder("moving-fashion") }
 
     /// Renders `builtin:moving-fashion` (1000 clips per class, items from the first 20,000
     /// Fashion-MNIST training images) into `builtinDirectory`, keeping the clips already there.

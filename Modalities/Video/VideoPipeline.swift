@@ -4,39 +4,188 @@ import NN
 import Diffusion
 import Image
 
-/// A trained video model as a pipeline folder (`PipelineFolder` layout; model_index.json names
-/// our VideoDiffusionPipeline and VideoUNetModel). Clips are [N, C, F, H, W] in [-1, 1] at
-/// `fps`; the model runs on any number of frames (temporal attention has no fixed length).
-public final class VideoPipeline {
-    public let unet: VideoUNetModel
-    public let scheduler: SchedulerConfig
-    public let classes: ClassLabels
+/// The video modality: `VideoUNetModel` (the image U-Net per frame plus temporal attention) on
+/// clips [N, C, F, H, W] in [-1, 1] at the model's frame rate; MP4 (or GIF) files out, class
+/// folders of MP4/WebM/GIF or the rendered moving-fashion set in. A trained model is a
+/// `Pipeline<VideoModality>` folder (model_index.json names our VideoDiffusionPipeline); temporal
+/// attention has no fixed length, so any number of frames can be generated.
+public enum VideoModality: Modality {
+    public typealias Model = VideoUNetModel
+    public typealias Data = VideoFolder
+    public typealias Extras = VideoRecipeExtras
 
-    public static let pipelineClass = "VideoDiffusionPipeline"
+    public static var name: String { "video" }
+    public static var pipelineClass: String { "VideoDiffusionPipeline" }
+    public static var fileExtension: String { "mp4" }
+    public static var dataExtensions: Set<String> { VideoFolder.extensions }
+    /// The built-in training set (`--data builtin:moving-fashion`): `diffuse dataset
+    /// moving-fashion` (1000 clips per class) rendered into $XDG_CACHE_HOME/diffuse/moving-fashion
+    /// the first time.
+    public static let builtinData = "builtin:moving-fashion"
 
-    public init(unet: VideoUNetModel, scheduler: SchedulerConfig, classNames: [String]) {
-        self.unet = unet
-        self.scheduler = scheduler
-        classes = ClassLabels(names: classNames, labelCount: unet.config.spatial.numClassEmbeds)
+    public static func defaultRecipe(classes: Int) -> VideoRecipe { .movingFashion() }
+
+    public static func validate(_ recipe: VideoRecipe) throws { try recipe.model.validate() }
+
+    /// Clips are resampled to the recipe's frame rate, cut to its frame count and resized to its
+    /// frame size; gray or RGB as the files are when `fitting` (and no image model is given to
+    /// start from), else as the recipe's model takes them.
+    public static func loadData(_ spec: String, for recipe: VideoRecipe, fitting: Bool,
+                                note: (String) -> Void = { _ in }) throws -> VideoFolder {
+        var dir = URL(fileURLWithPath: spec)
+        let m = recipe.model
+        if spec == builtinData {
+            var o = MovingFashion.Options()
+            o.size = m.frameSize[0]; o.frames = m.numFrames; o.fps = m.frameRate
+            let (folder, made) = try MovingFashion.renderBuiltin(options: o) { _, _ in }
+            dir = folder
+            if made > 0 { note("rendered \(made) clips into \(dir.path)") }
+        }
+        return try VideoFolder(dir, frames: m.numFrames, size: m.frameSize[0],
+                               channels: fitting && recipe.extras.initFrom == nil ? nil : m.spatial.inChannels, fps: m.frameRate)
     }
 
+    public static func fitted(_ recipe: VideoRecipe, to data: VideoFolder) -> VideoRecipe {
+        var r = recipe
+        r.model.spatial.numClassEmbeds = data.classNames.isEmpty ? nil : data.classNames.count + 1
+        if r.extras.initFrom == nil {
+            r.model.spatial.inChannels = data.channels
+            r.model.spatial.outChannels = data.channels
+        }
+        return r
+    }
+
+    public static func mismatch(_ recipe: VideoRecipe, _ data: VideoFolder) -> String? {
+        let m = recipe.model
+        guard m.spatial.inChannels == data.channels, m.frameSize == [data.size, data.size], m.numFrames == data.frames else {
+            return "the model takes \(m.numFrames) frames of \(m.spatial.inChannels)×\(m.frameSize), the data is \(data.frames) frames of \(data.channels)×\([data.size, data.size])"
+        }
+        return nil
+    }
+
+    /// A new model whose spatial layers start from the recipe's image model (`init_from`), unless
+    /// the run resumes from a checkpoint. Before the trainer exists: its EMA starts from these weights.
+    public static func makeModel(for recipe: VideoRecipe, resuming: Bool) throws -> VideoUNetModel {
+        NNInit.seed(recipe.training.seed)
+        let unet = try VideoUNetModel(config: recipe.model)
+        if let from = recipe.extras.initFrom, !resuming {
+            try unet.loadSpatial(from: try UNet2DModel.load(URL(fileURLWithPath: from)), source: from)
+        }
+        return unet
+    }
+
+    /// A batch of clips, or — with probability `joint_image_fraction` — single frames of random
+    /// clips as one-frame clips [(B F), C, 1, H, W] (joint image–video training).
+    public static func batch(_ data: VideoFolder, recipe: VideoRecipe, rng: inout RandomGenerator) throws -> (Tensor, [Int]) {
+        let batch = recipe.training.batchSize, m = recipe.model
+        let imageStep = recipe.extras.jointImageFraction > 0 && rng.uniform([1]).data[0] < recipe.extras.jointImageFraction
+        if imageStep {
+            let k = batch * m.numFrames
+            return try data.frameBatch(rng.integers(k, below: data.count), frameIndices: rng.integers(k, below: data.frames))
+        }
+        return try data.batch(rng.integers(batch, below: data.count))
+    }
+
+    /// One clip per class (up to 8 spread over the set) tiled side by side into step-N.gif.
+    public static func writePreview(_ clips: Tensor, of pipeline: VideoPipeline, to base: URL) throws {
+        try VideoCodec.writeGIF(VideoPipeline.tile(clips, columns: 8), fps: pipeline.fps, to: base.appendingPathExtension("gif"))
+    }
+
+    /// Augmented clips have the model's frame count, size and rate; real clips are resampled to them.
+    public static func read(_ url: URL, for pipeline: VideoPipeline) throws -> Tensor { try pipeline.loadClip(url, count: 1) }
+
+    /// A [C, F, H, W] clip as MP4 (H.264 yuv420p where FFmpeg has it) at the model's frame rate.
+    public static func write(_ sample: Tensor, of pipeline: VideoPipeline, to url: URL) throws {
+        _ = try VideoCodec.writeMP4(GradMode.withoutGrad { sample.permuted(1, 0, 2, 3) }, fps: pipeline.fps, to: url)
+    }
+}
+
+public typealias VideoPipeline = Pipeline<VideoModality>
+public typealias VideoRecipe = Recipe<VideoModality>
+
+extension VideoFolder: TrainingData {}
+
+/// What the video recipe adds: joint image–video training and the image model the spatial
+/// layers start from.
+public struct VideoRecipeExtras: RecipeExtras {
+    /// Fraction of steps that train on single frames (one-frame clips, `batch_size` × `num_frames`
+    /// of them, from random clips and frames): joint image–video training (Ho et al. 2022, §4).
+    public var jointImageFraction: Float
+    /// An image pipeline or UNet2DModel folder whose weights start the spatial layers (`--init-from`).
+    public var initFrom: String?
+
+    public init(jointImageFraction: Float = 0, initFrom: String? = nil) {
+        self.jointImageFraction = jointImageFraction; self.initFrom = initFrom
+    }
+    public static var defaults: VideoRecipeExtras { VideoRecipeExtras() }
+
+    enum CodingKeys: String, CodingKey { case jointImageFraction = "joint_image_fraction", initFrom = "init_from" }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        jointImageFraction = try c.decodeIfPresent(Float.self, forKey: .jointImageFraction) ?? 0
+        initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom)
+        guard jointImageFraction >= 0 && jointImageFraction <= 1 else {
+            throw ConfigError(key: "joint_image_fraction", reason: "must be in [0, 1], got \(jointImageFraction)")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(jointImageFraction, forKey: .jointImageFraction)
+        try c.encodeIfPresent(initFrom, forKey: .initFrom)
+    }
+
+    /// The starting image model only matters before the first checkpoint.
+    public func trainsLike(_ other: VideoRecipeExtras) -> Bool { jointImageFraction == other.jointImageFraction }
+
+    /// Where the run started stays on record.
+    public func resumed(from old: VideoRecipeExtras) -> VideoRecipeExtras {
+        var r = self
+        if r.initFrom == nil { r.initFrom = old.initFrom }
+        return r
+    }
+}
+
+extension VideoUNetModel: FolderModel {
+    public static var className: String { VideoUNetConfig.className }
+
+    /// Class embeddings, or 10 for timestep-embedded classes (any label works there).
+    public var labelRange: Int? { config.isClassConditional ? (config.spatial.numClassEmbeds ?? 10) : nil }
+
+    public var summary: [String] {
+        let v = config, c = v.spatial
+        return ["clips of \(v.numFrames) frames at \(String(format: "%g", v.frameRate)) fps, \(v.frameSize[0])×\(v.frameSize[1]) × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block",
+                "down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))",
+                "up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))",
+                "temporal: \(temporal.count) attention layers (\(v.temporalAttentionHeadDim.map { "heads of \($0)" } ?? "one head"), \(v.framePosition.rawValue) frame positions)\(v.temporalConv ? " with temporal convolutions" : ""), \(String(format: "%.3f", Double(temporalParameterCount) / 1e6)) M parameters",
+                "time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))"]
+    }
+
+    public var sampleShape: [Int] {
+        let s = config.frameSize
+        return [config.spatial.inChannels, config.numFrames, s[0], s[1]]
+    }
+
+    public func problem(with shape: [Int]) -> String? {
+        let c = config.spatial
+        guard shape.count == 5, shape[1] == c.inChannels, shape[0] >= 1, shape[2] >= 1 else {
+            return "has shape \(shape); the model takes [N, \(c.inChannels), F, H, W]"
+        }
+        let down = 1 << (c.blockOutChannels.count - 1)
+        guard shape[3] % down == 0, shape[4] % down == 0 else {
+            return "has frames of \(shape[3])×\(shape[4]); the model needs multiples of \(down)"
+        }
+        return nil
+    }
+}
+
+extension Pipeline where M == VideoModality {
     public var frames: Int { unet.config.numFrames }
     public var fps: Double { unet.config.frameRate }
     /// Frame side (frames are square).
     public var size: Int { unet.config.frameSize[0] }
     public var channels: Int { unet.config.spatial.inChannels }
-
-    public static func load(_ dir: URL) throws -> VideoPipeline {
-        let unet = try VideoUNetModel.load(dir)
-        let classes = try ClassLabels.load(dir, labelCount: unet.config.spatial.numClassEmbeds)
-        return VideoPipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names)
-    }
-
-    public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
-        try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
-        try PipelineFolder.save(to: dir, pipelineClass: Self.pipelineClass, unetClass: VideoUNetConfig.className,
-                                scheduler: scheduler, classes: classes)
-    }
 
     /// A video file as `count` copies [N, C, F, H, W] at the model's size, channels and frame rate
     /// (its first `frames` frames; the last one held when it is shorter).
@@ -44,27 +193,6 @@ public final class VideoPipeline {
         let f = frames ?? self.frames
         let one = try VideoFolder.decode(url, frames: f, size: size, channels: channels, fps: fps)  // [C, F, H, W]
         return Tensor.concat([Tensor](repeating: one.reshaped([1, channels, f, size, size]), count: count), axis: 0)
-    }
-
-    /// A label from what a user typed: a class name wins over an index.
-    public func label(_ s: String) -> Int? { classes.label(s) }
-
-    /// `count` clips [N, C, F, H, W] of `frames` frames (default: the trained count), clamped to
-    /// [-1, 1] unless `clamp` is false. See `Generation.batched` for batching, seeds and the
-    /// init/known arguments (`known` with a per-frame mask [N, 1, F, 1, 1] continues a clip).
-    public func generate(count: Int, frames: Int? = nil, labels: [Int]?, sampler name: SamplerName? = nil, steps: Int,
-                         seed: UInt64, guidance: Float = 1, guidanceRescale: Float = 0, start: Tensor? = nil,
-                         initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                         batchSize: Int? = nil, firstIndex: Int = 0, clamp: Bool = true,
-                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
-        let f = frames ?? self.frames
-        precondition(f >= 1, "generate: \(f) frames")
-        let g = classes.guidance(scale: guidance, rescale: guidanceRescale, labels: labels)
-        let x = try Generation.batched(model: unet, sampleShape: [channels, f, size, size], count: count, batchSize: batchSize,
-                                       scheduler: scheduler, sampler: name, steps: steps, seed: seed, labels: labels,
-                                       guidance: g, start: start, initial: initial, known: known, firstIndex: firstIndex,
-                                       progress: progress)
-        return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
     }
 
     /// A mask [N, 1, F, 1, 1] that keeps `kept` frames (0) and generates the others (1): the
@@ -104,56 +232,14 @@ public final class VideoPipeline {
     }
 }
 
-/// Everything a video training run needs (RUN/recipe.json): the model, its scheduler, the
-/// trainer's settings, the guidance label dropout, joint image training and the image model the
-/// spatial layers start from.
-public struct VideoRecipe: RunRecipe, Sendable, Equatable {
-    public var model: VideoUNetConfig
-    public var scheduler: SchedulerConfig
-    public var training: TrainerOptions
-    public var labelDropout: Float
-    public var previewEvery: Int
-    /// Fraction of steps that train on single frames (one-frame clips, `batch_size` × `num_frames`
-    /// of them, from random clips and frames): joint image–video training (Ho et al. 2022, §4).
-    public var jointImageFraction: Float
-    /// An image pipeline or UNet2DModel folder whose weights start the spatial layers (`--init-from`).
-    public var initFrom: String?
-
-    public init(model: VideoUNetConfig, scheduler: SchedulerConfig, training: TrainerOptions, labelDropout: Float = 0.1,
-                previewEvery: Int = 500, jointImageFraction: Float = 0, initFrom: String? = nil) {
-        self.model = model; self.scheduler = scheduler; self.training = training
-        self.labelDropout = labelDropout; self.previewEvery = previewEvery
-        self.jointImageFraction = jointImageFraction; self.initFrom = initFrom
+extension Recipe where M == VideoModality {
+    public var jointImageFraction: Float {
+        get { extras.jointImageFraction }
+        set { extras.jointImageFraction = newValue }
     }
-
-    enum CodingKeys: String, CodingKey {
-        case model, scheduler, training
-        case labelDropout = "label_dropout", previewEvery = "preview_every"
-        case jointImageFraction = "joint_image_fraction", initFrom = "init_from"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = VideoRecipe.movingFashion()
-        self.init(model: try c.decode(VideoUNetConfig.self, forKey: .model),
-                  scheduler: try c.decodeIfPresent(SchedulerConfig.self, forKey: .scheduler) ?? d.scheduler,
-                  training: try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? d.training,
-                  labelDropout: try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? d.labelDropout,
-                  previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
-                  jointImageFraction: try c.decodeIfPresent(Float.self, forKey: .jointImageFraction) ?? d.jointImageFraction,
-                  initFrom: try c.decodeIfPresent(String.self, forKey: .initFrom))
-        guard jointImageFraction >= 0 && jointImageFraction <= 1 else {
-            throw ConfigError(key: "joint_image_fraction", reason: "must be in [0, 1], got \(jointImageFraction)")
-        }
-    }
-
-    /// Same rule as `ImageRecipe.canResume`: all that training reads but the step count (the
-    /// starting image model only matters before the first checkpoint).
-    public func canResume(as other: VideoRecipe) -> Bool {
-        var a = self, b = other
-        a.training.steps = 0; b.training.steps = 0
-        return a.model == b.model && a.training == b.training && a.labelDropout == b.labelDropout
-            && a.jointImageFraction == b.jointImageFraction && scheduler.trainsLike(other.scheduler)
+    public var initFrom: String? {
+        get { extras.initFrom }
+        set { extras.initFrom = newValue }
     }
 
     /// The recipe of the bundled model (`samples/video/`): 16-frame 32×32 gray moving-fashion

@@ -71,24 +71,6 @@ extension VideoUNetModel: DiffusionModel {
 }
 
 extension VideoUNetModel {
-    public static let weightsName = ModelFolder.weightsName
-
-    /// Loads a model folder (config.json + diffusion_pytorch_model.safetensors, F32/F16/BF16), a
-    /// pipeline folder (model_index.json + unet/), or a bare config.json (random weights).
-    public static func load(_ url: URL) throws -> VideoUNetModel {
-        let (config, weightsURL) = try ModelFolder.config(VideoUNetConfig.self, at: url)
-        let model = try VideoUNetModel(config: config)
-        if let weightsURL { try model.load(safetensors: weightsURL) }
-        return model
-    }
-
-    /// Writes config.json and diffusion_pytorch_model.safetensors into `folder`, each atomically.
-    public func save(to folder: URL, dtype: SafeTensorsDType = .F32) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try save(safetensors: folder.appendingPathComponent(Self.weightsName), dtype: dtype, metadata: ["format": "pt"])
-        try ConfigFile.write(config, to: folder.appendingPathComponent("config.json"))
-    }
-
     /// Copies an image U-Net's weights into the spatial part (the temporal layers keep theirs).
     /// The configs must agree but for the class embedding, which is skipped when its number of
     /// classes differs (the model then learns its own); returns the names skipped that way.

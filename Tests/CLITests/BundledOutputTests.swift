@@ -19,8 +19,8 @@ final class BundledOutputTests: XCTestCase {
             let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             guard words.first == "run", words.count > 2 else { return nil }
             let args = words.dropFirst(2).map {
-                $0.replacingOccurrences(of: "\"$R\"", with: Self.recorded.path)
-                    .replacingOccurrences(of: "\"$tmp\"", with: tmp.path)
+                $0.replacingOccurrences(of: "\"", with: "").replacingOccurrences(of: "$R", with: Self.recorded.path)
+                    .replacingOccurrences(of: "$tmp", with: tmp.path)
             }
             return (words[1], args)
         }

@@ -3,6 +3,7 @@ import Foundation
 import Tensor
 import Image
 import Video
+import Evaluation
 import TestSupport
 
 /// Ten synthetic 14×14 items, two per class for 5 classes: a bright square with a class-dependent

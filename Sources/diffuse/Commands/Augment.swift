@@ -28,43 +28,33 @@ struct Augment: ParsableCommand {
 struct AugmentOptions: ParsableArguments {
     @Option(help: "The labelled folder to augment: DIR/<class>/<files>.") var data: String?
     @Option(help: "Output folder (OUT/<class>/..., OUT/manifest.jsonl); with --reproduce, the file to write.") var out: String
-    @Option(help: "generate or vary.") var mode: String = "generate"
+    @Option(help: "generate (new samples from noise) or vary (variations of every real sample).") var mode: DatasetAugment.Mode = .generate
     @Option(help: "generate: new samples per class.") var perClass: Int?
     @Option(help: "generate: new samples in all, spread over the classes.") var total: Int?
     @Flag(help: "With --total: give more to the classes with fewer real samples, so they end up even.") var balance = false
     @Option(help: "vary: variations per real sample.") var perSource = 1
-    @Option(help: "vary: how far each real sample is noised (0 keeps it, 1 replaces it).") var strength: Float = 0.5
     @Option(help: "Model: a pipeline folder (default: the bundled model of the modality).") var model: String?
     @Option(help: "Train a model on --data for this many steps first (the modality's default recipe) and use it.") var trainSteps: Int?
-    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
-    @Option(help: "Sampling steps.") var steps = 20
-    @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
-    @Option(help: "Seed.") var seed: UInt64 = 0
-    @Option(help: "Samples per model call; the samples do not depend on it.") var batch = 32
+    @OptionGroup var sampling: SamplingOptions
     @Option(help: "Make one manifest line's file again (the JSON line) into --out.") var reproduce: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         if reproduce != nil { return }
         guard data != nil else { throw ValidationError("--data DIR is required (or --reproduce LINE)") }
-        guard let m = DatasetAugment.Mode(rawValue: mode) else { throw ValidationError("--mode must be generate or vary") }
-        if m == .generate && (perClass == nil) == (total == nil) { throw ValidationError("--mode generate needs --per-class N or --total N") }
+        if mode == .generate && (perClass == nil) == (total == nil) { throw ValidationError("--mode generate needs --per-class N or --total N") }
         if let perClass, perClass < 1 || perClass > 999_999 { throw ValidationError("--per-class must be between 1 and 999999") }
         if let total, total < 1 || total > 10_000_000 { throw ValidationError("--total must be between 1 and 10000000") }
         if balance && total == nil { throw ValidationError("--balance goes with --total") }
         if perSource < 1 || perSource > 999 { throw ValidationError("--per-source must be between 1 and 999") }
-        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
-        if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
-        if batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
-        if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
-        if let trainSteps, trainSteps < 1 { throw ValidationError("--train-steps must be at least 1") }
+        if sampling.guidanceRescale != 0 { throw ValidationError("--guidance-rescale: augment does not record it in the manifest yet; leave it at 0") }
+        if let trainSteps, trainSteps < 1 || trainSteps > 10_000_000 { throw ValidationError("--train-steps must be between 1 and 10000000") }
         if trainSteps != nil && model != nil { throw ValidationError("--train-steps trains a new model: drop --model") }
     }
 
-    /// Runs the command for one modality. `train(data, run, steps)` trains a model on the data
-    /// into the run folder (resumable) for --train-steps.
-    func run<P: AugmentablePipeline>(_ type: P.Type, modality: String, extensions: Set<String>,
-                                     train: (URL, URL, Int) throws -> Void) throws {
+    /// Runs the command for modality `M`; with --train-steps, first trains the modality's default
+    /// recipe fitted to the data into OUT/.model-run (resumable) and uses that model.
+    func run<M: Modality>(_ type: M.Type) throws {
         runtime.apply()
         let outURL = URL(fileURLWithPath: out)
         if let reproduce {
@@ -72,34 +62,43 @@ struct AugmentOptions: ParsableArguments {
             do { record = try JSONDecoder().decode(AugmentationRecord.self, from: Data(reproduce.utf8)) } catch {
                 throw ValidationError("--reproduce: not a manifest line: \(error)")
             }
-            try DatasetAugment.reproduce(P.self, record, to: outURL)
+            try DatasetAugment.reproduce(M.self, record, to: outURL)
             print(outURL.path)
             return
         }
         let dataURL = URL(fileURLWithPath: data!)
-        let folder = try ClassFolder(dataURL, extensions: extensions)
+        let folder = try ClassFolder(dataURL, extensions: M.dataExtensions)
         if outURL.standardizedFileURL.path == dataURL.standardizedFileURL.path {
             throw ValidationError("--out must not be the input folder (inputs are never modified)")
         }
         var modelDir: URL
         if let trainSteps {
             let run = outURL.appendingPathComponent(".model-run")
-            try train(dataURL, run, trainSteps)
+            var recipe = M.defaultRecipe(classes: 1)
+            recipe.training.steps = trainSteps
+            let set = try M.loadData(dataURL.path, for: recipe, fitting: true, note: { print($0) })
+            recipe = M.fitted(recipe, to: set)
+            let progress = Progress(total: trainSteps, label: "train")
+            try Training.run(recipe: recipe, data: set, out: run, resume: true) { r in
+                progress.update(r.step, status: String(format: "loss %.4f", r.loss))
+                return true
+            }
             modelDir = run.appendingPathComponent("model")
         } else {
-            guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(modality) else {
-                throw ModelFolderError(path: "samples/\(modality)", reason: "no bundled \(modality) model: pass --model or --train-steps")
+            guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
+                throw ModelFolderError(path: "samples/\(M.name)", reason: "no bundled \(M.name) model: pass --model or --train-steps")
             }
             modelDir = dir
         }
         modelDir = modelDir.standardizedFileURL
         var o = DatasetAugment.Options()
-        o.mode = DatasetAugment.Mode(rawValue: mode)!
+        o.mode = mode
         o.perClass = perClass; o.total = total; o.balance = balance
-        o.perSource = perSource; o.strength = strength
-        o.sampler = sampler; o.steps = steps; o.guidance = guidance; o.seed = seed; o.batch = batch
+        o.perSource = perSource; o.strength = sampling.strength ?? 0.5
+        o.sampler = sampling.sampler; o.steps = sampling.steps; o.guidance = sampling.guidance; o.seed = sampling.seed
+        o.batch = sampling.batch ?? 32
         var bar: Progress? = nil
-        let r = try DatasetAugment.run(P.self, data: folder, modelDir: modelDir, out: outURL, options: o, warn: note) { done, total in
+        let r = try DatasetAugment.run(M.self, data: folder, modelDir: modelDir, out: outURL, options: o, warn: note) { done, total in
             if bar == nil && total > 0 { bar = Progress(total: total, label: "augment") }
             bar?.update(done)
         }
@@ -109,14 +108,7 @@ struct AugmentOptions: ParsableArguments {
     }
 }
 
-/// Trains with `run` under a progress bar of `steps` steps.
-private func trainQuietly(steps: Int, _ run: ((TrainingStep) -> Bool) throws -> Void) throws {
-    let progress = Progress(total: steps, label: "train")
-    try run { r in
-        progress.update(r.step, status: String(format: "loss %.4f", r.loss))
-        return true
-    }
-}
+extension DatasetAugment.Mode: ExpressibleByArgument {}
 
 struct AugmentImage: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -126,17 +118,7 @@ struct AugmentImage: ParsableCommand {
     )
     @OptionGroup var options: AugmentOptions
 
-    func run() throws {
-        try options.run(ImagePipeline.self, modality: "image", extensions: ["png"]) { data, run, steps in
-            let images = try ImageFolder(data, channels: nil, size: 32)
-            var recipe = ImageRecipe.fashionMNIST()
-            recipe.training.steps = steps
-            recipe.model.numClassEmbeds = images.classNames.isEmpty ? nil : images.classNames.count + 1
-            recipe.model.inChannels = images.channels
-            recipe.model.outChannels = images.channels
-            try trainQuietly(steps: steps) { _ = try ImageTraining.run(recipe: recipe, data: images, out: run, resume: true, onStep: $0) }
-        }
-    }
+    func run() throws { try options.run(ImageModality.self) }
 }
 
 struct AugmentAudio: ParsableCommand {
@@ -147,16 +129,7 @@ struct AugmentAudio: ParsableCommand {
     )
     @OptionGroup var options: AugmentOptions
 
-    func run() throws {
-        try options.run(AudioPipeline.self, modality: "audio", extensions: AudioFolder.extensions) { data, run, steps in
-            let probe = try ClassFolder(data, extensions: AudioFolder.extensions)
-            var recipe = AudioRecipe.notes(classes: Swift.max(1, probe.classNames.count))
-            recipe.training.steps = steps
-            recipe.model.numClassEmbeds = probe.classNames.isEmpty ? nil : probe.classNames.count + 1
-            let clips = try AudioFolder(data, sampleRate: recipe.model.sampleRate ?? 16_000, length: recipe.model.sampleSize ?? 16_384)
-            try trainQuietly(steps: steps) { _ = try AudioTraining.run(recipe: recipe, data: clips, out: run, resume: true, onStep: $0) }
-        }
-    }
+    func run() throws { try options.run(AudioModality.self) }
 }
 
 struct AugmentVideo: ParsableCommand {
@@ -167,17 +140,5 @@ struct AugmentVideo: ParsableCommand {
     )
     @OptionGroup var options: AugmentOptions
 
-    func run() throws {
-        try options.run(VideoPipeline.self, modality: "video", extensions: VideoFolder.extensions) { data, run, steps in
-            let probe = try ClassFolder(data, extensions: VideoFolder.extensions)
-            var recipe = VideoRecipe.movingFashion()
-            recipe.training.steps = steps
-            recipe.model.spatial.numClassEmbeds = probe.classNames.isEmpty ? nil : probe.classNames.count + 1
-            let clips = try VideoFolder(data, frames: recipe.model.numFrames, size: recipe.model.frameSize[0], channels: nil,
-                                        fps: recipe.model.frameRate)
-            recipe.model.spatial.inChannels = clips.channels
-            recipe.model.spatial.outChannels = clips.channels
-            try trainQuietly(steps: steps) { _ = try VideoTraining.run(recipe: recipe, data: clips, out: run, resume: true, onStep: $0) }
-        }
-    }
+    func run() throws { try options.run(VideoModality.self) }
 }

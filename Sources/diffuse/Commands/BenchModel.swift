@@ -35,12 +35,11 @@ extension Bench {
 
         func run() throws {
             runtime.apply()
-            let loaded = try LoadedModel.load(URL(fileURLWithPath: model))
-            let net = loaded.model
+            let net = try Models.load(URL(fileURLWithPath: model))
             var rng = RandomGenerator(seed: 1)
-            let x = rng.normal(loaded.sampleShape(batch: batch))
+            let x = rng.normal([batch] + net.sampleShape)
             let t = rng.integers(batch, below: 1000).map(Float.init)
-            let labels = loaded.isClassConditional ? rng.integers(batch, below: loaded.labelRange) : nil
+            let labels = net.labelRange.map { rng.integers(batch, below: $0) }
             let before = FlopCounter.forwardFlops
             let y = GradMode.withoutGrad { net.predict(x, timesteps: t, labels: labels) }
             let flops = (FlopCounter.forwardFlops - before) * (mode == .train ? 3 : 1)

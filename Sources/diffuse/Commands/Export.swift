@@ -17,11 +17,13 @@ struct Export: ParsableCommand {
 
     @Argument(help: "Model or pipeline folder.") var model: String
     @Option(help: "Destination folder (must not exist yet).") var out: String
-    @Option(help: "f16 or f32.") var dtype = "f16"
-
-    func validate() throws {
-        guard ["f16", "f32"].contains(dtype.lowercased()) else { throw ValidationError("--dtype must be f16 or f32") }
+    /// The precisions weights are written in.
+    enum DType: String, ExpressibleByArgument, CaseIterable {
+        case f16, f32
+        var safetensors: SafeTensorsDType { self == .f16 ? .F16 : .F32 }
     }
+
+    @Option(help: "Precision of the weights written.") var dtype: DType = .f16
 
     func run() throws {
         let fm = FileManager.default
@@ -31,7 +33,7 @@ struct Export: ParsableCommand {
             throw ModelFolderError(path: src.path, reason: "not a folder")
         }
         guard !fm.fileExists(atPath: dst.path) else { throw ValidationError("--out \(dst.path) exists; choose a new folder") }
-        let type: SafeTensorsDType = dtype.lowercased() == "f16" ? .F16 : .F32
+        let type = dtype.safetensors
         let tmp = dst.deletingLastPathComponent().appendingPathComponent(".\(dst.lastPathComponent).tmp-\(getpid())")
         try? fm.removeItem(at: tmp)
         do {

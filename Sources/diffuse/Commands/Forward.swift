@@ -24,21 +24,20 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         runtime.apply()
-        let loaded = try LoadedModel.load(URL(fileURLWithPath: model))
-        let net = loaded.model
+        let net = try Models.load(URL(fileURLWithPath: model))
         let inURL = URL(fileURLWithPath: input)
         let file = try SafeTensorsFile(url: inURL)
         func fail(_ reason: String) -> Error { SafeTensorsError(file: inURL.path, reason: reason) }
         guard file.entry("sample") != nil else { throw fail("no tensor named 'sample'") }
         let sample = try file.tensor("sample")
-        if let problem = loaded.problem(with: sample.shape) { throw fail("'sample' \(problem)") }
+        if let problem = net.problem(with: sample.shape) { throw fail("'sample' \(problem)") }
         guard file.entry("timestep") != nil else { throw fail("no tensor named 'timestep'") }
         let t = try file.tensor("timestep").scalars
         guard t.count == 1 || t.count == sample.shape[0] else {
             throw fail("'timestep' has \(t.count) values for a batch of \(sample.shape[0])")
         }
         var labels: [Int]? = nil
-        if loaded.isClassConditional {
+        if net.labelRange != nil {
             guard file.entry("class_labels") != nil else { throw fail("the model is class-conditional: 'class_labels' is required") }
             let l = try file.integers("class_labels")
             guard l.count == sample.shape[0] else { throw fail("'class_labels' has \(l.count) values for a batch of \(sample.shape[0])") }

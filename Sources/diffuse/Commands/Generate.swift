@@ -14,119 +14,80 @@ struct Generate: ParsableCommand {
     )
 }
 
-extension SamplerName: ExpressibleByArgument {}
-
-/// Where bundled models live: $DIFFUSE_SAMPLES, else samples/ beside the package or executable.
-func bundledModel(_ modality: String) -> URL? {
-    var candidates: [URL] = []
-    if let env = ProcessInfo.processInfo.environment["DIFFUSE_SAMPLES"] { candidates.append(URL(fileURLWithPath: env)) }
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    var dir = exe
-    for _ in 0..<5 { candidates.append(dir.appendingPathComponent("samples")); dir = dir.deletingLastPathComponent() }
-    candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("samples"))
-    return candidates.map { $0.appendingPathComponent(modality) }
-        .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("model_index.json").path) }
-}
-
-/// The labels `--class` asks for (a list given in turn), or every class in turn when it is left
-/// out of a conditional model's call; nil for an unconditional model.
-func requestedLabels(_ list: String?, of classes: ClassLabels, count: Int, model dir: URL) throws -> [Int]? {
-    guard let list else { return classes.isConditional ? classes.cycling(count: count) : nil }
-    guard classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
-    do { return try classes.labels(list, count: count) } catch let e as UnknownClass { throw ValidationError("--class \(e)") }
-}
-
 struct GenerateImage: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
         abstract: "Generate images (PNG) with an image model.",
-        discussion: "Without --model the bundled model in samples/image/ is used."
+        discussion: """
+        Without --model the bundled model in samples/image/ is used. --out NAME.png writes one \
+        file (several images: a grid, a column per class); --out DIR writes one PNG per image. \
+        --init PHOTO.png starts from a picture (image-to-image, --strength), --mask MASK.png \
+        regenerates only its white part (inpainting).
+        """
     )
 
-    @Option(help: "Model: a pipeline folder as `diffuse train image` writes it (RUN/model).") var model: String?
-    @Option(help: "Number of images.") var count = 8
-    @Option(help: "Images per model call (default: all); the images do not depend on it.") var batch: Int?
-    @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the images in turn.")
-    var classes: String?
-    @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
-    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
-    var guidanceRescale: Float = 0
-    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
-    @Option(help: "Sampling steps.") var steps = 20
-    @Option(help: "Seed.") var seed: UInt64 = 0
-    @Option(help: "Starting noise: a safetensors file with key `latents` [N, C, H, W].") var latents: String?
+    @OptionGroup var options: GenerateOptions
     @Option(name: [.customLong("init"), .customLong("init-image")], help: "Image-to-image: start from this PNG, noised to --strength.")
     var initImage: String?
-    @Option(help: "How far --init-image is noised: 0 keeps it, 1 replaces it.") var strength: Float = 0.6
-    @Option(help: "Inpainting mask PNG for --init-image: white = regenerate, black = keep.") var mask: String?
-    @Option(help: "Also write the final float samples [N, C, H, W] before quantisation (key `sample`) to this safetensors file.")
-    var raw: String?
-    @Flag(help: "Write one grid PNG instead of one PNG per image.") var grid = false
+    @Option(help: "Inpainting mask PNG for --init: white = regenerate, black = keep.") var mask: String?
+    @Flag(help: "Write one grid PNG (what --out NAME.png does for several images).") var grid = false
     @Option(help: "Grid columns (default: the number of classes drawn, up to 16, so each column is one class; else 8).")
     var columns: Int?
-    @Option(help: "Output: a folder (one PNG per image) or a .png file (with --grid).") var out: String
-    @OptionGroup var runtime: RuntimeOptions
+    @Option(help: "Output: a .png file (one image, or a grid of several) or a folder (one PNG per image).") var out: String
+
+    var singleFile: Bool { outputExtension(out) == "png" }
 
     func validate() throws {
-        if count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
-        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
-        if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
-        if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
-        if !(guidanceRescale >= 0 && guidanceRescale <= 1) { throw ValidationError("--guidance-rescale must be within 0-1") }
-        if grid && !out.lowercased().hasSuffix(".png") { throw ValidationError("--grid writes one file: give --out NAME.png") }
-        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
-        if mask != nil && initImage == nil { throw ValidationError("--mask needs --init-image (the picture to keep parts of)") }
+        if grid && !singleFile { throw ValidationError("--grid writes one file: give --out NAME.png") }
+        if mask != nil && initImage == nil { throw ValidationError("--mask needs --init (the picture to keep parts of)") }
+        if let ext = outputExtension(out), ext != "png" { throw ValidationError("--out: write NAME.png or a folder (PNG is the image format)") }
     }
 
     func run() throws {
-        runtime.apply()
-        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel("image") else {
-            throw ModelFolderError(path: "samples/image", reason: "no bundled image model yet: pass --model RUN/model")
-        }
-        let pipeline = try ImagePipeline.load(dir)
-        let labels = try requestedLabels(classes, of: pipeline.classes, count: count, model: dir)
-        let c = pipeline.unet.config
-        let size = c.sampleSize ?? [32, 32]
-        let start = try latents.map {
-            try Generation.startNoise(from: URL(fileURLWithPath: $0), shape: [count, c.inChannels, size[0], size[1]])
-        }
-        var initial: (sample: Tensor, strength: Float)? = nil
-        var known: KnownRegion? = nil
+        options.runtime.apply()
+        let (pipeline, dir) = try options.pipeline(ImageModality.self)
+        let count = options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
+        var request = try options.request(pipeline, model: dir, count: count, hasInput: initImage != nil)
         if let initImage {
             let x0 = try pipeline.loadImage(URL(fileURLWithPath: initImage), count: count)
             if let mask {
-                // white (1) = regenerate, black (−1) = keep: [N, 1, H, W] in {0, 1}
-                let m = try pipeline.loadImage(URL(fileURLWithPath: mask), count: count, channels: 1)
-                let binary = Tensor(shape: m.shape, scalars: m.scalars.map { $0 > 0 ? 1 : 0 })
-                known = KnownRegion(sample: x0, mask: binary)
+                request.known = KnownRegion(sample: x0, mask: try pipeline.loadMask(URL(fileURLWithPath: mask), count: count))
             } else {
-                initial = (x0, strength)
+                request.initial = (x0, options.sampling.strength ?? 0.6)
             }
         }
-        let samples = try pipeline.generate(count: count, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                            guidance: guidance, guidanceRescale: guidanceRescale, start: start, initial: initial, known: known,
-                                            batchSize: batch, clamp: false, progress: Progress.steps(label: "generate"))
-        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
-        let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+        let images = try options.generate(pipeline, request)
         let outURL = URL(fileURLWithPath: out)
-        if grid {
-            let distinct = Set(labels ?? []).count
+        if singleFile && count == 1 && !grid {
+            try PNGCodec.write(images.item(0), to: outURL)
+            print(outURL.path)
+        } else if singleFile {
+            let distinct = Set(request.conditioning.labels ?? []).count
             let cols = columns ?? (distinct > 1 && distinct <= 16 ? distinct : 8)
             try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, cols)), to: outURL)
-            print(outURL.path)
+            print("\(outURL.path) (\(count) images in a grid)")
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<count {
-                let one = images.item(i)
-                let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i])).png" }
-                    ?? String(format: "%04d.png", i)
-                try PNGCodec.write(one, to: outURL.appendingPathComponent(name))
+                try PNGCodec.write(images.item(i), to: outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: "png")))
             }
             print("\(count) images in \(outURL.path)")
         }
     }
 }
+
+/// The extension of an output path that names a media file ("png", "mp3"), or nil for a folder.
+/// Any other name is a folder, dots and all.
+func outputExtension(_ path: String) -> String? {
+    let ext = (path as NSString).pathExtension.lowercased()
+    return path.hasSuffix("/") || !mediaExtensions.contains(ext) ? nil : ext
+}
+
+/// Image, audio and video file types a user may name as --out (what a command cannot write is an error).
+let mediaExtensions: Set<String> = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff",
+                                    "wav", "flac", "ogg", "mp3", "m4a", "aac", "opus", "aif", "aiff",
+                                    "mp4", "webm", "mkv", "avi", "mov", "m4v"]
 
 struct GenerateAudio: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -136,94 +97,67 @@ struct GenerateAudio: ParsableCommand {
         Without --model the bundled notes model in samples/audio/ is used. --out NAME.wav writes one \
         file: the clips joined one after another (several classes make a melody: \
         `--class 60,64,67,72`); --out DIR writes one WAV per clip. A class name wins over an index \
-        (on the notes model `--class 60` is MIDI pitch 60).
+        (on the notes model `--class 60` is MIDI pitch 60). --init CLIP varies a clip (--strength) \
+        or, with --mask-from/--mask-to, fills that stretch of it to match the rest.
         """
     )
 
-    @Option(help: "Model: a pipeline folder as `diffuse train audio` writes it (RUN/model).") var model: String?
-    @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the clips in turn.")
-    var classes: String?
-    @Option(help: "Number of clips (default: one per --class entry, else 4).") var count: Int?
-    @Option(help: "Seconds per clip (default: the length the model was trained on).") var seconds: Double?
-    @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
-    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
-    var guidanceRescale: Float = 0
-    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
-    @Option(help: "Sampling steps.") var steps = 20
-    @Option(help: "Seed.") var seed: UInt64 = 0
-    @Option(help: "Clips per model call (default: all); the clips do not depend on it.") var batch: Int?
+    @OptionGroup var options: GenerateOptions
+    @Option(help: "Seconds per clip (default: the length the model was trained on, or --init's).") var seconds: Double?
     @Option(name: .customLong("init"), help: "Start from this clip (WAV/FLAC/OGG): variations with --strength, or a gap filled with --mask-from/--mask-to.")
     var initClip: String?
-    @Option(help: "How far --init-clip is noised: 0 keeps it, 1 replaces it.") var strength: Float = 0.5
-    @Option(help: "Start of the gap to regenerate in --init-clip (seconds).") var maskFrom: Double?
-    @Option(help: "End of the gap to regenerate in --init-clip (seconds).") var maskTo: Double?
+    @Option(help: "Start of the gap to regenerate in --init (seconds).") var maskFrom: Double?
+    @Option(help: "End of the gap to regenerate in --init (seconds).") var maskTo: Double?
     @Option(help: "Crossfade between joined clips (milliseconds).") var fadeMs = 10.0
     @Option(help: "Also write the spectrogram(s) as a PNG.") var spectrogram: String?
-    @Option(help: "Also write the raw float clips [N, C, L] (key `sample`) to this safetensors file.") var raw: String?
-    @Option(help: "Output: NAME.wav (clips joined) or a folder (one WAV per clip).") var out: String
-    @OptionGroup var runtime: RuntimeOptions
+    @Option(help: "Output: NAME.wav|flac|ogg (clips joined) or a folder (one WAV per clip).") var out: String
+
+    static let fileExtensions: Set<String> = ["wav", "flac", "ogg"]
 
     func validate() throws {
-        if let count, count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
         if let seconds, !(seconds > 0 && seconds <= 60) { throw ValidationError("--seconds must be in (0, 60]") }
-        if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
-        if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
-        if !(guidanceRescale >= 0 && guidanceRescale <= 1) { throw ValidationError("--guidance-rescale must be within 0-1") }
-        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
-        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
         if (maskFrom != nil || maskTo != nil) && initClip == nil { throw ValidationError("--mask-from/--mask-to need --init (the clip to fill)") }
         if let a = maskFrom, let b = maskTo, !(a >= 0 && b > a) { throw ValidationError("--mask-from must be ≥ 0 and before --mask-to") }
         if !(fadeMs >= 0 && fadeMs <= 1000) { throw ValidationError("--fade-ms must be within 0-1000") }
+        if let ext = outputExtension(out), !Self.fileExtensions.contains(ext) {
+            throw ValidationError("--out: write NAME.wav, NAME.flac, NAME.ogg or a folder (.\(ext) is not written)")
+        }
     }
 
     func run() throws {
-        runtime.apply()
-        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel("audio") else {
-            throw ModelFolderError(path: "samples/audio", reason: "no bundled audio model: pass --model RUN/model")
-        }
-        let pipeline = try AudioPipeline.load(dir)
-        let listed = classes.map { $0.split(separator: ",").count } ?? 0
-        let n = count ?? (listed > 0 ? listed : 4)
-        let labels = try requestedLabels(classes, of: pipeline.classes, count: n, model: dir)
+        options.runtime.apply()
+        let (pipeline, dir) = try options.pipeline(AudioModality.self)
+        let n = options.sampleCount(fallback: 4, perEntry: true, hasInput: initClip != nil)
+        var request = try options.request(pipeline, model: dir, count: n, hasInput: initClip != nil)
         var length = seconds.map { pipeline.length(seconds: $0) } ?? pipeline.length
-        var initial: (sample: Tensor, strength: Float)? = nil
-        var known: KnownRegion? = nil
         if let initClip {
             let url = URL(fileURLWithPath: initClip)
             if seconds == nil {
                 // The whole clip, rounded up to a length the model takes.
-                let clip = try AudioCodec.read(url)
-                length = pipeline.length(seconds: clip.duration)
+                length = pipeline.length(seconds: try AudioCodec.read(url).duration)
             }
             let x0 = try pipeline.loadClip(url, count: n, length: length)
             if maskFrom != nil || maskTo != nil {
                 let rate = Double(pipeline.sampleRate)
                 let a = Swift.max(0, Int((maskFrom ?? 0) * rate)), b = Swift.min(length, Int((maskTo ?? Double(length) / rate) * rate))
                 guard a < b else { throw ValidationError("--mask-from/--mask-to: the gap lies outside the \(String(format: "%.2f", Double(length) / rate)) s clip") }
-                let mask = Tensor.zeros([n, 1, length])
-                for k in 0..<n { for j in a..<b { mask.data[k * length + j] = 1 } }
-                known = KnownRegion(sample: x0, mask: mask)
+                request.known = KnownRegion(sample: x0, mask: AudioPipeline.gapMask(count: n, length: length, gap: a..<b))
             } else {
-                initial = (x0, strength)
+                request.initial = (x0, options.sampling.strength ?? 0.5)
             }
         }
-        let samples = try pipeline.generate(count: n, length: length, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                            guidance: guidance, guidanceRescale: guidanceRescale, initial: initial, known: known, batchSize: batch,
-                                            clamp: false, progress: Progress.steps(label: "generate"))
-        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
-        let clips = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+        let clips = try options.generate(pipeline, request, shape: [pipeline.channels, length])
         let rate = pipeline.sampleRate, c = clips.shape[1]
         let outURL = URL(fileURLWithPath: out)
-        if out.lowercased().hasSuffix(".wav") || out.lowercased().hasSuffix(".flac") || out.lowercased().hasSuffix(".ogg") {
+        if outputExtension(out) != nil {
             let joined = AudioPipeline.join(clips, fade: Int(fadeMs / 1000 * Double(rate)))
             try AudioCodec.write(AudioClip(samples: joined, sampleRate: rate), to: outURL)
             print("\(outURL.path) (\(n) clip\(n == 1 ? "" : "s"), \(String(format: "%.2f", Double(joined.shape[1]) / Double(rate))) s)")
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<n {
-                let one = clips.item(i)
-                let name = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i])).wav" } ?? String(format: "%04d.wav", i)
-                try AudioCodec.write(AudioClip(samples: one, sampleRate: rate), to: outURL.appendingPathComponent(name))
+                try AudioCodec.write(AudioClip(samples: clips.item(i), sampleRate: rate),
+                                     to: outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: "wav")))
             }
             print("\(n) clips in \(outURL.path)")
         }
@@ -264,61 +198,35 @@ struct GenerateVideo: ParsableCommand {
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case mp4, gif }
 
-    @Option(help: "Model: a pipeline folder as `diffuse train video` writes it (RUN/model).") var model: String?
-    @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the clips in turn.")
-    var classes: String?
-    @Option(help: "Number of clips (default: one per --class entry, else 4).") var count: Int?
+    @OptionGroup var options: GenerateOptions
     @Option(help: "Frames per clip (default: the number the model was trained on).") var frames: Int?
     @Option(help: "Frame rate of the output (default: the model's).") var fps: Double?
-    @Option(help: "Classifier-free guidance scale (1 = none).") var guidance: Float = 2
-    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
-    var guidanceRescale: Float = 0
-    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
-    @Option(help: "Sampling steps.") var steps = 20
-    @Option(help: "Seed.") var seed: UInt64 = 0
-    @Option(help: "Clips per model call (default: all); the clips do not depend on it.") var batch: Int?
     @Option(name: .customLong("init"), help: "Start from this video: continue it with --keep-frames, or vary it with --strength.")
     var initClip: String?
     @Option(help: "Frames of --init kept as they are, e.g. 0-3 or 0,1,8-9 (the rest is generated).") var keepFrames: String?
-    @Option(help: "How far --init is noised when no frames are kept: 0 keeps it, 1 replaces it.") var strength: Float = 0.5
     @Option(help: "Clips per row in a single output file (default: all in one row, up to 8).") var columns: Int?
     @Option(help: "File format with --out DIR.") var format: Format = .mp4
-    @Option(help: "Also write the raw float clips [N, C, F, H, W] (key `sample`) to this safetensors file.") var raw: String?
     @Option(help: "Output: NAME.mp4 or NAME.gif (clips tiled), or a folder (one file per clip).") var out: String
-    @OptionGroup var runtime: RuntimeOptions
 
-    var singleFile: Bool { out.lowercased().hasSuffix(".mp4") || out.lowercased().hasSuffix(".gif") }
+    var singleFile: Bool { outputExtension(out) != nil }
 
     func validate() throws {
-        if let count, count < 1 || count > 10_000 { throw ValidationError("--count must be between 1 and 10000") }
         if let frames, frames < 1 || frames > 1000 { throw ValidationError("--frames must be between 1 and 1000") }
         if let fps, !(fps > 0 && fps <= 1000) { throw ValidationError("--fps must be in (0, 1000]") }
-        if steps < 1 || steps > 1000 { throw ValidationError("--steps must be between 1 and 1000") }
-        if !(guidance >= 0 && guidance <= 50) { throw ValidationError("--guidance must be between 0 and 50") }
-        if !(guidanceRescale >= 0 && guidanceRescale <= 1) { throw ValidationError("--guidance-rescale must be within 0-1") }
-        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
-        if !(strength > 0 && strength <= 1) { throw ValidationError("--strength must be in (0, 1]") }
         if keepFrames != nil && initClip == nil { throw ValidationError("--keep-frames needs --init (the clip to continue)") }
         if let keepFrames { _ = try parseFrameList(keepFrames) }
-        let lower = out.lowercased()
-        if lower.contains(".") && !singleFile && (lower.hasSuffix(".webm") || lower.hasSuffix(".mkv") || lower.hasSuffix(".avi") || lower.hasSuffix(".mov")) {
+        if let ext = outputExtension(out), !Format.allCases.map(\.rawValue).contains(ext) {
             throw ValidationError("--out: write NAME.mp4, NAME.gif or a folder")
         }
     }
 
     func run() throws {
-        runtime.apply()
-        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel("video") else {
-            throw ModelFolderError(path: "samples/video", reason: "no bundled video model yet: pass --model RUN/model")
-        }
-        let pipeline = try VideoPipeline.load(dir)
-        let listed = classes.map { $0.split(separator: ",").count } ?? 0
-        let n = count ?? (listed > 0 ? listed : 4)
-        let labels = try requestedLabels(classes, of: pipeline.classes, count: n, model: dir)
+        options.runtime.apply()
+        let (pipeline, dir) = try options.pipeline(VideoModality.self)
+        let n = options.sampleCount(fallback: 4, perEntry: true, hasInput: initClip != nil)
+        var request = try options.request(pipeline, model: dir, count: n, hasInput: initClip != nil)
         let f = frames ?? pipeline.frames
-        var initial: (sample: Tensor, strength: Float)? = nil
-        var known: KnownRegion? = nil
         if let initClip {
             let x0 = try pipeline.loadClip(URL(fileURLWithPath: initClip), count: n, frames: f)
             if let keepFrames {
@@ -326,16 +234,12 @@ struct GenerateVideo: ParsableCommand {
                 guard kept.allSatisfy({ $0 < f }) else {
                     throw ValidationError("--keep-frames: the clips have \(f) frames (0-\(f - 1))")
                 }
-                known = KnownRegion(sample: x0, mask: VideoPipeline.frameMask(count: n, frames: f, kept: kept))
+                request.known = KnownRegion(sample: x0, mask: VideoPipeline.frameMask(count: n, frames: f, kept: kept))
             } else {
-                initial = (x0, strength)
+                request.initial = (x0, options.sampling.strength ?? 0.5)
             }
         }
-        let samples = try pipeline.generate(count: n, frames: f, labels: labels, sampler: sampler, steps: steps, seed: seed,
-                                            guidance: guidance, guidanceRescale: guidanceRescale, initial: initial, known: known, batchSize: batch,
-                                            clamp: false, progress: Progress.steps(label: "generate"))
-        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
-        let clips = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+        let clips = try options.generate(pipeline, request, shape: [pipeline.channels, f, pipeline.size, pipeline.size])
         let rate = fps ?? pipeline.fps
         let outURL = URL(fileURLWithPath: out)
         func write(_ frames: Tensor, _ url: URL) throws -> String {
@@ -349,8 +253,7 @@ struct GenerateVideo: ParsableCommand {
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<n {
-                let base = labels.map { "\(String(format: "%04d", i))-\(pipeline.classes.name($0[i]))" } ?? String(format: "%04d", i)
-                _ = try write(VideoPipeline.clip(clips, i), outURL.appendingPathComponent(base + "." + format.rawValue))
+                _ = try write(VideoPipeline.clip(clips, i), outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: format.rawValue)))
             }
             print("\(n) clips in \(outURL.path)")
         }

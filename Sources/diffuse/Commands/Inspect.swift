@@ -28,8 +28,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let url = URL(fileURLWithPath: model)
-        let loaded = try LoadedModel.load(url)
-        let net = loaded.model
+        let net = try Models.load(url)
         var byBlock: [String: Int] = [:]
         for (name, t) in net.namedParameters() {
             let parts = name.split(separator: ".")
@@ -49,14 +48,8 @@ struct Inspect: ParsableCommand {
             let w = folder.appendingPathComponent(ModelFolder.weightsName)
             if let st = try? SafeTensorsFile(url: w) { dtype = Set(st.entries.map(\.dtype.rawValue)).sorted().joined(separator: ",") }
         }
-        let encoded: Data
-        let className: String
-        switch loaded {
-        case .image(let m): encoded = try JSONEncoder().encode(m.config); className = UNet2DConfig.className
-        case .audio(let m): encoded = try JSONEncoder().encode(m.config); className = UNet1DConfig.className
-        case .video(let m): encoded = try JSONEncoder().encode(m.config); className = VideoUNetConfig.className
-        }
-        let cfg = try JSONDecoder().decode([String: JSONValue].self, from: encoded)
+        let cfg = try net.configJSON()
+        let className = type(of: net).className
         let r = Report(path: model, className: className, parameters: net.parameterCount,
                        parametersByBlock: byBlock, files: files, weightsDType: dtype, config: cfg)
         if json {
@@ -66,29 +59,7 @@ struct Inspect: ParsableCommand {
             return
         }
         print("\(model): \(r.className), \(String(format: "%.3f", Double(r.parameters) / 1e6)) M parameters\(dtype.map { " (\($0) weights)" } ?? " (random weights from a bare config)")")
-        switch loaded {
-        case .image(let m):
-            let c = m.config
-            print("  sample \(c.sampleSize.map { "\($0[0])×\($0[1])" } ?? "any") × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block")
-            print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
-            print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
-            print("  time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))")
-        case .audio(let m):
-            let c = m.config
-            let rate = c.sampleRate.map { " at \($0) Hz" } ?? ""
-            print("  sample \(c.sampleSize.map(String.init) ?? "any") samples\(rate) × \(c.inChannels) → \(c.isValueFunction ? "one value" : "\(c.outChannels) channels"), widths \(c.blockOutChannels), lengths a multiple of \(c.lengthMultiple)")
-            print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
-            print("  mid  \(c.midBlockType.rawValue)\(c.outBlockType.map { ", out \($0.rawValue)" } ?? "")")
-            print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
-            print("  time \(c.timeEmbeddingType.rawValue)\(c.useTimestepEmbedding ? " through the time MLP" : " features"), classes \(c.numClassEmbeds.map(String.init) ?? "none")")
-        case .video(let m):
-            let v = m.config, c = v.spatial
-            print("  clips of \(v.numFrames) frames at \(String(format: "%g", v.frameRate)) fps, \(v.frameSize[0])×\(v.frameSize[1]) × \(c.inChannels) → \(c.outChannels) channels, widths \(c.blockOutChannels), \(c.layersPerBlock) layers per block")
-            print("  down \(c.downBlockTypes.map(\.rawValue).joined(separator: ", "))")
-            print("  up   \(c.upBlockTypes.map(\.rawValue).joined(separator: ", "))")
-            print("  temporal: \(m.temporal.count) attention layers (\(v.temporalAttentionHeadDim.map { "heads of \($0)" } ?? "one head"), \(v.framePosition.rawValue) frame positions)\(v.temporalConv ? " with temporal convolutions" : ""), \(String(format: "%.3f", Double(m.temporalParameterCount) / 1e6)) M parameters")
-            print("  time \(c.timeEmbeddingType.rawValue), classes \(c.numClassEmbeds.map(String.init) ?? (c.classEmbedType == .timestep ? "timestep-embedded" : "none"))")
-        }
+        for line in net.summary { print("  " + line) }
         print("  parameters by block:")
         for (k, v) in byBlock.sorted(by: { $0.key < $1.key }) { print("    " + pad(k, 18) + lpad(String(v), 10)) }
         if !files.isEmpty {

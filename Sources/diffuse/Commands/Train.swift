@@ -14,7 +14,7 @@ struct Train: ParsableCommand {
     )
 }
 
-/// What every `train <modality>` takes.
+/// What every `train <modality>` takes, and the run they share.
 struct TrainingOptions: ParsableArguments {
     @Option(help: "Run folder.") var out: String
     @Option(help: "Recipe JSON (model, scheduler, training, label_dropout, preview_every); RUN/recipe.json of another run works.")
@@ -23,40 +23,44 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Batch size (overrides the recipe).") var batch: Int?
     @Option(help: "Learning rate (overrides the recipe).") var lr: Float?
     @Flag(help: "Continue from the run folder's last checkpoint (a finished run goes on to a larger --steps).") var resume = false
+    @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if let steps, steps < 1 || steps > 10_000_000 { throw ValidationError("--steps must be between 1 and 10000000") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if let lr, !(lr > 0 && lr < 1) { throw ValidationError("--lr must be in (0, 1)") }
     }
 
-    /// The recipe in --config (or `fallback`), with the command-line overrides applied.
-    func recipe<R: RunRecipe>(_ fallback: R) throws -> R {
-        var r = fallback
-        if let config {
-            let url = URL(fileURLWithPath: config)
-            do { r = try JSONDecoder().decode(R.self, from: Data(contentsOf: url)) } catch {
-                throw TrainingRunError(path: url.path, reason: "not a valid recipe: \(error)")
-            }
+    /// Checks that `data` names a folder or the modality's built-in set.
+    static func check<M: Modality>(data: String, _ type: M.Type) throws {
+        if data.hasPrefix("builtin:") && data != M.builtinData {
+            throw ValidationError("--data: the built-in \(M.name) set is \(M.builtinData)")
         }
-        if let steps { r.training.steps = steps }
-        if let batch { r.training.batchSize = batch }
-        if let lr { r.training.learningRate = lr }
-        return r
     }
 
-    /// Drives a run with a progress bar (loss as a moving average) and prints where things went.
-    func train(_ body: (@escaping (TrainingStep) -> Bool) throws -> Void, total: Int) throws {
-        let progress = Progress(total: total, label: "train")
+    /// Trains a model of modality `M` on `data`: the recipe of --config (or the modality's
+    /// default, fitted to the data's classes and channels), the overrides, then `adjust`; a
+    /// progress bar with the loss as a moving average; a summary of where things went.
+    func train<M: Modality>(_ type: M.Type, data spec: String, adjust: (inout Recipe<M>) throws -> Void = { _ in }) throws {
+        runtime.apply()
+        var recipe = try config.map { try Recipe<M>.load(URL(fileURLWithPath: $0)) } ?? M.defaultRecipe(classes: 1)
+        if let steps { recipe.training.steps = steps }
+        if let batch { recipe.training.batchSize = batch }
+        if let lr { recipe.training.learningRate = lr }
+        try adjust(&recipe)
+        let data = try M.loadData(spec, for: recipe, fitting: config == nil, note: { print($0) })
+        if config == nil { recipe = M.fitted(recipe, to: data) }
+        let progress = Progress(total: recipe.training.steps, label: "train")
         var lossAvg: Float = 0
-        try body { r in
+        let outURL = URL(fileURLWithPath: out)
+        try Training.run(recipe: recipe, data: data, out: outURL, resume: resume) { r in
             lossAvg = lossAvg == 0 ? r.loss : 0.98 * lossAvg + 0.02 * r.loss
             progress.update(r.step, status: String(format: "loss %.4f", lossAvg))
             return true
         }
-        let outURL = URL(fileURLWithPath: out)
         print("model: \(outURL.appendingPathComponent("model").path)")
         print("loss curve: \(outURL.appendingPathComponent("loss.png").path)")
+        if !data.skipped.isEmpty { print("skipped \(data.skipped.count) unreadable files") }
     }
 }
 
@@ -75,31 +79,11 @@ struct TrainImage: ParsableCommand {
     @Option(help: "Training data: builtin:fashion-mnist, or a folder DIR/<class>/*.png (flat: unconditional).") var data: String
     @OptionGroup var options: TrainingOptions
     @Flag(help: "Mirror training images left-right at random (overrides the recipe).") var randomFlip = false
-    @OptionGroup var runtime: RuntimeOptions
 
-    func validate() throws {
-        if data.hasPrefix("builtin:") && data != "builtin:fashion-mnist" {
-            throw ValidationError("--data: the built-in image set is builtin:fashion-mnist")
-        }
-    }
+    func validate() throws { try TrainingOptions.check(data: data, ImageModality.self) }
 
     func run() throws {
-        runtime.apply()
-        var recipe = try options.recipe(ImageRecipe.fashionMNIST())
-        if randomFlip { recipe.randomFlip = true }
-        let side = recipe.model.sampleSize?[0] ?? 32
-        let dataset: ImageDataset = data == "builtin:fashion-mnist"
-            ? try FashionMNIST(train: true, size: side)
-            : try ImageFolder(URL(fileURLWithPath: data), channels: options.config == nil ? nil : recipe.model.inChannels, size: side)
-        if options.config == nil {
-            // The default recipe follows the data: its classes (+ the null label) or none, gray or RGB.
-            recipe.model.numClassEmbeds = dataset.classNames.isEmpty ? nil : dataset.classNames.count + 1
-            recipe.model.inChannels = dataset.channels
-            recipe.model.outChannels = dataset.channels
-        }
-        try options.train({ onStep in
-            _ = try ImageTraining.run(recipe: recipe, data: dataset, out: URL(fileURLWithPath: options.out), resume: options.resume, onStep: onStep)
-        }, total: recipe.training.steps)
+        try options.train(ImageModality.self, data: data) { if randomFlip { $0.randomFlip = true } }
     }
 }
 
@@ -119,36 +103,10 @@ struct TrainAudio: ParsableCommand {
 
     @Option(help: "Training data: builtin:notes, or a folder DIR/<class>/*.wav|flac|ogg (flat: unconditional).") var data: String
     @OptionGroup var options: TrainingOptions
-    @OptionGroup var runtime: RuntimeOptions
 
-    func validate() throws {
-        if data.hasPrefix("builtin:") && data != "builtin:notes" {
-            throw ValidationError("--data: the built-in audio set is builtin:notes")
-        }
-    }
+    func validate() throws { try TrainingOptions.check(data: data, AudioModality.self) }
 
-    func run() throws {
-        runtime.apply()
-        var dir = URL(fileURLWithPath: data)
-        if data == "builtin:notes" {
-            let env = ProcessInfo.processInfo.environment
-            let cache = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-                ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
-            dir = cache.appendingPathComponent("diffuse/notes")
-            let made = try AudioDatasets.renderNotes(to: dir)
-            if made > 0 { print("rendered \(made) notes into \(dir.path)") }
-        }
-        let probe = try ClassFolder(dir, extensions: AudioFolder.extensions)
-        var recipe = try options.recipe(AudioRecipe.notes(classes: Swift.max(1, probe.classNames.count)))
-        if options.config == nil {
-            recipe.model.numClassEmbeds = probe.classNames.isEmpty ? nil : probe.classNames.count + 1
-        }
-        let data = try AudioFolder(dir, sampleRate: recipe.model.sampleRate ?? 16_000, length: recipe.model.sampleSize ?? 16_384)
-        try options.train({ onStep in
-            _ = try AudioTraining.run(recipe: recipe, data: data, out: URL(fileURLWithPath: options.out), resume: options.resume, onStep: onStep)
-        }, total: recipe.training.steps)
-        if !data.skipped.isEmpty { print("skipped \(data.skipped.count) unreadable files") }
-    }
+    func run() throws { try options.train(AudioModality.self, data: data) }
 }
 
 struct TrainVideo: ParsableCommand {
@@ -174,50 +132,23 @@ struct TrainVideo: ParsableCommand {
     @OptionGroup var options: TrainingOptions
     @Option(help: "Image model (pipeline or UNet2DModel folder) whose weights start the spatial layers.") var initFrom: String?
     @Option(help: "Fraction of steps trained on single frames as one-frame clips (overrides the recipe).") var jointImageFraction: Float?
-    @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        if data.hasPrefix("builtin:") && data != "builtin:moving-fashion" {
-            throw ValidationError("--data: the built-in video set is builtin:moving-fashion")
-        }
+        try TrainingOptions.check(data: data, VideoModality.self)
         if let f = jointImageFraction, !(f >= 0 && f <= 1) { throw ValidationError("--joint-image-fraction must be in [0, 1]") }
     }
 
     func run() throws {
-        runtime.apply()
-        var recipe = try options.recipe(VideoRecipe.movingFashion())
-        if let f = jointImageFraction { recipe.jointImageFraction = f }
-        if let initFrom {
-            let url = URL(fileURLWithPath: initFrom)
-            recipe.initFrom = url.standardizedFileURL.path
-            if options.config == nil {
-                // The spatial U-Net is the image model's; the classes follow the data below.
-                recipe.model.spatial = try ConfigFile.read(UNet2DConfig.self, from: try ModelFolder.locate(url).config)
+        try options.train(VideoModality.self, data: data) { recipe in
+            if let f = jointImageFraction { recipe.jointImageFraction = f }
+            if let initFrom {
+                let url = URL(fileURLWithPath: initFrom)
+                recipe.initFrom = url.standardizedFileURL.path
+                if options.config == nil {
+                    // The spatial U-Net is the image model's; the classes follow the data.
+                    recipe.model.spatial = try ConfigFile.read(UNet2DConfig.self, from: try ModelFolder.locate(url).config)
+                }
             }
         }
-        var dir = URL(fileURLWithPath: data)
-        if data == "builtin:moving-fashion" {
-            var o = MovingFashion.Options()
-            o.size = recipe.model.frameSize[0]; o.frames = recipe.model.numFrames; o.fps = recipe.model.frameRate
-            let progress = Progress(total: 10 * 1000, label: "render")
-            let (folder, made) = try MovingFashion.renderBuiltin(options: o) { done, _ in progress.update(done) }
-            dir = folder
-            if made > 0 { print("rendered \(made) clips into \(dir.path)") }
-        }
-        let probe = try ClassFolder(dir, extensions: VideoFolder.extensions)
-        if options.config == nil {
-            recipe.model.spatial.numClassEmbeds = probe.classNames.isEmpty ? nil : probe.classNames.count + 1
-        }
-        let folder = try VideoFolder(dir, frames: recipe.model.numFrames, size: recipe.model.frameSize[0],
-                                     channels: options.config == nil && initFrom == nil ? nil : recipe.model.spatial.inChannels,
-                                     fps: recipe.model.frameRate)
-        if options.config == nil && initFrom == nil {
-            recipe.model.spatial.inChannels = folder.channels
-            recipe.model.spatial.outChannels = folder.channels
-        }
-        try options.train({ onStep in
-            _ = try VideoTraining.run(recipe: recipe, data: folder, out: URL(fileURLWithPath: options.out), resume: options.resume, onStep: onStep)
-        }, total: recipe.training.steps)
-        if !folder.skipped.isEmpty { print("skipped \(folder.skipped.count) unreadable files") }
     }
 }

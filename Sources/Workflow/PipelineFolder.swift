@@ -1,6 +1,7 @@
 import Foundation
 import Tensor
 import NN
+import Diffusion
 
 /// Class names of a conditional model and the labels users type: a class *name* wins over an
 /// index (`--class 60` on a notes model means MIDI pitch 60, not the 61st folder). The null
@@ -122,35 +123,3 @@ public enum PipelineFolder {
     }
 }
 
-extension Generation {
-    /// `count` samples of `sampleShape` ([C, ...]) from `model`, at most `batchSize` per model
-    /// call. Every noise draw is per sample (`firstSample`), so the result does not depend on
-    /// `batchSize`. `start`, `initial` and `known` hold all `count` samples; `progress(step, total)`
-    /// counts steps over all batches. With `firstIndex = k` the samples are numbers k, k+1, ... of
-    /// the seed's sequence (a subset of a larger job made again). Returns the sampler's final
-    /// values, unclamped.
-    public static func batched(model: DiffusionModel, sampleShape: [Int], count: Int, batchSize: Int?,
-                               scheduler: SchedulerConfig, sampler name: SamplerName?, steps: Int, seed: UInt64,
-                               labels: [Int]?, guidance: Guidance?, start: Tensor? = nil,
-                               initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                               firstIndex: Int = 0, progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
-        precondition(count >= 1 && (batchSize ?? 1) >= 1 && firstIndex >= 0, "batched: count \(count), batch \(batchSize ?? 0), first \(firstIndex)")
-        let config = name.map { $0.config(from: scheduler) } ?? scheduler
-        let schedule = try config.noiseSchedule()
-        let b = Swift.min(batchSize ?? count, count)
-        let chunks = (count + b - 1) / b
-        var parts: [Tensor] = []
-        for k in 0..<chunks {
-            let lo = k * b, hi = Swift.min(count, lo + b)
-            func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
-            let part = try sample(
-                model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: steps),
-                schedule: schedule, seed: seed, start: start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
-                guidance: guidance, initial: initial.map { (rows($0.sample), $0.strength) },
-                known: known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: firstIndex + lo,
-                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
-            parts.append(part)
-        }
-        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
-    }
-}

@@ -20,7 +20,15 @@ public enum ModelFolder {
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw ModelFolderError(path: url.path, reason: "no such file or folder")
         }
-        if !isDir.boolValue { return (url, nil) }
+        if !isDir.boolValue {
+            let ext = url.pathExtension.lowercased()
+            guard ext == "json" else {
+                throw ModelFolderError(path: url.path, reason: ext == "ckpt" || ext == "safetensors" || ext == "pt" || ext == "bin"
+                    ? "a single weights file, not a model folder: give the folder that holds it with its config.json (a diffusers model or pipeline folder)"
+                    : "not a model folder or a config.json")
+            }
+            return (url, nil)
+        }
         var folder = url
         if FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path) {
             folder = url.appendingPathComponent("unet")

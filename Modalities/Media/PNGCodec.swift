@@ -1,6 +1,5 @@
 import CPNG
 import Foundation
-import Media
 import Tensor
 
 /// PNG reading and writing through libpng's simplified `png_image` API, which reports errors in

@@ -1,4 +1,5 @@
 import Foundation
+import Media
 
 /// A labelled folder of media files, as every modality reads it: `DIR/<class>/*.<ext>` (class
 /// names sorted → labels 0, 1, ...), or the files directly in DIR (one unconditional class,

@@ -1,4 +1,5 @@
 import Foundation
+import Audio
 
 /// What can be measured on clips without a learned model: pitch against the class (when class
 /// names are MIDI note numbers), voicing, clipping and silence.

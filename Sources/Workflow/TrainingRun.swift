@@ -1,16 +1,8 @@
 import Foundation
 import Tensor
 import NN
-
-/// What a run folder records about how it was made: written to RUN/recipe.json, read back on
-/// `--resume`. Each modality has one (model config, scheduler, trainer options, augmentation).
-public protocol RunRecipe: Codable {
-    var training: TrainerOptions { get set }
-    /// Steps between preview samples.
-    var previewEvery: Int { get }
-    /// Whether a run made with `self` can go on as `other` (usually: all but the step count match).
-    func canResume(as other: Self) -> Bool
-}
+import Diffusion
+import Media
 
 /// The run folder every modality trains into, and the loop around the core `Trainer`:
 ///
@@ -20,12 +12,16 @@ public protocol RunRecipe: Codable {
 ///     RUN/previews/       what `preview` writes every `previewEvery` steps
 ///     RUN/loss.csv        step, loss, learning rate, gradient norm
 ///
-/// The modality supplies the model, a batch source, `preview` and `export`; the loss curve is
-/// drawn by the caller (it needs an image codec).
+///     RUN/loss.png        the loss curve, drawn at the end
+///
+/// `Training.run` drives it for any modality.
 public enum TrainingRun {
     /// Creates the folder and writes recipe.json; refuses to overwrite another run's checkpoints
-    /// unless `resume`, and to resume with a recipe that does not match.
-    public static func prepare<R: RunRecipe>(_ recipe: R, out: URL, resume: Bool) throws {
+    /// unless `resume`, and to resume with a recipe that does not match. Returns the recipe as
+    /// written (a resumed run keeps what its extras carry over, such as where it started).
+    @discardableResult
+    public static func prepare<M: Modality>(_ given: Recipe<M>, out: URL, resume: Bool) throws -> Recipe<M> {
+        var recipe = given
         let fm = FileManager.default
         try fm.createDirectory(at: out.appendingPathComponent("previews"), withIntermediateDirectories: true)
         let recipeURL = out.appendingPathComponent("recipe.json")
@@ -34,17 +30,19 @@ public enum TrainingRun {
                 throw TrainingRunError(path: out.path, reason: "holds checkpoints of an earlier run: pass --resume, or choose another --out")
             }
             if let data = try? Data(contentsOf: recipeURL) {
-                guard let old = try? JSONDecoder().decode(R.self, from: data) else {
+                guard let old = try? JSONDecoder().decode(Recipe<M>.self, from: data) else {
                     throw TrainingRunError(path: recipeURL.path, reason: "is not a readable recipe")
                 }
                 guard old.canResume(as: recipe) else {
                     throw TrainingRunError(path: recipeURL.path, reason: "differs from this run's recipe; resume with the same settings (only --steps may change)")
                 }
+                recipe.extras = recipe.extras.resumed(from: old.extras)
             }
         }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(recipe), to: recipeURL)
+        return recipe
     }
 
     /// Trains to `trainer.options.steps` (resuming from RUN/checkpoints), logging every step to
@@ -99,4 +97,38 @@ public struct TrainingRunError: Error, CustomStringConvertible {
     public let reason: String
     public init(path: String, reason: String) { self.path = path; self.reason = reason }
     public var description: String { "\(path): \(reason)" }
+}
+
+/// Trains a model of any modality from its recipe into a run folder (`TrainingRun`'s layout):
+/// checkpoints (resumable), previews every `previewEvery` steps (one sample per class, up to 8
+/// spread over the classes, or a row of each class for images — `Modality.writePreview` draws
+/// them), the exported pipeline folder RUN/model with the EMA weights, loss.csv and loss.png.
+public enum Training {
+    @discardableResult
+    public static func run<M: Modality>(recipe given: Recipe<M>, data: M.Data, out: URL, resume: Bool,
+                                        onStep: (TrainingStep) -> Bool = { _ in true }) throws -> Pipeline<M> {
+        try M.validate(given)
+        let recipe = try TrainingRun.prepare(given, out: out, resume: resume)
+        if let problem = M.mismatch(recipe, data) { throw TrainingRunError(path: out.path, reason: problem) }
+        let classes = data.classNames
+        let resuming = Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")) != nil
+        let unet = try M.makeModel(for: recipe, resuming: resuming)
+        let (objective, null) = try TrainingRun.objective(scheduler: recipe.scheduler, labelCount: unet.labelCount,
+                                                          classes: classes.count, labelDropout: recipe.labelDropout, out: out)
+        let conditional = unet.labelCount != nil
+        let trainer = try Trainer(model: unet, objective: objective, options: recipe.training)
+        let pipeline = Pipeline<M>(unet: unet, scheduler: recipe.scheduler, classNames: conditional ? classes : [])
+
+        try TrainingRun.run(trainer: trainer, out: out, previewEvery: recipe.previewEvery, batch: { rng in
+            let (x, y) = try M.batch(data, recipe: recipe, rng: &rng)
+            return (x, conditional ? y : nil)
+        }, preview: { step in
+            let request = M.previewRequest(classes: conditional ? classes.count : nil, guided: null != nil)
+            try M.writePreview(try pipeline.generate(request), of: pipeline, to: out.appendingPathComponent("previews/step-\(step)"))
+        }, export: {
+            try pipeline.save(to: out.appendingPathComponent("model"))
+        }, onStep: onStep)
+        try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
+        return pipeline
+    }
 }

@@ -2,23 +2,7 @@ import Foundation
 import Tensor
 import NN
 import Diffusion
-
-/// What `DatasetAugment` needs of a modality's pipeline: its classes, how one file of a data
-/// folder becomes a model input, sampling, and how one sample is written. Images, audio clips and
-/// videos conform in their modules.
-public protocol AugmentablePipeline: AnyObject {
-    static func load(_ dir: URL) throws -> Self
-    /// Extension of the files augmentation writes ("png", "wav", "mp4").
-    static var augmentedExtension: String { get }
-    var classes: ClassLabels { get }
-    /// One file of the data folder as a model input [1, …] (the model's size, channels, length).
-    func augmentationInput(_ url: URL) throws -> Tensor
-    /// `count` samples [N, …] in [-1, 1] with per-sample noise numbered from `firstIndex`.
-    func augmentationSamples(count: Int, labels: [Int]?, sampler: SamplerName, steps: Int, seed: UInt64, guidance: Float,
-                             initial: (sample: Tensor, strength: Float)?, batchSize: Int, firstIndex: Int) throws -> Tensor
-    /// Writes one sample (its batch dimension dropped) to `url`.
-    func writeAugmented(_ sample: Tensor, to url: URL) throws
-}
+import Media
 
 /// Makes a labelled folder bigger with a class-conditional model, in the same layout
 /// (OUT/<class>/*.<ext>), listing every new file in OUT/manifest.jsonl with what made it. Inputs
@@ -28,7 +12,7 @@ public protocol AugmentablePipeline: AnyObject {
 /// `label` × 1,000,000 + k for generated samples, source number × 1,000 + k for variations, so a
 /// larger --per-class later adds files without touching the earlier ones.
 public enum DatasetAugment {
-    public enum Mode: String, Sendable { case generate, vary }
+    public enum Mode: String, Sendable, CaseIterable { case generate, vary }
 
     public struct Options: Sendable {
         public var mode = Mode.generate
@@ -124,12 +108,12 @@ public enum DatasetAugment {
     /// Makes the planned files that are not there yet. A real file that cannot be read (vary) is
     /// skipped, reported through `warn` and counted; it never stops the run.
     @discardableResult
-    public static func run<P: AugmentablePipeline>(_ type: P.Type, data: ClassFolder, modelDir: URL, out: URL, options o: Options,
+    public static func run<M: Modality>(_ type: M.Type, data: ClassFolder, modelDir: URL, out: URL, options o: Options,
                                                    warn: (String) -> Void = { _ in },
                                                    progress: (Int, Int) -> Void = { _, _ in }) throws -> Outcome {
         precondition(o.batch >= 1 && o.steps >= 1 && o.perSource >= 1, "augment: bad options")
-        let pipeline = try P.load(modelDir)
-        let jobs = try plan(data: data, classes: pipeline.classes, fileExtension: P.augmentedExtension, modelDir: modelDir,
+        let pipeline = try Pipeline<M>.load(modelDir)
+        let jobs = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default
         try fm.createDirectory(at: out, withIntermediateDirectories: true)
@@ -169,7 +153,7 @@ public enum DatasetAugment {
             var x0: Tensor? = nil
             if let s = g[0].record.source {
                 do {
-                    let one = try pipeline.augmentationInput(URL(fileURLWithPath: s))
+                    let one = try M.read(URL(fileURLWithPath: s), for: pipeline)
                     x0 = Tensor.concat([Tensor](repeating: one, count: g.count), axis: 0)
                 } catch {
                     outcome.skipped.append((s, "\(error)"))
@@ -183,7 +167,7 @@ public enum DatasetAugment {
             for (i, j) in g.enumerated() {
                 let url = out.appendingPathComponent(j.record.file)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try pipeline.writeAugmented(samples.item(i), to: url)
+                try M.write(samples.item(i), of: pipeline, to: url)
             }
             try AugmentationManifest.append(g.map(\.record), to: manifestURL)
             outcome.made += g.count
@@ -194,7 +178,7 @@ public enum DatasetAugment {
     }
 
     /// Samples [N, …] for records with consecutive sample numbers (`inputs`: the vary sources).
-    static func render<P: AugmentablePipeline>(_ records: [AugmentationRecord], labels: [Int?], inputs: Tensor?, pipeline: P,
+    static func render<M: Modality>(_ records: [AugmentationRecord], labels: [Int?], inputs: Tensor?, pipeline: Pipeline<M>,
                                                batch: Int) throws -> Tensor {
         let first = records[0]
         let conditional = labels.allSatisfy { $0 != nil }
@@ -206,27 +190,28 @@ public enum DatasetAugment {
         guard let sampler = SamplerName(rawValue: first.sampler) else {
             throw ConfigError(key: "sampler", reason: "unknown sampler \(first.sampler)")
         }
-        return try pipeline.augmentationSamples(count: records.count, labels: conditional ? labels.map { $0! } : nil, sampler: sampler,
-                                                steps: first.steps, seed: first.seed, guidance: first.guidance, initial: initial,
-                                                batchSize: batch, firstIndex: first.index)
+        let request = SamplingRequest(count: records.count, conditioning: conditional ? .labels(labels.map { $0! }) : .unconditional,
+                                      sampler: sampler, steps: first.steps, seed: first.seed, guidance: first.guidance,
+                                      batchSize: batch, firstIndex: first.index, initial: initial)
+        return try pipeline.generate(request)
     }
 
     /// Makes one record's file again (same model, checked by hash) and writes it to `url`.
-    public static func reproduce<P: AugmentablePipeline>(_ type: P.Type, _ r: AugmentationRecord, to url: URL) throws {
+    public static func reproduce<M: Modality>(_ type: M.Type, _ r: AugmentationRecord, to url: URL) throws {
         let dir = URL(fileURLWithPath: r.model)
         let hash = try modelHash(dir)
         guard hash == r.modelSHA256 else {
             throw ModelFolderError(path: dir.path, reason: "its weights have SHA-256 \(hash.prefix(12))…, the record needs \(r.modelSHA256.prefix(12))…")
         }
-        let pipeline = try P.load(dir)
+        let pipeline = try Pipeline<M>.load(dir)
         let label: Int? = r.label >= 0 ? r.label : (r.mode == Mode.vary.rawValue && pipeline.classes.isConditional ? pipeline.classes.nullLabel : nil)
         var x0: Tensor? = nil
         if r.mode == Mode.vary.rawValue {
             guard let s = r.source else { throw ConfigError(key: "source", reason: "a vary record without its source file") }
-            x0 = try pipeline.augmentationInput(URL(fileURLWithPath: s))
+            x0 = try M.read(URL(fileURLWithPath: s), for: pipeline)
         }
         let samples = try render([r], labels: [label], inputs: x0, pipeline: pipeline, batch: 1)
-        try pipeline.writeAugmented(samples.item(0), to: url)
+        try M.write(samples.item(0), of: pipeline, to: url)
     }
 
     /// SHA-256 of a pipeline or model folder's weights file.

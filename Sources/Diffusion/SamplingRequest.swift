@@ -1,0 +1,119 @@
+import Foundation
+import Tensor
+
+/// What a sample is conditioned on, carried as one value from the command line to the
+/// denoiser. The text-to-image issue adds a prompt (and a negative prompt) as another case.
+public enum Conditioning {
+    /// No conditioning (an unconditional model, or the null label of a conditional one).
+    case unconditional
+    /// One class label per sample, in the model's label numbers.
+    case labels([Int])
+
+    /// The labels of `.labels`, else nil.
+    public var labels: [Int]? {
+        if case .labels(let l) = self { return l }
+        return nil
+    }
+}
+
+/// Everything one generation asks for, built and checked once (`validate`) wherever it comes
+/// from — a command's flags, an augmentation record, a library call — and handed as one value
+/// to `Generation.batched`.
+public struct SamplingRequest {
+    /// How many samples.
+    public var count: Int
+    public var conditioning: Conditioning
+    /// nil: the scheduler of the model's folder, as saved.
+    public var sampler: SamplerName?
+    public var steps: Int
+    public var seed: UInt64
+    /// Classifier-free guidance scale (1 = none) and diffusers' `guidance_rescale` (0 = off).
+    public var guidance: Float
+    public var guidanceRescale: Float
+    /// Samples per model call (nil: all); every noise draw is per sample, so results do not depend on it.
+    public var batchSize: Int?
+    /// The samples are numbers `firstIndex`, `firstIndex` + 1, … of the seed's sequence.
+    public var firstIndex: Int
+    /// Starting noise for all `count` samples (nil: drawn from `seed`).
+    public var start: Tensor?
+    /// Image-to-image (SDEdit): all `count` inputs, noised to `strength` of the schedule.
+    public var initial: (sample: Tensor, strength: Float)?
+    /// Inpainting / continuation: what to keep of all `count` inputs.
+    public var known: KnownRegion?
+
+    public init(count: Int = 1, conditioning: Conditioning = .unconditional, sampler: SamplerName? = nil, steps: Int = 20,
+                seed: UInt64 = 0, guidance: Float = 1, guidanceRescale: Float = 0, batchSize: Int? = nil, firstIndex: Int = 0,
+                start: Tensor? = nil, initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil) {
+        self.count = count; self.conditioning = conditioning; self.sampler = sampler; self.steps = steps; self.seed = seed
+        self.guidance = guidance; self.guidanceRescale = guidanceRescale; self.batchSize = batchSize; self.firstIndex = firstIndex
+        self.start = start; self.initial = initial; self.known = known
+    }
+
+    // The accepted ranges, named once: the command line's checks and help texts use them too.
+    public static let countRange = 1...10_000
+    public static let stepsRange = 1...1000
+    public static let batchRange = 1...4096
+    public static let guidanceRange: ClosedRange<Float> = 0...50
+    public static let guidanceRescaleRange: ClosedRange<Float> = 0...1
+
+    /// Why `strength` cannot be used, or nil (it must be in (0, 1]).
+    public static func strengthProblem(_ strength: Float) -> String? {
+        strength > 0 && strength <= 1 ? nil : "must be in (0, 1], got \(strength)"
+    }
+
+    /// Checks every number and that the per-sample inputs hold `count` samples; the error names
+    /// the setting.
+    public func validate() throws {
+        func fail(_ key: String, _ reason: String) throws -> Never { throw SamplingRequestError(setting: key, reason: reason) }
+        if !Self.countRange.contains(count) { try fail("count", "must be within \(Self.countRange), got \(count)") }
+        if !Self.stepsRange.contains(steps) { try fail("steps", "must be within \(Self.stepsRange), got \(steps)") }
+        if let b = batchSize, !Self.batchRange.contains(b) { try fail("batch", "must be within \(Self.batchRange), got \(b)") }
+        if !Self.guidanceRange.contains(guidance) { try fail("guidance", "must be within 0–50, got \(guidance)") }
+        if !Self.guidanceRescaleRange.contains(guidanceRescale) { try fail("guidance-rescale", "must be within 0–1, got \(guidanceRescale)") }
+        if firstIndex < 0 { try fail("first index", "must be ≥ 0, got \(firstIndex)") }
+        if let l = conditioning.labels, l.count != count { try fail("labels", "\(l.count) labels for \(count) samples") }
+        if let s = initial?.strength, let p = Self.strengthProblem(s) { try fail("strength", p) }
+        for (name, t) in [("start noise", start), ("init", initial?.sample), ("known", known?.sample), ("mask", known?.mask)] {
+            if let t, t.shape.first != count { try fail(name, "holds \(t.shape.first ?? 0) samples for \(count)") }
+        }
+    }
+}
+
+/// A sampling setting that cannot be used.
+public struct SamplingRequestError: Error, CustomStringConvertible {
+    public var setting: String
+    public var reason: String
+    public init(setting: String, reason: String) { self.setting = setting; self.reason = reason }
+    public var description: String { "\(setting): \(reason)" }
+}
+
+extension Generation {
+    /// `request.count` samples of `sampleShape` ([C, ...]) from `model`, at most
+    /// `request.batchSize` per model call. Every noise draw is per sample, so the result does not
+    /// depend on the batch size; `progress(step, total)` counts steps over all batches. Returns
+    /// the sampler's final values, unclamped.
+    public static func batched(model: DiffusionModel, sampleShape: [Int], request r: SamplingRequest,
+                               scheduler: SchedulerConfig, guidance: Guidance?,
+                               progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
+        try r.validate()
+        let count = r.count
+        let config = r.sampler.map { $0.config(from: scheduler) } ?? scheduler
+        let schedule = try config.noiseSchedule()
+        let b = Swift.min(r.batchSize ?? count, count)
+        let chunks = (count + b - 1) / b
+        let labels = r.conditioning.labels
+        var parts: [Tensor] = []
+        for k in 0..<chunks {
+            let lo = k * b, hi = Swift.min(count, lo + b)
+            func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
+            let part = try sample(
+                model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps),
+                schedule: schedule, seed: r.seed, start: r.start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
+                guidance: guidance, initial: r.initial.map { (rows($0.sample), $0.strength) },
+                known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo,
+                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
+            parts.append(part)
+        }
+        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+    }
+}

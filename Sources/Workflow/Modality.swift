@@ -1,0 +1,161 @@
+import Foundation
+import Tensor
+import NN
+import Diffusion
+
+/// A denoiser whose config and weights live in a diffusers model folder:
+///
+///     config.json                              `_class_name` = `className`, the config's keys
+///     diffusion_pytorch_model.safetensors      F32, F16 or BF16
+///
+/// `load` and `save` are written once here for every such model.
+public protocol FolderModel: DiffusionModel {
+    associatedtype Config: Codable & Equatable & Sendable
+    var config: Config { get }
+    init(config: Config) throws
+    /// The `_class_name` its config.json declares.
+    static var className: String { get }
+    /// One sample's shape [C, …] at the size the config names (what generation draws by default).
+    var sampleShape: [Int] { get }
+    /// Why a batch of `shape` [N, C, …] does not fit the model, or nil when it does.
+    func problem(with shape: [Int]) -> String?
+    /// Labels a batch may carry are 0..<labelRange; nil for a model that takes none.
+    var labelRange: Int? { get }
+    /// A few lines describing the model for `diffuse inspect` (sizes, blocks, conditioning).
+    var summary: [String] { get }
+}
+
+extension FolderModel {
+    public static var weightsName: String { ModelFolder.weightsName }
+
+    /// The config as a JSON object (what config.json holds).
+    public func configJSON() throws -> [String: JSONValue] {
+        try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(config))
+    }
+
+    /// A model folder (config.json + diffusion_pytorch_model.safetensors), a pipeline folder
+    /// (model_index.json + unet/) or a bare config.json (random weights, seeded by `NNInit`).
+    /// Loading is strict: every missing, unexpected or mis-shaped tensor is reported at once. A
+    /// config that declares another class is an error naming the file and both classes.
+    public static func load(_ url: URL) throws -> Self {
+        let (config, weightsURL) = try ModelFolder.config(Config.self, at: url, className: className)
+        let model = try Self(config: config)
+        if let weightsURL { try model.load(safetensors: weightsURL) }
+        return model
+    }
+
+    /// Writes config.json and diffusion_pytorch_model.safetensors into `folder` (created if
+    /// needed), each atomically.
+    public func save(to folder: URL, dtype: SafeTensorsDType = .F32) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try save(safetensors: folder.appendingPathComponent(ModelFolder.weightsName), dtype: dtype, metadata: ["format": "pt"])
+        try ConfigFile.write(config, to: folder.appendingPathComponent("config.json"))
+    }
+}
+
+/// A labelled training set as the training run sees it: `count` items, class names by label
+/// (empty: unconditional), and batches of items by index.
+public protocol TrainingData: AnyObject {
+    var count: Int { get }
+    var classNames: [String] { get }
+    /// Items [N, C, …] and their labels.
+    func batch(_ indices: [Int]) throws -> (Tensor, [Int])
+    /// Files that could not be read (skipped with a warning, never fatal).
+    var skipped: Set<String> { get }
+}
+
+/// Settings a modality adds to the shared recipe, decoded from and encoded into the recipe's
+/// own top-level keys (recipe.json stays one flat object).
+public protocol RecipeExtras: Codable, Equatable, Sendable {
+    /// The extras of the modality's default recipe (keys left out of a recipe.json take these).
+    static var defaults: Self { get }
+    /// Whether a run made with `self` can go on with `other` (what training reads must match).
+    func trainsLike(_ other: Self) -> Bool
+    /// These extras for a run resumed from one made with `old` (default: as given).
+    func resumed(from old: Self) -> Self
+}
+
+extension RecipeExtras {
+    public func resumed(from old: Self) -> Self { self }
+}
+
+/// For modalities with nothing to add.
+public struct NoRecipeExtras: RecipeExtras {
+    public init() {}
+    public static var defaults: NoRecipeExtras { NoRecipeExtras() }
+    public func trainsLike(_ other: NoRecipeExtras) -> Bool { true }
+}
+
+/// What one modality supplies — its model, data, codec and default recipe; everything else
+/// (the pipeline folder, generation, the training run, augmentation) is shared and written once:
+/// `Pipeline<M>`, `Recipe<M>`, `Training.run`, `DatasetAugment`.
+///
+/// A latent model (the text-to-image issue) fits the same shape: its `Model` denoises latents,
+/// and its `read`/`write` pass through the VAE around it; a prompt is one more `Conditioning`.
+public protocol Modality {
+    associatedtype Model: FolderModel
+    associatedtype Data: TrainingData
+    associatedtype Extras: RecipeExtras = NoRecipeExtras
+
+    /// The word in commands and messages ("image"), and the bundled model's folder samples/<name>.
+    static var name: String { get }
+    /// model_index.json's `_class_name` (diffusers' pipeline class where one fits).
+    static var pipelineClass: String { get }
+    /// The extension of the files generation and augmentation write ("png", "wav", "mp4").
+    static var fileExtension: String { get }
+    /// The extensions of the files a data folder of this modality holds.
+    static var dataExtensions: Set<String> { get }
+    /// The `builtin:` training set `loadData` makes on first use.
+    static var builtinData: String { get }
+
+    /// The recipe `train` uses without `--config` (the bundled model's).
+    static func defaultRecipe(classes: Int) -> Recipe<Self>
+    /// Checks the recipe's model config before anything is written or allocated.
+    static func validate(_ recipe: Recipe<Self>) throws
+    /// The training data `spec` names (a folder, or the modality's `builtin:` set, made on first
+    /// use with `note` saying so), read the way `recipe` trains on it; `fitting`: channels follow
+    /// the data rather than the recipe.
+    static func loadData(_ spec: String, for recipe: Recipe<Self>, fitting: Bool, note: (String) -> Void) throws -> Data
+    /// `recipe` made to fit `data`: channels and class count (+ the null label); sizes already
+    /// came from the recipe when the data was read.
+    static func fitted(_ recipe: Recipe<Self>, to data: Data) -> Recipe<Self>
+    /// Why `recipe`'s model cannot train on `data` (shapes, rates), or nil.
+    static func mismatch(_ recipe: Recipe<Self>, _ data: Data) -> String?
+    /// A new model for a run (its weights seeded by the recipe; the video model may start from
+    /// an image model). `resuming`: the run's checkpoint will overwrite the weights.
+    static func makeModel(for recipe: Recipe<Self>, resuming: Bool) throws -> Model
+    /// One training batch [B, C, …] and its labels.
+    static func batch(_ data: Data, recipe: Recipe<Self>, rng: inout RandomGenerator) throws -> (Tensor, [Int])
+    /// What a training preview draws: `classes` (nil: an unconditional model), guided when the
+    /// model has the null label. Default: one sample per class, up to 8 spread over the classes
+    /// (4 unconditional), 20 DPM-Solver++ steps, seed 1, guidance 2.
+    static func previewRequest(classes: Int?, guided: Bool) -> SamplingRequest
+    /// Writes a training preview of `samples` [N, C, …] (RUN/previews/step-N.<ext>, `base` has no extension).
+    static func writePreview(_ samples: Tensor, of pipeline: Pipeline<Self>, to base: URL) throws
+    /// One file as a model input [1, C, …] at the pipeline's size (augmentation's vary sources).
+    static func read(_ url: URL, for pipeline: Pipeline<Self>) throws -> Tensor
+    /// Writes one sample [C, …] in [-1, 1] to `url` (`fileExtension`).
+    static func write(_ sample: Tensor, of pipeline: Pipeline<Self>, to url: URL) throws
+}
+
+extension Modality {
+    public static var pipelineClass: String { "DiffusionPipeline" }
+    public static func mismatch(_ recipe: Recipe<Self>, _ data: Data) -> String? { nil }
+    public static func validate(_ recipe: Recipe<Self>) throws {}
+    public static func makeModel(for recipe: Recipe<Self>, resuming: Bool) throws -> Model {
+        NNInit.seed(recipe.training.seed)
+        return try Model(config: recipe.model)
+    }
+    public static func previewRequest(classes: Int?, guided: Bool) -> SamplingRequest {
+        var r = SamplingRequest(count: 4, sampler: .dpmpp2m, steps: 20, seed: 1, guidance: guided ? 2 : 1)
+        if let classes {
+            let labels = ClassLabels.spread(classes, 8)
+            r.count = labels.count
+            r.conditioning = .labels(labels)
+        }
+        return r
+    }
+    public static func batch(_ data: Data, recipe: Recipe<Self>, rng: inout RandomGenerator) throws -> (Tensor, [Int]) {
+        try data.batch(rng.integers(recipe.training.batchSize, below: data.count))
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Tensor
+import NN
+import Diffusion
+
+/// A trained model of modality `M` as a diffusers pipeline folder (`PipelineFolder`'s layout):
+///
+///     model_index.json        M.pipelineClass, the unet's and scheduler's classes
+///     unet/                   the model folder (`FolderModel`)
+///     scheduler/              scheduler_config.json
+///     classes.json            (ours) class names by label; the null label is the last embedding
+///
+/// One class for every modality: `ImagePipeline`, `AudioPipeline` and `VideoPipeline` are this
+/// with their `Modality`; what is theirs alone (clip lengths, frame masks) is in extensions.
+public final class Pipeline<M: Modality> {
+    public let unet: M.Model
+    public let scheduler: SchedulerConfig
+    public let classes: ClassLabels
+
+    public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String]) {
+        self.unet = unet
+        self.scheduler = scheduler
+        classes = ClassLabels(names: classNames, labelCount: unet.labelCount)
+    }
+
+    public var classNames: [String] { classes.names }
+    /// The label meaning "no class" (classifier-free guidance), when the model was trained with one.
+    public var nullLabel: Int? { classes.nullLabel }
+    /// A label from what a user typed: a class name wins over an index.
+    public func label(_ s: String) -> Int? { classes.label(s) }
+
+    public static func load(_ dir: URL) throws -> Pipeline {
+        let unet = try M.Model.load(dir)
+        let classes = try ClassLabels.load(dir, labelCount: unet.labelCount)
+        return Pipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names)
+    }
+
+    public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
+        try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
+        try PipelineFolder.save(to: dir, pipelineClass: M.pipelineClass, unetClass: M.Model.className, scheduler: scheduler,
+                                classes: classes)
+    }
+
+    /// The guidance `request` asks for, when this model can give it (it needs the null label).
+    public func guidance(for request: SamplingRequest) -> Guidance? {
+        classes.guidance(scale: request.guidance, rescale: request.guidanceRescale, labels: request.conditioning.labels)
+    }
+
+    /// `request.count` samples [N, C, …] of `shape` ([C, …]; default: the size the model was
+    /// trained at), clamped to [-1, 1] unless `clamp` is false (what `--raw` saves). See
+    /// `Generation.batched` for batching and seeds.
+    public func generate(_ request: SamplingRequest, shape: [Int]? = nil, clamp: Bool = true,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> Tensor {
+        let sampleShape = shape ?? unet.sampleShape
+        if let problem = unet.problem(with: [request.count] + sampleShape) {
+            throw SamplingRequestError(setting: "size", reason: "a sample of \(sampleShape) \(problem)")
+        }
+        let x = try Generation.batched(model: unet, sampleShape: sampleShape, request: request, scheduler: scheduler,
+                                       guidance: guidance(for: request), progress: progress)
+        return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
+    }
+}

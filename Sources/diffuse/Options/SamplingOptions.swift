@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import Tensor
+import NN
+import Diffusion
+import Workflow
+
+extension SamplerName: ExpressibleByArgument {}
+
+/// How samples are drawn: every command that samples (generate image|audio|video, augment)
+/// declares these once, with one help text and one range check each (`SamplingRequest`'s ranges).
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
+    @Option(help: "Sampling steps (\(SamplingRequest.stepsRange.lowerBound)-\(SamplingRequest.stepsRange.upperBound)).")
+    var steps = 20
+    @Option(help: "Seed: the same seed draws the same noise for each sample whatever --batch and --threads are.")
+    var seed: UInt64 = 0
+    @Option(help: "Classifier-free guidance scale (1 = none; 0-50).") var guidance: Float = 2
+    @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
+    var guidanceRescale: Float = 0
+    @Option(help: "Samples per model call (default: all at once; augment: 32); the samples do not depend on it.")
+    var batch: Int?
+    @Option(help: "How far an input (--init, or augment's vary sources) is noised: 0 keeps it, 1 replaces it (default 0.6 for images, 0.5 for clips).")
+    var strength: Float?
+
+    func validate() throws {
+        if !SamplingRequest.stepsRange.contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
+        if !SamplingRequest.guidanceRange.contains(guidance) { throw ValidationError("--guidance must be between 0 and 50") }
+        if !SamplingRequest.guidanceRescaleRange.contains(guidanceRescale) { throw ValidationError("--guidance-rescale must be within 0-1") }
+        if let batch, !SamplingRequest.batchRange.contains(batch) { throw ValidationError("--batch must be between 1 and 4096") }
+        if let strength, let p = SamplingRequest.strengthProblem(strength) { throw ValidationError("--strength \(p)") }
+    }
+
+    /// A request for `count` samples with these settings.
+    func request(count: Int, conditioning: Conditioning) -> SamplingRequest {
+        SamplingRequest(count: count, conditioning: conditioning, sampler: sampler, steps: steps, seed: seed,
+                        guidance: guidance, guidanceRescale: guidanceRescale, batchSize: batch)
+    }
+}
+
+/// What every `generate` modality shares: the model, the classes and count, the sampling
+/// options, start noise and the raw output.
+struct GenerateOptions: ParsableArguments {
+    @Option(help: "Model: a pipeline folder as `diffuse train` writes it (RUN/model); default: the modality's bundled model in samples/.")
+    var model: String?
+    @Option(name: .customLong("class"), help: "Class name or index, or a comma-separated list given to the samples in turn (a name wins over an index).")
+    var classes: String?
+    @Option(help: "Number of samples (default: 8 images, or one clip per --class entry, else 4; with --init and no --class, 1).")
+    var count: Int?
+    @OptionGroup var sampling: SamplingOptions
+    @Option(help: "Starting noise: a safetensors file with key `latents` [N, C, …] (diffusers' `latents`).") var latents: String?
+    @Option(help: "Also write the final float samples before quantisation (key `sample`) to this safetensors file.")
+    var raw: String?
+    @OptionGroup var runtime: RuntimeOptions
+
+    func validate() throws {
+        if let count, !SamplingRequest.countRange.contains(count) { throw ValidationError("--count must be between 1 and 10000") }
+    }
+
+    /// The pipeline of --model, or the bundled one of `M`.
+    func pipeline<M: Modality>(_ type: M.Type) throws -> (Pipeline<M>, URL) {
+        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
+            throw ModelFolderError(path: "samples/\(M.name)", reason: "no bundled \(M.name) model: pass --model RUN/model")
+        }
+        return (try Pipeline<M>.load(dir), dir)
+    }
+
+    /// The number of samples: --count, else one per --class entry (`perEntry`), else `fallback`;
+    /// one when an input is given without classes (it is varied, not replaced).
+    func sampleCount(fallback: Int, perEntry: Bool, hasInput: Bool) -> Int {
+        if let count { return count }
+        let listed = classes.map { $0.split(separator: ",").count } ?? 0
+        if hasInput && listed == 0 { return 1 }
+        return perEntry && listed > 0 ? listed : fallback
+    }
+
+    /// The request for `count` samples: the labels --class asks for (a list given in turn), every
+    /// class in turn when it is left out — or, with an input and no --class, the input's own
+    /// content kept unconditioned (the null label, no guidance) instead of another class forced on it.
+    func request<M: Modality>(_ pipeline: Pipeline<M>, model dir: URL, count: Int, hasInput: Bool) throws -> SamplingRequest {
+        let classes = pipeline.classes
+        var conditioning = Conditioning.unconditional
+        if let list = self.classes {
+            guard classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
+            do { conditioning = .labels(try classes.labels(list, count: count)) } catch let e as UnknownClass {
+                throw ValidationError("--class \(e)")
+            }
+        } else if hasInput {
+            if let null = classes.nullLabel { conditioning = .labels([Int](repeating: null, count: count)) }
+        } else if classes.isConditional {
+            conditioning = .labels(classes.cycling(count: count))
+        }
+        var r = sampling.request(count: count, conditioning: conditioning)
+        if hasInput && self.classes == nil { r.guidance = 1 }
+        return r
+    }
+
+    /// Runs `request` (start noise from --latents) with a progress bar, writes --raw, and
+    /// returns the samples clamped to [-1, 1].
+    func generate<M: Modality>(_ pipeline: Pipeline<M>, _ request: SamplingRequest, shape: [Int]? = nil) throws -> Tensor {
+        var r = request
+        if let latents {
+            r.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [r.count] + (shape ?? pipeline.unet.sampleShape))
+        }
+        let samples = try pipeline.generate(r, shape: shape, clamp: false, progress: Progress.steps(label: "generate"))
+        if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
+        return GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+    }
+
+    /// A sample's file name: its number and class (`0003-sneaker.png`); no class for the null label.
+    func fileName<M: Modality>(_ i: Int, _ request: SamplingRequest, _ pipeline: Pipeline<M>, ext: String) -> String {
+        let number = String(format: "%04d", i)
+        guard let l = request.conditioning.labels?[i], l != pipeline.nullLabel else { return "\(number).\(ext)" }
+        return "\(number)-\(pipeline.classes.name(l)).\(ext)"
+    }
+}
+
+/// Where bundled models live: $DIFFUSE_SAMPLES, else samples/ beside the package or executable.
+func bundledModel(_ modality: String) -> URL? {
+    var candidates: [URL] = []
+    if let env = ProcessInfo.processInfo.environment["DIFFUSE_SAMPLES"] { candidates.append(URL(fileURLWithPath: env)) }
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    var dir = exe
+    for _ in 0..<5 { candidates.append(dir.appendingPathComponent("samples")); dir = dir.deletingLastPathComponent() }
+    candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("samples"))
+    return candidates.map { $0.appendingPathComponent(modality) }
+        .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("model_index.json").path) }
+}
