@@ -22,10 +22,16 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
     /// The pipeline folder used, and the SHA-256 of its weights file.
     public var model: String
     public var modelSHA256: String
+    /// The model call that made it: samples `batchFirst` ..< `batchFirst` + `batchSize`, all of
+    /// this record's class and source. Reproducing makes that call again, so the floats do not
+    /// depend on how the batch size splits work over threads and kernels. (Absent in manifests
+    /// written before it was recorded: the file is then made alone.)
+    public var batchFirst: Int?
+    public var batchSize: Int?
 
     enum CodingKeys: String, CodingKey {
         case file, className = "class", label, mode, source, strength, index, seed, sampler, steps, guidance
-        case model, modelSHA256 = "model_sha256"
+        case model, modelSHA256 = "model_sha256", batchFirst = "batch_first", batchSize = "batch_size"
     }
 
     public init(file: String, className: String, label: Int, mode: String, source: String?, strength: Float?, index: Int,
@@ -35,7 +41,8 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
         self.guidance = guidance; self.model = model; self.modelSHA256 = modelSHA256
     }
 
-    /// Whether `other` comes from the same generation settings (all but file, class and source).
+    /// Whether `other` comes from the same generation settings (all but file, class, source and
+    /// the model call it was made in).
     public func sameSettings(_ other: AugmentationRecord) -> Bool {
         mode == other.mode && strength == other.strength && seed == other.seed && sampler == other.sampler
             && steps == other.steps && guidance == other.guidance && modelSHA256 == other.modelSHA256

@@ -149,7 +149,8 @@ public enum DatasetAugment {
         // an unreadable one drops the group.
         var finished = 0
         progress(0, pending.count)
-        for g in groups {
+        for var g in groups {
+            for i in g.indices { g[i].record.batchFirst = g[0].record.index; g[i].record.batchSize = g.count }
             var x0: Tensor? = nil
             if let s = g[0].record.source {
                 do {
@@ -205,13 +206,24 @@ public enum DatasetAugment {
         }
         let pipeline = try Pipeline<M>.load(dir)
         let label: Int? = r.label >= 0 ? r.label : (r.mode == Mode.vary.rawValue && pipeline.classes.isConditional ? pipeline.classes.nullLabel : nil)
+        // The whole model call the record was made in (its class and source throughout).
+        let first = r.batchFirst ?? r.index, size = r.batchSize ?? 1
+        guard size >= 1 && size <= 4096 && r.index >= first && r.index < first + size else {
+            throw ConfigError(key: "batch_first", reason: "sample \(r.index) is not in the recorded batch \(first)..<\(first + size)")
+        }
         var x0: Tensor? = nil
         if r.mode == Mode.vary.rawValue {
             guard let s = r.source else { throw ConfigError(key: "source", reason: "a vary record without its source file") }
-            x0 = try M.read(URL(fileURLWithPath: s), for: pipeline)
+            let one = try M.read(URL(fileURLWithPath: s), for: pipeline)
+            x0 = Tensor.concat([Tensor](repeating: one, count: size), axis: 0)
         }
-        let samples = try render([r], labels: [label], inputs: x0, pipeline: pipeline, batch: 1)
-        try M.write(samples.item(0), of: pipeline, to: url)
+        let records = (0..<size).map { k -> AugmentationRecord in
+            var x = r
+            x.index = first + k
+            return x
+        }
+        let samples = try render(records, labels: [Int?](repeating: label, count: size), inputs: x0, pipeline: pipeline, batch: size)
+        try M.write(samples.item(r.index - first), of: pipeline, to: url)
     }
 
     /// SHA-256 of a pipeline or model folder's weights file.
