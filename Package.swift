@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Diffusion", targets: ["Diffusion"]),
+        .library(name: "Text", targets: ["Text"]),
         .library(name: "Image", targets: ["Image"]),
         .library(name: "Audio", targets: ["Audio"]),
         .library(name: "Video", targets: ["Video"]),
@@ -45,6 +46,9 @@ let package = Package(
         // Schedules, parameterizations, samplers, the objective and the trainer; no media.
         .target(name: "Diffusion", dependencies: ["Tensor", "NN"], path: "Sources/Diffusion",
                 swiftSettings: swiftSettings),
+        // Conditioning encoders (CLIP tokenizer and text model); the built-in CLIP vocabulary is a resource.
+        .target(name: "Text", dependencies: ["Tensor", "NN"], path: "Sources/Text",
+                resources: [.copy("Resources/clip-vit-large-patch14")], swiftSettings: swiftSettings),
 
         // MARK: Modalities
         // `Media` holds what the three codecs share (typed errors, atomic file writes); no C library.
@@ -67,7 +71,7 @@ let package = Package(
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Image", "Audio", "Video", "Evaluation",
+            "Tensor", "NN", "Diffusion", "Text", "Image", "Audio", "Video", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -82,6 +86,8 @@ let package = Package(
                     path: "Tests/AudioModelTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/DiffusionTests", exclude: ["Goldens"]),  // goldens read via #filePath
+        .testTarget(name: "TextTests", dependencies: ["Text", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/TextTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "TrainingTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/TrainingTests"),
         // Corrupt/ and Formats/ are found next to the test sources (#filePath).
