@@ -29,22 +29,26 @@ extension CLIPTokenizer {
                              reason: "the built-in CLIP vocabulary is not next to the executable (looked in \(candidates.map(\.path).joined(separator: ", "))); give a tokenizer folder instead")
     }
 
+    /// The pad token of Stable Diffusion 2.x's tokenizer folders (OpenCLIP pads with id 0).
+    public static let sd2PadToken = "!"
+
     private static let builtinCache = BuiltinCache()
 
-    /// The built-in CLIP tokenizer (read once per process).
-    public static func builtin() throws -> CLIPTokenizer {
-        try builtinCache.get { try CLIPTokenizer(folder: builtinFolder()) }
+    /// The built-in CLIP tokenizer (read once per process and pad token): SD 1.x's as is,
+    /// SD 2.x's with `padToken: CLIPTokenizer.sd2PadToken`.
+    public static func builtin(padToken: String? = nil) throws -> CLIPTokenizer {
+        try builtinCache.get(padToken ?? "") { try CLIPTokenizer(folder: builtinFolder(), padToken: padToken) }
     }
 }
 
 private final class BuiltinCache: @unchecked Sendable {
     private let lock = NSLock()
-    private var value: CLIPTokenizer?
-    func get(_ make: () throws -> CLIPTokenizer) throws -> CLIPTokenizer {
+    private var values: [String: CLIPTokenizer] = [:]
+    func get(_ key: String, _ make: () throws -> CLIPTokenizer) throws -> CLIPTokenizer {
         lock.lock(); defer { lock.unlock() }
-        if let value { return value }
+        if let value = values[key] { return value }
         let v = try make()
-        value = v
+        values[key] = v
         return v
     }
 }

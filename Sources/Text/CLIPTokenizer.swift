@@ -66,7 +66,8 @@ public final class CLIPTokenizer: @unchecked Sendable {
 
     /// Reads a tokenizer folder: vocab.json, merges.txt, and tokenizer_config.json and/or
     /// special_tokens_map.json (both optional: CLIP's defaults are used for what they lack).
-    public init(folder: URL) throws {
+    /// `padToken` replaces the folder's pad token (a plain string, as SD 2's "!").
+    public init(folder: URL, padToken: String? = nil) throws {
         self.folder = folder
         let vocabURL = folder.appendingPathComponent("vocab.json")
         let mergesURL = folder.appendingPathComponent("merges.txt")
@@ -94,6 +95,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
         let config = try Self.readJSONObject(configURL)
         let map = try Self.readJSONObject(mapURL)
         func declared(_ key: String, default content: String) throws -> (content: String, normalized: Bool) {
+            if key == "pad_token", let padToken { return (padToken, false) }
             for (object, url) in [(config, configURL), (map, mapURL)] {
                 guard let value = object?[key], !(value is NSNull) else { continue }
                 if let s = value as? String { return (s, false) }

@@ -57,6 +57,8 @@ final class CLIPTokenizerTests: XCTestCase {
         let t = try CLIPTokenizer(folder: tmp.url)
         XCTAssertEqual(t.padTokenID, 0)
         try check(t, golden: "clip_tokenizer_sd2.jsonl")
+        // The built-in vocabulary with SD 2's pad (single-file SD 2 checkpoints) is the same tokenizer.
+        try check(try CLIPTokenizer.builtin(padToken: CLIPTokenizer.sd2PadToken), golden: "clip_tokenizer_sd2.jsonl")
     }
 
     func testTokensAndTruncation() throws {
