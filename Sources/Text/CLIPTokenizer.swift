@@ -22,11 +22,13 @@ public struct TokenizerError: Error, CustomStringConvertible, Equatable {
 ///          -> BPE: merge the adjacent pair of lowest rank (leftmost first) until none is left
 ///     ids = [BOS] + the first model_max_length − 2 ids + [EOS], padded with the pad token.
 ///
-/// The folder holds vocab.json and merges.txt (`#version: 0.2` header); tokenizer_config.json
-/// (or special_tokens_map.json) names the special tokens and `model_max_length`. A special token
-/// written as a plain string is matched in the raw text, one written as an object by its
-/// `normalized` flag; the last of bos, eos, unk, pad with the same content decides (as
-/// transformers registers them). So Stable Diffusion 2's pad "!" splits every "!" off as id 0.
+/// The folder holds vocab.json and merges.txt (`#version: 0.2` header), or tokenizer.json (what
+/// transformers 5 saves; read first when present, as transformers does, and checked to be CLIP's
+/// pipeline); tokenizer_config.json (or special_tokens_map.json) names the special tokens and
+/// `model_max_length`. A special token written as a plain string is matched in the raw text, one
+/// written as an object by its `normalized` flag; the last of bos, eos, unk, pad with the same
+/// content decides (as transformers registers them); tokenizer.json's `added_tokens` flags win.
+/// So Stable Diffusion 2's pad "!" splits every "!" off as id 0.
 public final class CLIPTokenizer: @unchecked Sendable {
     /// A special token as the folder declares it.
     public struct SpecialToken: Equatable, Sendable {
@@ -57,21 +59,42 @@ public final class CLIPTokenizer: @unchecked Sendable {
     public var padTokenID: Int { pad.id }
     public var vocabularySize: Int { vocabulary.count }
 
-    /// Largest vocab.json / merges.txt accepted (CLIP's are 1 MB and 0.5 MB).
+    /// Largest vocab.json / merges.txt / tokenizer.json accepted (CLIP's are 1, 0.5 and 2.2 MB).
     public static let maxFileBytes = 64 << 20
     /// Largest tokenizer_config.json / special_tokens_map.json accepted.
     public static let maxConfigBytes = 1 << 20
     /// Words longer than this (in bytes) are not cached.
     static let cachedWordBytes = 64, cacheLimit = 50_000
 
-    /// Reads a tokenizer folder: vocab.json, merges.txt, and tokenizer_config.json and/or
-    /// special_tokens_map.json (both optional: CLIP's defaults are used for what they lack).
+    /// Reads a tokenizer folder: tokenizer.json or vocab.json + merges.txt, and tokenizer_config.json
+    /// and/or special_tokens_map.json (both optional: CLIP's defaults are used for what they lack).
     /// `padToken` replaces the folder's pad token (a plain string, as SD 2's "!").
     public init(folder: URL, padToken: String? = nil) throws {
         self.folder = folder
-        let vocabURL = folder.appendingPathComponent("vocab.json")
-        let mergesURL = folder.appendingPathComponent("merges.txt")
-        let vocab = try Self.readVocabulary(vocabURL)
+        // transformers 5 saves only tokenizer.json (and loads it first when present); folders
+        // saved before have vocab.json + merges.txt.
+        let jsonURL = folder.appendingPathComponent("tokenizer.json")
+        var vocabURL = folder.appendingPathComponent("vocab.json")
+        var mergesURL = folder.appendingPathComponent("merges.txt")
+        var vocab: [String: Int]
+        var pairs: [(String, String)], lines: [Int] = []
+        var addedTokens: [TokenizerFile.AddedToken] = []
+        if FileManager.default.fileExists(atPath: jsonURL.path) {
+            let file = try Self.readTokenizerJSON(jsonURL)
+            vocabURL = jsonURL; mergesURL = jsonURL
+            vocab = file.model.vocab
+            pairs = file.model.merges.map { ($0.left, $0.right) }
+            addedTokens = file.addedTokens ?? []
+            for t in addedTokens {
+                guard t.id >= 0, t.id < Int(Int32.max), vocab[t.content] == nil || vocab[t.content] == t.id else {
+                    throw TokenizerError(file: jsonURL.path, reason: "added token \(t.content.debugDescription) has id \(t.id), which the vocabulary gives to another token")
+                }
+                vocab[t.content] = t.id
+            }
+        } else {
+            vocab = try Self.readVocabulary(vocabURL)
+            (pairs, lines) = try Self.readMergesText(mergesURL)
+        }
         vocabulary = vocab
         var byID: [Int: String] = [:]
         for (t, i) in vocab { byID[i] = t }
@@ -87,15 +110,16 @@ public final class CLIPTokenizer: @unchecked Sendable {
             ids.append(Int32(i)); endIDs.append(Int32(e))
         }
         byteIDs = ids; byteEndIDs = endIDs
-        merges = try Self.readMerges(mergesURL, vocabulary: vocab)
+        merges = try Self.mergeTable(pairs, lines: lines, vocabulary: vocab, file: mergesURL, vocabFile: vocabURL.lastPathComponent)
 
         // Special tokens: tokenizer_config.json wins over special_tokens_map.json, key by key.
         let configURL = folder.appendingPathComponent("tokenizer_config.json")
         let mapURL = folder.appendingPathComponent("special_tokens_map.json")
         let config = try Self.readJSONObject(configURL)
         let map = try Self.readJSONObject(mapURL)
+        let addedFlags = Dictionary(addedTokens.map { ($0.content, $0.normalized ?? !($0.special ?? false)) }, uniquingKeysWith: { $1 })
         func declared(_ key: String, default content: String) throws -> (content: String, normalized: Bool) {
-            if key == "pad_token", let padToken { return (padToken, false) }
+            if key == "pad_token", let padToken { return (padToken, addedFlags[padToken] ?? false) }
             for (object, url) in [(config, configURL), (map, mapURL)] {
                 guard let value = object?[key], !(value is NSNull) else { continue }
                 if let s = value as? String { return (s, false) }
@@ -119,14 +143,17 @@ public final class CLIPTokenizer: @unchecked Sendable {
             }
             guard !content.isEmpty else { throw TokenizerError(file: configURL.path, reason: "'\(key)' is empty") }
             contents[key] = content
-            normalizedFlag[content] = normalized
+            normalizedFlag[content] = addedFlags[content] ?? normalized  // tokenizer.json's flag wins
         }
         func special(_ key: String) -> SpecialToken {
             let c = contents[key]!
             return SpecialToken(content: c, id: vocab[c]!, normalized: normalizedFlag[c]!)
         }
         bos = special("bos_token"); eos = special("eos_token"); pad = special("pad_token")
-        let all = Set(contents.values).sorted().map { c in SpecialToken(content: c, id: vocab[c]!, normalized: normalizedFlag[c]!) }
+        // Every added token of tokenizer.json is split off too (textual-inversion words, say).
+        for (c, flag) in addedFlags where normalizedFlag[c] == nil { normalizedFlag[c] = flag }
+        let all = Set(contents.values).union(addedFlags.keys).sorted()
+            .map { c in SpecialToken(content: c, id: vocab[c]!, normalized: normalizedFlag[c]!) }
         rawSpecials = all.filter { !$0.normalized }
         normalizedSpecials = all.filter(\.normalized)
 
@@ -355,13 +382,12 @@ public final class CLIPTokenizer: @unchecked Sendable {
     }
 
     /// merges.txt: an optional `#version` line, then "left right" per line, by rank.
-    static func readMerges(_ url: URL, vocabulary vocab: [String: Int]) throws -> [UInt64: (rank: Int32, id: Int32)] {
+    static func readMergesText(_ url: URL) throws -> (pairs: [(String, String)], lines: [Int]) {
         let data = try readFile(url, limit: maxFileBytes)
         guard let text = String(data: data, encoding: .utf8) else {
             throw TokenizerError(file: url.path, reason: "not UTF-8 text")
         }
-        var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
-        var rank: Int32 = 0
+        var pairs: [(String, String)] = [], lines: [Int] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if n == 0 && line.hasPrefix("#version") { continue }
             if line.isEmpty { continue }
@@ -369,17 +395,55 @@ public final class CLIPTokenizer: @unchecked Sendable {
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw TokenizerError(file: url.path, reason: "line \(n + 1): expected two symbols separated by one space, got \(String(line).debugDescription)")
             }
-            let a = String(parts[0]), b = String(parts[1])
+            pairs.append((String(parts[0]), String(parts[1])))
+            lines.append(n + 1)
+        }
+        return (pairs, lines)
+    }
+
+    /// (left id, right id) -> (rank, merged id); every symbol and every result must be in the vocabulary.
+    static func mergeTable(_ pairs: [(String, String)], lines: [Int] = [], vocabulary vocab: [String: Int], file: URL,
+                           vocabFile: String) throws -> [UInt64: (rank: Int32, id: Int32)] {
+        var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
+        merges.reserveCapacity(pairs.count)
+        for (rank, (a, b)) in pairs.enumerated() {
             guard let ia = vocab[a], let ib = vocab[b], let im = vocab[a + b] else {
                 let unknown = [a, b, a + b].first { vocab[$0] == nil }!
-                throw TokenizerError(file: url.path, reason: "line \(n + 1): merge \"\(a) \(b)\" uses \(unknown.debugDescription), which is not in vocab.json")
+                let place = file.lastPathComponent == "merges.txt" ? "line \(lines[rank])" : "merge \(rank)"
+                throw TokenizerError(file: file.path, reason: "\(place): merge \"\(a) \(b)\" uses \(unknown.debugDescription), which is not in \(vocabFile)")
             }
             let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))
-            merges[key] = (rank, Int32(im))  // a repeated pair: the last rank wins, as in tokenizers
-            rank += 1
+            merges[key] = (Int32(rank), Int32(im))  // a repeated pair: the last rank wins, as in tokenizers
         }
         return merges
     }
+
+    /// tokenizer.json (the `tokenizers` library's file), checked to be CLIP's pipeline: NFC,
+    /// white space, lower case; CLIP's split regex and byte-level; BPE with `</w>`.
+    static func readTokenizerJSON(_ url: URL) throws -> TokenizerFile {
+        let data = try readFile(url, limit: maxFileBytes)
+        let file: TokenizerFile
+        do { file = try JSONDecoder().decode(TokenizerFile.self, from: data) } catch {
+            throw TokenizerError(file: url.path, reason: "not a tokenizers JSON file with a BPE model: \(error)")
+        }
+        func fail(_ what: String) -> TokenizerError {
+            TokenizerError(file: url.path, reason: "\(what) is not CLIP's: this tokenizer would not give CLIP's ids")
+        }
+        guard file.model.type == nil || file.model.type == "BPE", file.model.endOfWordSuffix == "</w>",
+              (file.model.continuingSubwordPrefix ?? "").isEmpty else { throw fail("the model (BPE with </w> word ends)") }
+        let normalizers = file.normalizer?["normalizers"]?.array?.compactMap { $0["type"]?.string }
+        guard normalizers == ["NFC", "Replace", "Lowercase"] else { throw fail("the normalizer") }
+        let pre = file.preTokenizer?["pretokenizers"]?.array ?? []
+        guard pre.count == 2, pre[0]["type"]?.string == "Split",
+              pre[0]["pattern"]?["Regex"]?.string == clipPattern, pre[0]["invert"]?.bool == true,
+              pre[1]["type"]?.string == "ByteLevel", pre[1]["add_prefix_space"]?.bool != true else {
+            throw fail("the pre-tokenizer")
+        }
+        return file
+    }
+
+    /// CLIP's split pattern as tokenizers spells it.
+    static let clipPattern = #"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"#
 
     /// A JSON object file, or nil when the file does not exist.
     static func readJSONObject(_ url: URL) throws -> [String: Any]? {
@@ -406,3 +470,54 @@ let byteToUnicode: [Character] = {
     }
     return table
 }()
+
+/// The parts of a tokenizers JSON file (tokenizer.json) that CLIP's tokenizer needs.
+struct TokenizerFile: Decodable {
+    struct AddedToken: Decodable {
+        let id: Int
+        let content: String
+        let normalized: Bool?
+        let special: Bool?
+    }
+    /// A merge, written "left right" (tokenizers < 0.20) or ["left", "right"].
+    struct Merge: Decodable {
+        let left: String, right: String
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) {
+                let parts = s.split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw DecodingError.dataCorruptedError(in: c, debugDescription: "merge \(s.debugDescription) is not two symbols")
+                }
+                left = String(parts[0]); right = String(parts[1])
+            } else {
+                let a = try c.decode([String].self)
+                guard a.count == 2 else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "merge \(a) is not two symbols") }
+                left = a[0]; right = a[1]
+            }
+        }
+    }
+    struct Model: Decodable {
+        let type: String?
+        let vocab: [String: Int]
+        let merges: [Merge]
+        let endOfWordSuffix: String?
+        let continuingSubwordPrefix: String?
+        enum CodingKeys: String, CodingKey {
+            case type, vocab, merges
+            case endOfWordSuffix = "end_of_word_suffix", continuingSubwordPrefix = "continuing_subword_prefix"
+        }
+    }
+    let addedTokens: [AddedToken]?
+    let normalizer: JSONValue?
+    let preTokenizer: JSONValue?
+    let model: Model
+    enum CodingKeys: String, CodingKey {
+        case addedTokens = "added_tokens", normalizer, preTokenizer = "pre_tokenizer", model
+    }
+}
+
+extension JSONValue {
+    subscript(key: String) -> JSONValue? { if case .object(let o) = self { return o[key] }; return nil }
+    var array: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+}

@@ -14,6 +14,9 @@ Tests/TextTests/Goldens/:
 - sd2_tokenizer/{tokenizer_config,special_tokens_map}.json + clip_tokenizer_sd2.jsonl: the same
   vocabulary with Stable Diffusion 2's pad token "!" (id 0; a plain-string special token, so a
   "!" in the text is split off as that token before normalisation), on a smaller corpus.
+- sd2_tokenizer_v5/: that tokenizer as transformers 5 saves it (tokenizer.json + tokenizer_config.json
+  only; checked here to give the same ids on every string), tokenizer.json stored as
+  tokenizer.template.json with empty vocab and merges (the test fills them in from the built-in folder).
 The corpus is seeded: reruns write identical files.
 """
 import json, os, random, shutil, unicodedata
@@ -138,7 +141,34 @@ def main():
     for name in ["vocab.json", "merges.txt"]:
         shutil.copy(os.path.join(VOCAB, name), tmp)
     sd2_texts = FIXED + [t for t in texts[len(FIXED):] if "!" in t][:150] + texts[len(FIXED):len(FIXED) + 60]
-    write(CLIPTokenizer.from_pretrained(tmp), sd2_texts, os.path.join(OUT, "clip_tokenizer_sd2.jsonl"))
+    sd2_tok = CLIPTokenizer.from_pretrained(tmp)
+    write(sd2_tok, sd2_texts, os.path.join(OUT, "clip_tokenizer_sd2.jsonl"))
+
+    # transformers 5's own folder layout: save_pretrained writes tokenizer.json + tokenizer_config.json
+    # only. Same ids on the whole corpus; its tokenizer.json minus vocab and merges (which the
+    # test fills in from the built-in folder) is kept as a template.
+    v5 = "/tmp/clip_sd2_tokenizer_v5"
+    shutil.rmtree(v5, ignore_errors=True)
+    sd2_tok.save_pretrained(v5)
+    assert sorted(os.listdir(v5)) == ["tokenizer.json", "tokenizer_config.json"], os.listdir(v5)
+    reloaded = CLIPTokenizer.from_pretrained(v5)
+    for t in sd2_texts + texts:
+        assert reloaded(t, padding="max_length", truncation=True, max_length=77).input_ids == \
+            sd2_tok(t, padding="max_length", truncation=True, max_length=77).input_ids, t
+    with open(os.path.join(v5, "tokenizer.json")) as f:
+        template = json.load(f)
+    template["model"]["vocab"], template["model"]["merges"] = {}, []
+    out_v5 = os.path.join(OUT, "sd2_tokenizer_v5")
+    os.makedirs(out_v5, exist_ok=True)
+    with open(os.path.join(out_v5, "tokenizer.template.json"), "w") as f:
+        json.dump(template, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    config = json.load(open(os.path.join(v5, "tokenizer_config.json")))
+    for k in ["is_local", "local_files_only"]:  # where this run loaded from, not the tokenizer
+        config.pop(k, None)
+    with open(os.path.join(out_v5, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
 
 
 if __name__ == "__main__":

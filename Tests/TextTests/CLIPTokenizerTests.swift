@@ -61,6 +61,35 @@ final class CLIPTokenizerTests: XCTestCase {
         try check(try CLIPTokenizer.builtin(padToken: CLIPTokenizer.sd2PadToken), golden: "clip_tokenizer_sd2.jsonl")
     }
 
+    /// A folder as transformers 5 saves it: tokenizer.json (its template, with the built-in
+    /// vocabulary and merges filled in) + tokenizer_config.json, no vocab.json or merges.txt.
+    func transformers5Folder(edit: (inout [String: Any]) -> Void = { _ in }) throws -> TemporaryFolder {
+        let tmp = try TemporaryFolder()
+        let builtin = try CLIPTokenizer.builtinFolder()
+        let v5 = Self.dir.appendingPathComponent("sd2_tokenizer_v5")
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: v5.appendingPathComponent("tokenizer.template.json"))) as! [String: Any]
+        var model = json["model"] as! [String: Any]
+        model["vocab"] = try JSONSerialization.jsonObject(with: Data(contentsOf: builtin.appendingPathComponent("vocab.json")))
+        let merges = try String(contentsOf: builtin.appendingPathComponent("merges.txt"), encoding: .utf8)
+        model["merges"] = merges.split(separator: "\n").dropFirst().map { $0.split(separator: " ").map(String.init) }
+        json["model"] = model
+        edit(&json)
+        try JSONSerialization.data(withJSONObject: json).write(to: tmp.file("tokenizer.json"))
+        try FileManager.default.copyItem(at: v5.appendingPathComponent("tokenizer_config.json"), to: tmp.file("tokenizer_config.json"))
+        return tmp
+    }
+
+    func testTransformers5FolderMatches() throws {
+        let tmp = try transformers5Folder()
+        defer { tmp.remove() }
+        let t = try CLIPTokenizer(folder: tmp.url)
+        XCTAssertEqual(t.padTokenID, 0)
+        try check(t, golden: "clip_tokenizer_sd2.jsonl")
+        // Another pre-tokenizer would give other ids: refused, naming tokenizer.json.
+        let other = try transformers5Folder { json in json["pre_tokenizer"] = ["type": "Whitespace"] }
+        assertRejected(other, naming: "tokenizer.json", "pre-tokenizer")
+    }
+
     func testTokensAndTruncation() throws {
         let t = try CLIPTokenizer.builtin()
         XCTAssertEqual(t.encode("a photo of a cat"), [49406, 320, 1125, 539, 320, 2368, 49407])
