@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Diffusion", targets: ["Diffusion"]),
+        .library(name: "Text", targets: ["Text"]),
         .library(name: "Media", targets: ["Media"]),
         .library(name: "Workflow", targets: ["Workflow"]),
         .library(name: "Image", targets: ["Image"]),
@@ -49,6 +50,9 @@ let package = Package(
         // Schedules, parameterizations, samplers, the objective and the trainer; no media.
         .target(name: "Diffusion", dependencies: ["Tensor", "NN"], path: "Sources/Diffusion",
                 swiftSettings: swiftSettings),
+        // Conditioning encoders (CLIP tokenizer and text model); the built-in CLIP vocabulary is a resource.
+        .target(name: "Text", dependencies: ["Tensor", "NN"], path: "Sources/Text",
+                resources: [.copy("Resources/clip-vit-large-patch14")], swiftSettings: swiftSettings),
 
         // MARK: Shared media and workflow
         // `Media`: what every modality's files share — typed errors, atomic writes, the PNG codec
@@ -78,7 +82,7 @@ let package = Package(
 
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Media", "Workflow", "Image", "Audio", "Video", "Evaluation",
+            "Tensor", "NN", "Diffusion", "Text", "Media", "Workflow", "Image", "Audio", "Video", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -93,6 +97,8 @@ let package = Package(
                     path: "Tests/AudioModelTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/DiffusionTests", exclude: ["Goldens"]),  // goldens read via #filePath
+        .testTarget(name: "TextTests", dependencies: ["Text", "NN", "Tensor", "TestSupport"],
+                    path: "Tests/TextTests", exclude: ["Goldens"]),  // goldens read via #filePath
         .testTarget(name: "TrainingTests", dependencies: ["Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/TrainingTests"),
         // Corrupt/ and Formats/ are found next to the test sources (#filePath).

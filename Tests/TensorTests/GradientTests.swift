@@ -160,6 +160,16 @@ final class GradientTests: XCTestCase {
         gradientCheck([r([2, 5, 6], 128), r([2, 3, 6], 129), r([2, 3, 4], 130)], h: 1e-3) {
             Tensor.multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2)
         }
+        // Causal (CLIP's text encoder): query i sees keys 0...i; Lq < Lk, Lq = Lk, and past one chunk.
+        gradientCheck([r([2, 2, 5, 4], 131), r([2, 2, 6, 4], 132), r([2, 2, 6, 3], 133)], h: 1e-3) {
+            Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], causal: true)
+        }
+        gradientCheck([r([1, 1, 130, 4], 134), r([1, 1, 130, 4], 135), r([1, 1, 130, 2], 136)], h: 1e-3, maxElements: 24) {
+            Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], scale: 0.7, causal: true)
+        }
+        gradientCheck([r([2, 5, 6], 137), r([2, 5, 6], 138), r([2, 5, 4], 139)], h: 1e-3) {
+            Tensor.multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2, causal: true)
+        }
     }
 
     func testDropoutGradientIsTheMask() {

@@ -282,6 +282,29 @@ final class KernelTests: XCTestCase {
         } }
     }
 
+    func testCausalAttentionMatchesNaive() {
+        // Lq = Lk = 150 > one chunk of 128 rows: row i sees keys 0...i.
+        let (B, H, L, D, Dv) = (1, 2, 150, 5, 3)
+        let q = r([B, H, L, D], 33), k = r([B, H, L, D], 34), v = r([B, H, L, Dv], 35)
+        let o = Tensor.scaledDotProductAttention(q, k, v, causal: true)
+        let scale = 1 / Double(D).squareRoot()
+        for bh in 0..<(B * H) { for i in [0, 1, 2, 63, 127, 128, 129, 149] {
+            var s = [Double](repeating: 0, count: i + 1)
+            for j in 0...i {
+                for d in 0..<D { s[j] += Double(q.data[(bh * L + i) * D + d]) * Double(k.data[(bh * L + j) * D + d]) }
+                s[j] *= scale
+            }
+            let m = s.max()!
+            let e = s.map { Foundation.exp($0 - m) }
+            let z = e.reduce(0, +)
+            for dv in 0..<Dv {
+                var acc = 0.0
+                for j in 0...i { acc += e[j] / z * Double(v.data[(bh * L + j) * Dv + dv]) }
+                XCTAssertEqual(Double(o.data[(bh * L + i) * Dv + dv]), acc, accuracy: 1e-5)
+            }
+        } }
+    }
+
     func testSoftmaxIsStable() {
         let x = Tensor(shape: [2, 3], scalars: [1000, 1001, 1002, -1000, -1000, -1000])
         let y = x.softmax()

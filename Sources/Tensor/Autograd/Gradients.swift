@@ -26,7 +26,7 @@ enum Op {
     case groupNorm(groups: Int, hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case layerNorm(hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case softmax(output: Tensor)
-    case attention(scale: Float, output: Tensor, lse: Tensor)
+    case attention(scale: Float, causal: Bool, output: Tensor, lse: Tensor)
 }
 
 extension Op {
@@ -144,8 +144,8 @@ func gradients(of node: Node, outputGrad g: Tensor, output: Tensor) -> [Tensor?]
     case .softmax(let y):
         return [softmaxBackward(y: y, g: g)]
 
-    case .attention(let scale, let o, let lse):
-        let (dq, dk, dv) = attentionBackward(x[0], x[1], x[2], out: o, lse: lse, scale: scale, g: g)
+    case .attention(let scale, let causal, let o, let lse):
+        let (dq, dk, dv) = attentionBackward(x[0], x[1], x[2], out: o, lse: lse, scale: scale, causal: causal, g: g)
         return [dq, dk, dv]
     }
 }

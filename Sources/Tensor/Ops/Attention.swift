@@ -6,6 +6,8 @@ import Foundation
 //
 //   q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv]  ->  o [B, H, Lq, Dv]
 //   o = softmax(scale · q kᵀ) v
+// Causal: query i attends to keys 0...i only (torch's `is_causal`, top-left aligned; CLIP's
+// text encoder). Each row's softmax then runs over its first i + 1 keys and the rest are exact zeros.
 
 /// Query rows per chunk.
 let attentionChunk = 128
@@ -20,7 +22,12 @@ struct AttentionDims {
     }
 }
 
-func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float) -> (out: Tensor, lse: Tensor) {
+/// Keys query row `i` sees: all, or 0...i when causal.
+@inline(__always) func attendedKeys(row i: Int, keys: Int, causal: Bool) -> Int {
+    causal ? Swift.min(keys, i + 1) : keys
+}
+
+func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float, causal: Bool = false) -> (out: Tensor, lse: Tensor) {
     let a = AttentionDims(q.shape, k.shape, v.shape)
     let out = Tensor(uninitialized: [q.shape[0], q.shape[1], a.lq, a.dv])
     let lse = Tensor(uninitialized: [a.bh, a.lq])
@@ -43,7 +50,9 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float) -> (o
                            a: qc, lda: a.d, b: pk.p + b * a.lk * a.d, ldb: a.d, beta: 0, c: S, ldc: a.lk)
                 // Unnormalised probabilities; the 1/sum goes on the (narrower) output rows.
                 for r in 0..<rows {
-                    let (m, s) = expRow(S + r * a.lk, a.lk)
+                    let n = attendedKeys(row: c0 + r, keys: a.lk, causal: causal)
+                    let (m, s) = expRow(S + r * a.lk, n)
+                    if n < a.lk { (S + r * a.lk + n).update(repeating: 0, count: a.lk - n) }
                     pl.p[b * a.lq + c0 + r] = m + Foundation.log(s)
                     Sum[r] = 1 / s
                 }
@@ -61,8 +70,8 @@ func attentionForward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float) -> (o
     return (out, lse)
 }
 
-func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: Tensor, scale: Float, g: Tensor)
-    -> (Tensor, Tensor, Tensor) {
+func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: Tensor, scale: Float, causal: Bool = false,
+                       g: Tensor) -> (Tensor, Tensor, Tensor) {
     let a = AttentionDims(q.shape, k.shape, v.shape)
     let dq = Tensor(uninitialized: q.shape), dk = Tensor.zeros(k.shape), dv = Tensor.zeros(v.shape)
     let cq = Swift.min(attentionChunk, Swift.max(a.lq, 1))
@@ -86,7 +95,9 @@ func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: 
                                a: Q, lda: a.d, b: K, ldb: a.d, beta: 0, c: P, ldc: a.lk)
                     for r in 0..<rows {
                         let l = pl.p[b * a.lq + c0 + r]
-                        map8(a.lk, P + r * a.lk, P + r * a.lk) { vexp($0 - l) }
+                        let n = attendedKeys(row: c0 + r, keys: a.lk, causal: causal)
+                        map8(n, P + r * a.lk, P + r * a.lk) { vexp($0 - l) }
+                        if n < a.lk { (P + r * a.lk + n).update(repeating: 0, count: a.lk - n) }
                         var dot: Float = 0
                         for j in 0..<a.dv { dot += G[r * a.dv + j] * O[r * a.dv + j] }
                         Di[r] = dot
@@ -117,24 +128,25 @@ func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, out: Tensor, lse: 
 
 extension Tensor {
     /// softmax(scale · q kᵀ) v for q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv];
-    /// scale defaults to 1/sqrt(D).
-    public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil) -> Tensor {
+    /// scale defaults to 1/sqrt(D). Causal: query i attends to keys 0...i only.
+    public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float? = nil,
+                                                 causal: Bool = false) -> Tensor {
         let s = scale ?? 1 / Foundation.sqrt(Float(q.shape[3]))
-        let (o, lse) = attentionForward(q, k, v, scale: s)
-        return o.recorded(.attention(scale: s, output: o.detached(), lse: lse), [q, k, v])
+        let (o, lse) = attentionForward(q, k, v, scale: s, causal: causal)
+        return o.recorded(.attention(scale: s, causal: causal, output: o.detached(), lse: lse), [q, k, v])
     }
 
     /// Multi-head attention on projected inputs: q [B, Lq, H·D], k [B, Lk, H·D],
-    /// v [B, Lk, H·Dv] -> [B, Lq, H·Dv].
+    /// v [B, Lk, H·Dv] -> [B, Lq, H·Dv]. Causal: query i attends to keys 0...i only.
     public static func multiHeadAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
-                                          scale: Float? = nil) -> Tensor {
+                                          scale: Float? = nil, causal: Bool = false) -> Tensor {
         precondition(q.rank == 3 && k.rank == 3 && v.rank == 3 && q.shape[2] % heads == 0 && v.shape[2] % heads == 0,
                      "multiHeadAttention: q \(q.shape), k \(k.shape), v \(v.shape) with \(heads) heads")
         // x: [B, L, (H D)] -> [B, H, L, D]
         func split(_ x: Tensor) -> Tensor {
             x.reshaped([x.shape[0], x.shape[1], heads, x.shape[2] / heads]).permuted(0, 2, 1, 3)
         }
-        let o = scaledDotProductAttention(split(q), split(k), split(v), scale: scale)
+        let o = scaledDotProductAttention(split(q), split(k), split(v), scale: scale, causal: causal)
         // o: [B, H, Lq, Dv] -> [B, Lq, (H Dv)]
         return o.permuted(0, 2, 1, 3).reshaped([q.shape[0], q.shape[1], v.shape[2]])
     }

@@ -1,0 +1,54 @@
+import Foundation
+
+extension CLIPTokenizer {
+    /// The built-in folder's name: openai/clip-vit-large-patch14's tokenizer, which Stable
+    /// Diffusion 1.x uses and 2.x shares (with pad "!"); single-file checkpoints carry none.
+    public static let builtinName = "clip-vit-large-patch14"
+
+    /// Where the built-in tokenizer folder is: the SwiftPM resource bundle next to the running
+    /// executable (`diffuse_Text.resources/` on Linux, `diffuse_Text.bundle/` on macOS), else
+    /// this source tree's `Resources/` (a build run from its checkout). `Bundle.module` is not
+    /// used: when the bundle is missing (a binary copied elsewhere) it traps instead of throwing.
+    public static func builtinFolder() throws -> URL {
+        var candidates: [URL] = []
+        var executableDirs = [Bundle.main.bundleURL]
+        if let exe = Bundle.main.executableURL {
+            executableDirs.append(exe.resolvingSymlinksInPath().deletingLastPathComponent())
+        }
+        for dir in executableDirs {
+            candidates.append(dir.appendingPathComponent("diffuse_Text.resources/\(builtinName)"))
+            candidates.append(dir.appendingPathComponent("diffuse_Text.bundle/\(builtinName)"))
+            candidates.append(dir.appendingPathComponent("diffuse_Text.bundle/Contents/Resources/\(builtinName)"))
+        }
+        candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Resources/\(builtinName)"))
+        for c in candidates where FileManager.default.fileExists(atPath: c.appendingPathComponent("vocab.json").path) {
+            return c
+        }
+        throw TokenizerError(file: "diffuse_Text.resources/\(builtinName)",
+                             reason: "the built-in CLIP vocabulary is not next to the executable (looked in \(candidates.map(\.path).joined(separator: ", "))); give a tokenizer folder instead")
+    }
+
+    /// The pad token of Stable Diffusion 2.x's tokenizer folders (OpenCLIP pads with id 0).
+    public static let sd2PadToken = "!"
+
+    private static let builtinCache = BuiltinCache()
+
+    /// The built-in CLIP tokenizer (read once per process and pad token): SD 1.x's as is,
+    /// SD 2.x's with `padToken: CLIPTokenizer.sd2PadToken`.
+    public static func builtin(padToken: String? = nil) throws -> CLIPTokenizer {
+        try builtinCache.get(padToken ?? "") { try CLIPTokenizer(folder: builtinFolder(), padToken: padToken) }
+    }
+}
+
+private final class BuiltinCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [String: CLIPTokenizer] = [:]
+    func get(_ key: String, _ make: () throws -> CLIPTokenizer) throws -> CLIPTokenizer {
+        lock.lock(); defer { lock.unlock() }
+        if let value = values[key] { return value }
+        let v = try make()
+        values[key] = v
+        return v
+    }
+}

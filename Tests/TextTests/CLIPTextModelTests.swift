@@ -1,0 +1,105 @@
+import XCTest
+import Foundation
+import Tensor
+import NN
+import Text
+import TestSupport
+
+/// CLIPTextModel against transformers (goldens from Tests/References/make_clip_text_goldens.py):
+/// last_hidden_state, clip-skip states, pooled output (and text_embeds) within 1e-5.
+final class CLIPTextModelTests: XCTestCase {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Goldens/clip_text")
+
+    func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let folder = Self.dir.appendingPathComponent(name)
+        let model = try CLIPTextModel.load(folder)
+        let io = try SafeTensorsFile(url: folder.appendingPathComponent("io.safetensors"))
+        let flat = try io.integers("input_ids"), l = 77
+        let ids = stride(from: 0, to: flat.count, by: l).map { Array(flat[$0..<($0 + l)]) }
+        XCTAssertNil(model.problem(with: ids), file: file, line: line)
+        let out = GradMode.withoutGrad { model(ids) }
+        assertClose(out.lastHiddenState, try io.tensor("last_hidden_state"), atol: 1e-5, rtol: 0, file: file, line: line)
+        assertClose(out.pooled, try io.tensor("pooled"), atol: 1e-5, rtol: 0, file: file, line: line)
+        XCTAssertEqual(out.hiddenStates.count, model.config.numHiddenLayers + 1, file: file, line: line)
+        if io.entry("hidden_states_0") != nil {
+            assertClose(out.hiddenStates[0], try io.tensor("hidden_states_0"), atol: 1e-5, rtol: 0, file: file, line: line)
+        }
+        for skip in [1, 2] {
+            let e = GradMode.withoutGrad { model.promptEmbeddings(ids, clipSkip: skip) }
+            assertClose(e, try io.tensor("clip_skip_\(skip)"), atol: 1e-5, rtol: 0, file: file, line: line)
+        }
+        let e0 = GradMode.withoutGrad { model.promptEmbeddings(ids, clipSkip: 0) }
+        XCTAssertEqual(e0.scalars, out.lastHiddenState.scalars, file: file, line: line)
+        if io.entry("text_embeds") != nil {
+            assertClose(try XCTUnwrap(out.textEmbeds), try io.tensor("text_embeds"), atol: 1e-5, rtol: 0, file: file, line: line)
+        } else {
+            XCTAssertNil(out.textEmbeds, file: file, line: line)
+        }
+    }
+
+    /// SD 1.x-like: quick_gelu, legacy eos_token_id 2 (pooled at the largest id).
+    func testQuickGeluLegacyEOS() throws { try check("quick_gelu") }
+    /// SD 2.x-like: gelu, eos_token_id set, pad 0 (pooled at the first EOS).
+    func testGeluFirstEOS() throws { try check("gelu") }
+    /// CLIPTextModelWithProjection: text_model.* plus text_projection.
+    func testWithProjection() throws { try check("projection") }
+    /// transformers 4's file: `text_model.` prefix, the position_ids buffer, F16 weights.
+    func testPrefixedF16Checkpoint() throws { try check("prefixed") }
+
+    func testConfigRoundTripsAndRejectsUnknownKeys() throws {
+        let url = Self.dir.appendingPathComponent("quick_gelu/config.json")
+        let c = try ConfigFile.read(CLIPTextConfig.self, from: url)
+        XCTAssertEqual(c.hiddenAct, .quickGelu)
+        XCTAssertEqual(c.eosTokenId, 2)
+        XCTAssertEqual(c.extra["transformers_version"], .string("5.25.0"))
+        let again = try JSONDecoder().decode(CLIPTextConfig.self, from: try JSONEncoder().encode(c))
+        XCTAssertEqual(again, c)
+
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        func rejected(_ change: [String: Any], key: String, file: StaticString = #filePath, line: UInt = #line) {
+            var o = object
+            for (k, v) in change { o[k] = v }
+            let data = try! JSONSerialization.data(withJSONObject: o)
+            XCTAssertThrowsError(try JSONDecoder().decode(CLIPTextConfig.self, from: data), file: file, line: line) { e in
+                XCTAssertEqual((e as? ConfigError)?.key, key, "\(e)", file: file, line: line)
+            }
+        }
+        rejected(["position_embedding_type": "rotary"], key: "position_embedding_type")
+        rejected(["model_type": "t5"], key: "model_type")
+        rejected(["hidden_act": "mish"], key: "hidden_act")
+        rejected(["eos_token_id": [2, 3]], key: "eos_token_id")
+        rejected(["use_attention_mask": true], key: "use_attention_mask")
+        rejected(["architectures": ["CLIPVisionModel"]], key: "architectures")
+        rejected(["num_attention_heads": 5], key: "num_attention_heads")
+        rejected(["hidden_size": -4], key: "hidden_size")
+        rejected(["vocab_size": 0], key: "vocab_size")
+        rejected(["num_hidden_layers": 100_000], key: "num_hidden_layers")
+        // Each size plausible, together 10^12 parameters: refused before any allocation.
+        rejected(["vocab_size": 9_000_000, "hidden_size": 60_000, "num_attention_heads": 4], key: "hidden_size")
+        object["use_attention_mask"] = false
+        XCTAssertNoThrow(try JSONDecoder().decode(CLIPTextConfig.self, from: JSONSerialization.data(withJSONObject: object)))
+    }
+
+    func testMismatchedCheckpointListsEveryKey() throws {
+        let folder = Self.dir.appendingPathComponent("gelu")
+        var c = try ConfigFile.read(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
+        c.numHiddenLayers = 3
+        let model = try CLIPTextModel(config: c)
+        XCTAssertThrowsError(try model.load(safetensors: folder.appendingPathComponent("model.safetensors"))) { e in
+            let m = e as? CheckpointMismatch
+            XCTAssertEqual(m?.missing.count, 16, "\(e)")  // every parameter of layer 2
+        }
+    }
+
+    func testMissingFilesNameThePath() throws {
+        let tmp = try TemporaryFolder()
+        defer { tmp.remove() }
+        XCTAssertThrowsError(try CLIPTextModel.load(tmp.url)) { e in
+            XCTAssertTrue("\(e)".contains("config.json"), "\(e)")
+        }
+        try FileManager.default.copyItem(at: Self.dir.appendingPathComponent("gelu/config.json"), to: tmp.file("config.json"))
+        XCTAssertThrowsError(try CLIPTextModel.load(tmp.url)) { e in
+            XCTAssertTrue("\(e)".contains("model.safetensors"), "\(e)")
+        }
+    }
+}
