@@ -62,6 +62,22 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testWideConv2dLongTilesAndChannelSplitsMatchNaive() {
+        // coutG · kG ≥ 2^18 takes the long-tile path; one small image leaves threads without a
+        // tile, so output channels are split (odd Cout, groups, stride and a non-square image).
+        let cases: [([Int], [Int], (Int, Int), Int)] = [
+            ([1, 160, 5, 7], [193, 160, 3, 3], (1, 1), 1),   // one tile: channel split
+            ([2, 400, 23, 9], [300, 200, 3, 3], (2, 1), 2),  // groups, stride, several tiles per image
+            ([3, 300, 3, 3], [130, 300, 3, 3], (1, 1), 1),  // images of 9 positions
+        ]
+        for (k, c) in cases.enumerated() {
+            let x = r(c.0, UInt64(300 + k * 3)), w = r(c.1, UInt64(301 + k * 3)), b = r([c.1[0]], UInt64(302 + k * 3))
+            let got = x.conv2d(w, bias: b, stride: c.2, padding: (1, 1), dilation: (1, 1), groups: c.3)
+            let want = naiveConv2d(x, w, b, stride: c.2, pad: (1, 1), dil: (1, 1), groups: c.3)
+            assertClose(got, want, atol: 1e-3, rtol: 1e-4, "case \(k)")
+        }
+    }
+
     func testLongConv1dUsesColumnTilesCorrectly() {
         // 70 channels × k 5 × 3001 columns is beyond one cache tile per row: column tiles.
         let x = r([2, 70, 3001], 40), w = r([9, 70, 5], 41), b = r([9], 42)

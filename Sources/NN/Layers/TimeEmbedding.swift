@@ -80,22 +80,39 @@ public final class GaussianFourierProjection: Module {
     }
 }
 
-/// diffusers' `TimestepEmbedding`: linear_1 → act → linear_2. [N, in] -> [N, timeEmbedDim].
+/// diffusers' `TimestepEmbedding`: (x + cond_proj(condition)) → linear_1 → act → linear_2 (→ post_act).
+/// [N, in] -> [N, timeEmbedDim]. `cond_proj` (no bias) exists when `condProjDim` is given: LCM's
+/// guidance-scale embedding w [N, condProjDim] enters there.
 public final class TimestepEmbedding: Module {
     public let linear1: Linear
     public let act: Activation
     public let linear2: Linear
+    public let condProj: Linear?
+    public let postAct: Activation?
 
-    public init(inChannels: Int, timeEmbedDim: Int, act: Activation = .silu, outDim: Int? = nil) {
+    public init(inChannels: Int, timeEmbedDim: Int, act: Activation = .silu, outDim: Int? = nil,
+                postAct: Activation? = nil, condProjDim: Int? = nil) {
         linear1 = Linear(inChannels, timeEmbedDim)
+        condProj = condProjDim.map { Linear($0, inChannels, bias: false) }
         self.act = act
         linear2 = Linear(timeEmbedDim, outDim ?? timeEmbedDim)
+        self.postAct = postAct
     }
 
     public func visit(_ v: inout ModuleVisitor) {
         v("linear_1", linear1)
+        v("cond_proj", condProj)
         v("linear_2", linear2)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear2(act(linear1(x))) }
+    /// x: [N, in], condition: [N, condProjDim] (only with `cond_proj`) -> [N, timeEmbedDim].
+    public func callAsFunction(_ x: Tensor, condition: Tensor? = nil) -> Tensor {
+        var h = x
+        if let condition {
+            guard let condProj else { preconditionFailure("TimestepEmbedding without cond_proj got a condition") }
+            h = h + condProj(condition)
+        }
+        h = linear2(act(linear1(h)))
+        return postAct.map { $0(h) } ?? h
+    }
 }

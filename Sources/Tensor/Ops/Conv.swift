@@ -71,16 +71,19 @@ struct ConvGeometry {
 
     /// Work tiles for the tiled kernels: whole output rows when a row's unfolded columns fit
     /// the cache budget (~512 KB), else column ranges of single rows (1D signals). Enough tiles
-    /// to keep every thread busy.
-    func tiling(threads T: Int) -> ConvTiling {
-        let budget = 1 << 17
+    /// to keep every thread busy. `minColumns` above 64 keeps the tiles of wide convolutions
+    /// long (the budget grows to fit them, up to 16 MB): each tile's product repacks the whole
+    /// weight matrix, which costs about 1/cols of the product.
+    func tiling(threads T: Int, minColumns: Int = 64) -> ConvTiling {
+        let budget = Swift.min(Swift.max(1 << 17, rows * minColumns), 1 << 22)
         if rows * wo <= budget || wo <= 64 {
-            var r = Swift.max(1, Swift.min(ho, Swift.max(64, budget / rows) / wo))
-            r = Swift.min(r, Swift.max(1, ho * n / (4 * T)))
+            var r = Swift.max(1, Swift.min(ho, Swift.max(minColumns, budget / rows) / wo))
+            let fewest = minColumns > 64 ? Swift.max(1, minColumns / wo) : 1
+            r = Swift.min(r, Swift.max(fewest, ho * n / (4 * T)))
             return ConvTiling(rows: r, cols: wo, ho: ho, wo: wo)
         }
-        var c = Swift.min(wo, Swift.max(64, budget / rows))
-        c = Swift.min(c, Swift.max(64, wo * ho * n / (4 * T)))
+        var c = Swift.min(wo, Swift.max(minColumns, budget / rows))
+        c = Swift.min(c, Swift.max(minColumns, wo * ho * n / (4 * T)))
         return ConvTiling(rows: 1, cols: c, ho: ho, wo: wo)
     }
 
@@ -182,9 +185,15 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     let P = g.P
     FlopCounter.add(2 * Double(g.n) * Double(g.cout) * Double(P) * Double(g.kG))
     // Work items are tiles of output rows of one image: each worker unfolds its tile into its
-    // own scratch (sized to stay in cache) and multiplies straight into the output.
-    let tiling = g.tiling(threads: Threads.count)
-    let items = g.n * tiling.perImage
+    // own scratch (sized to stay in cache) and multiplies straight into the output. Wide
+    // convolutions (Stable Diffusion's 1280-channel 3×3: 14.7 M weights) take long tiles, as
+    // every tile's product repacks W; when that leaves threads without a tile (small images),
+    // the output channels are split between them.
+    let T = Threads.count
+    let tiling = g.tiling(threads: T, minColumns: g.coutG * g.kG >= 1 << 18 ? 512 : 64)
+    let tiles = g.n * tiling.perImage
+    let splits = tiles >= T ? 1 : Swift.min((T + tiles - 1) / tiles, Swift.max(1, g.coutG / 64))
+    let items = tiles * splits
     let workers = Parallel.chunkCount(items)
     let scratchSize = g.rows * tiling.size
     let scratch = g.pointwise ? nil : Tensor(uninitialized: [workers, scratchSize])
@@ -193,9 +202,12 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     let pb = bias.map { SendablePointer($0.data) }
     Parallel.indexedChunks(items) { t, s0, e0 in
         for item in s0..<e0 {
-            let n = item / tiling.perImage
-            let (oy0, oy1, ox0, ox1) = tiling.tile(item % tiling.perImage)
+            let tile = item / splits, split = item % splits
+            let n = tile / tiling.perImage
+            let (oy0, oy1, ox0, ox1) = tiling.tile(tile % tiling.perImage)
             let first = oy0 * g.wo + ox0, cols = (oy1 - oy0 - 1) * g.wo + ox1 - ox0
+            // Output channels co0..<co1 of each group.
+            let co0 = g.coutG * split / splits, co1 = g.coutG * (split + 1) / splits
             let bPtr: UnsafeMutablePointer<Float>, ldb: Int
             if let ps {
                 bPtr = ps.p + t * scratchSize
@@ -208,15 +220,16 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
             }
             let c = po.p + n * g.cout * P + first
             for gi in 0..<g.groups {
-                BLAS.sgemmSerial(transA: false, transB: false, m: g.coutG, n: cols, k: g.kG,
-                                 a: pw.p + gi * g.coutG * g.kG, lda: g.kG,
+                let row0 = gi * g.coutG + co0
+                BLAS.sgemmSerial(transA: false, transB: false, m: co1 - co0, n: cols, k: g.kG,
+                                 a: pw.p + row0 * g.kG, lda: g.kG,
                                  b: bPtr + gi * g.kG * ldb, ldb: ldb,
-                                 beta: 0, c: c + gi * g.coutG * P, ldc: P)
-            }
-            if let pb {
-                for co in 0..<g.cout {
-                    let v = pb.p[co], row = c + co * P
-                    for k in 0..<cols { row[k] += v }
+                                 beta: 0, c: c + row0 * P, ldc: P)
+                if let pb {
+                    for co in row0..<(row0 + co1 - co0) {
+                        let v = pb.p[co], row = c + co * P
+                        for k in 0..<cols { row[k] += v }
+                    }
                 }
             }
         }
