@@ -79,13 +79,21 @@ final class UNetMidBlock2D: Module {
         }
     }
 
+    /// From its parts: one more resnet than attentions (the VAE's encoder and decoder build theirs
+    /// so, without a time embedding and with group-normed single-head attention).
+    init(resnets: [ResnetBlock], attentions: [Attention?]) {
+        precondition(resnets.count == attentions.count + 1, "\(resnets.count) resnets for \(attentions.count) attentions")
+        self.resnets = resnets
+        self.attentions = attentions
+    }
+
     func visit(_ v: inout ModuleVisitor) {
         v("attentions", attentions)
         v("resnets", resnets)
     }
 
-    /// `hook(h, i)` runs after resnet i.
-    func callAsFunction(_ x: Tensor, temb: Tensor, hook: ((Tensor, Int) -> Tensor)? = nil) -> Tensor {
+    /// temb: [N, T], or nil for resnets without a time embedding. `hook(h, i)` runs after resnet i.
+    func callAsFunction(_ x: Tensor, temb: Tensor?, hook: ((Tensor, Int) -> Tensor)? = nil) -> Tensor {
         var h = resnets[0](x, temb: temb)
         if let hook { h = hook(h, 0) }
         for (i, (a, r)) in zip(attentions, resnets.dropFirst()).enumerated() {
