@@ -85,7 +85,8 @@ final class UNetMidBlock2D: Module {
     let resnets: [ResnetBlock]
     let attentions: [(any UNetAttentionLayer)?]
 
-    /// One more resnet than attentions.
+    /// One more resnet than attentions (the VAE's encoder and decoder build theirs so, without a
+    /// time embedding and with group-normed single-head attention).
     init(resnets: [ResnetBlock], attentions: [(any UNetAttentionLayer)?]) {
         precondition(resnets.count == attentions.count + 1, "\(resnets.count) resnets for \(attentions.count) attentions")
         self.resnets = resnets
@@ -117,8 +118,9 @@ final class UNetMidBlock2D: Module {
         v("resnets", resnets)
     }
 
-    /// context: the attentions' encoder states [N, L, D]. `hook(h, i)` runs after resnet i.
-    func callAsFunction(_ x: Tensor, temb: Tensor, context: Tensor? = nil, hook: ((Tensor, Int) -> Tensor)? = nil) -> Tensor {
+    /// temb: [N, T], or nil for resnets without a time embedding (the VAE's); context: the
+    /// attentions' encoder states [N, L, D]. `hook(h, i)` runs after resnet i.
+    func callAsFunction(_ x: Tensor, temb: Tensor?, context: Tensor? = nil, hook: ((Tensor, Int) -> Tensor)? = nil) -> Tensor {
         var h = resnets[0](x, temb: temb)
         if let hook { h = hook(h, 0) }
         for (i, (a, r)) in zip(attentions, resnets.dropFirst()).enumerated() {

@@ -14,8 +14,8 @@ public enum ModelFolder {
     public static let weightsName = "diffusion_pytorch_model.safetensors"
 
     /// (config.json, weights or nil for a bare config) for a model folder, a pipeline folder
-    /// (model_index.json + `unet/`), or a config file.
-    public static func locate(_ url: URL) throws -> (config: URL, weights: URL?) {
+    /// (model_index.json + `component/`: `unet`, `vae`, ...), or a config file.
+    public static func locate(_ url: URL, component: String = "unet") throws -> (config: URL, weights: URL?) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw ModelFolderError(path: url.path, reason: "no such file or folder")
@@ -31,7 +31,7 @@ public enum ModelFolder {
         }
         var folder = url
         if FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path) {
-            folder = url.appendingPathComponent("unet")
+            folder = url.appendingPathComponent(component)
         }
         let config = folder.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: config.path) else {
@@ -47,8 +47,9 @@ public enum ModelFolder {
     /// The config of the model at `url` (folder, pipeline folder or config file) decoded as `T`,
     /// and its weights file (nil for a bare config). A config that does not decode, or that
     /// declares a `_class_name` other than `className`, is an error naming the file.
-    public static func config<T: Decodable>(_ type: T.Type, at url: URL, className: String? = nil) throws -> (config: T, weights: URL?) {
-        let (configURL, weightsURL) = try locate(url)
+    public static func config<T: Decodable>(_ type: T.Type, at url: URL, className: String? = nil,
+                                            component: String = "unet") throws -> (config: T, weights: URL?) {
+        let (configURL, weightsURL) = try locate(url, component: component)
         if let className, let name = try ModelFolder.className(ofConfig: configURL), name != className {
             throw ModelFolderError(path: configURL.path, reason: "declares a \(name), not a \(className)")
         }

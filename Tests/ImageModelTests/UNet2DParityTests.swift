@@ -12,7 +12,7 @@ final class UNet2DParityTests: XCTestCase {
 
     /// The generator's `formula_weight`: a·(2u − 1), u from splitmix64 of (index + 1000003·Σ bytes(name));
     /// a = 1/√fan_in for matrices and kernels, 0.05 for vectors; norm weights 1 + that.
-    static func formulaWeights(_ model: UNet2DModel) {
+    static func formulaWeights(_ model: any Module) {
         for (name, t) in model.namedParameters() {
             let seed = UInt64(1_000_003 * name.utf8.reduce(0) { $0 + Int($1) })
             let isNormWeight = name.contains("norm") && name.hasSuffix("weight")
