@@ -65,7 +65,7 @@ let package = Package(
                 swiftSettings: swiftSettings),
 
         // MARK: Modalities (each supplies its model, codec, data and default recipe)
-        .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "Media", "Workflow", "CZlib"],
+        .target(name: "Image", dependencies: ["Tensor", "NN", "Diffusion", "Text", "Media", "Workflow", "CZlib"],
                 path: "Modalities/Image", swiftSettings: swiftSettings),
         .target(name: "Audio", dependencies: ["Tensor", "NN", "Diffusion", "Media", "Workflow", "CSndFile"], path: "Modalities/Audio",
                 swiftSettings: swiftSettings),

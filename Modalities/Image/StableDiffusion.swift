@@ -1,0 +1,163 @@
+import Foundation
+import Tensor
+import NN
+import Diffusion
+import Text
+
+/// What a prompt-driven generation asks for: one prompt per sample, a negative prompt (the
+/// "unconditional" side of classifier-free guidance; empty = diffusers' default ""), and CLIP
+/// skip (diffusers' `clip_skip`: 1 conditions on the penultimate layer through the final norm).
+public struct PromptConditioning: Sendable, Equatable {
+    public var prompts: [String]
+    public var negativePrompt: String
+    public var clipSkip: Int?
+
+    public init(prompts: [String], negativePrompt: String = "", clipSkip: Int? = nil) {
+        self.prompts = prompts; self.negativePrompt = negativePrompt; self.clipSkip = clipSkip
+    }
+}
+
+/// The Stable Diffusion family (1.x, 2.x) as diffusers' `StableDiffusionPipeline` folder:
+///
+///     model_index.json     StableDiffusionPipeline and its parts' classes
+///     tokenizer/           vocab.json + merges.txt (or tokenizer.json)
+///     text_encoder/        CLIPTextModel
+///     unet/                UNet2DConditionModel (4 input channels; 9 for inpainting checkpoints)
+///     vae/                 AutoencoderKL
+///     scheduler/           scheduler_config.json (PNDM in SD 1.x folders, DDIM/Euler in 2.x)
+///
+/// A latent model in the shared shape: the denoiser (the conditional U-Net) runs in the VAE's
+/// latent space through the same sampling loop as every other model (`Generation.batched`,
+/// every sampler, per-sample seeds, batching), and a prompt is one more conditioning — the
+/// prompts become rows of a table of text embeddings that the denoiser looks up by "label", the
+/// negative prompt being the null label of classifier-free guidance.
+public final class StableDiffusionPipeline {
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    public let scheduler: SchedulerConfig
+
+    public static let className = "StableDiffusionPipeline"
+
+    public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
+                scheduler: SchedulerConfig) {
+        self.tokenizer = tokenizer; self.textEncoder = textEncoder; self.unet = unet; self.vae = vae; self.scheduler = scheduler
+    }
+
+    /// Whether `dir` is a pipeline folder of this family (its model_index.json names it, or its
+    /// unet is a UNet2DConditionModel).
+    public static func isPipelineFolder(_ dir: URL) -> Bool {
+        guard let d = try? Data(contentsOf: dir.appendingPathComponent("model_index.json")),
+              let o = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else { return false }
+        if let c = o["_class_name"] as? String, c.hasPrefix("StableDiffusion") { return true }
+        return ((o["unet"] as? [Any])?.last as? String) == "UNet2DConditionModel"
+    }
+
+    /// Loads a diffusers pipeline folder (F32/F16/BF16 safetensors). Errors name the part's file.
+    public static func load(_ dir: URL) throws -> StableDiffusionPipeline {
+        for part in ["tokenizer", "text_encoder", "unet", "vae"] where !FileManager.default.fileExists(atPath: dir.appendingPathComponent(part).path) {
+            throw ModelFolderError(path: dir.path, reason: "no \(part)/ folder (a Stable Diffusion pipeline folder has tokenizer/, text_encoder/, unet/, vae/, scheduler/)")
+        }
+        return StableDiffusionPipeline(tokenizer: try CLIPTokenizer(folder: dir.appendingPathComponent("tokenizer")),
+                                       textEncoder: try CLIPTextModel.load(dir.appendingPathComponent("text_encoder")),
+                                       unet: try UNet2DConditionModel.load(dir.appendingPathComponent("unet")),
+                                       vae: try AutoencoderKL.load(dir.appendingPathComponent("vae")),
+                                       scheduler: try PipelineFolder.scheduler(in: dir))
+    }
+
+    /// Pixels per latent pixel (8 for SD).
+    public var downFactor: Int { vae.downFactor }
+    /// The size the unet was trained at, in pixels (512 for SD 1.x, 768 for SD 2.x-v).
+    public var defaultSize: Int { (unet.config.sampleSize?.first ?? 64) * downFactor }
+
+    /// The text embeddings [K, 77, D] of `texts`, one row each.
+    public func embed(_ texts: [String], clipSkip: Int? = nil) -> Tensor {
+        GradMode.withoutGrad { textEncoder.promptEmbeddings(texts.map { tokenizer($0) }, clipSkip: clipSkip) }
+    }
+
+    /// Why a height × width image cannot be made, or nil.
+    public func sizeProblem(height: Int, width: Int) -> String? {
+        let f = downFactor
+        guard height >= f, width >= f, height % f == 0, width % f == 0 else {
+            return "\(width)×\(height) is not a multiple of \(f) on each side"
+        }
+        guard height <= 4096, width <= 4096 else { return "\(width)×\(height) is larger than 4096 on a side" }
+        return nil
+    }
+
+    /// Images for `request.count` prompts (`prompt.prompts`, one per sample). `request` carries
+    /// everything else (sampler, steps, seed, guidance, start latents [N, 4, h, w], an initial
+    /// image's latents for image-to-image, a known region for inpainting); its conditioning is
+    /// set here. Returns the final latents [N, 4, h, w] and the decoded images [N, 3, H, W] in
+    /// the VAE's scale ([-1, 1], not clamped).
+    public func generate(_ prompt: PromptConditioning, request given: SamplingRequest, height: Int, width: Int,
+                         inpaintingInputs: (mask: Tensor, maskedImageLatents: Tensor)? = nil,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> (latents: Tensor, images: Tensor) {
+        if let p = sizeProblem(height: height, width: width) { throw SamplingRequestError(setting: "size", reason: p) }
+        guard prompt.prompts.count == given.count else {
+            throw SamplingRequestError(setting: "prompts", reason: "\(prompt.prompts.count) prompts for \(given.count) samples")
+        }
+        if let s = prompt.clipSkip, s < 0 || s >= textEncoder.config.numHiddenLayers {
+            throw SamplingRequestError(setting: "clip-skip", reason: "must be within 0-\(textEncoder.config.numHiddenLayers - 1), got \(s)")
+        }
+        // The table: each distinct prompt once, then the negative prompt (the null label).
+        var distinct: [String] = []
+        var row: [String: Int] = [:]
+        for p in prompt.prompts where row[p] == nil { row[p] = distinct.count; distinct.append(p) }
+        let guided = given.guidance > 1  // diffusers guides only above 1
+        let table = embed(distinct + (guided ? [prompt.negativePrompt] : []), clipSkip: prompt.clipSkip)
+        let denoiser = PromptTableDenoiser(unet: unet, table: table, extra: inpaintingInputs)
+        var request = given
+        request.conditioning = .labels(prompt.prompts.map { row[$0]! })
+        let guidance = guided ? Guidance(scale: given.guidance, rescale: given.guidanceRescale, nullLabel: distinct.count) : nil
+        let latentShape = [unet.config.outChannels, height / downFactor, width / downFactor]
+        let latents = try Generation.batched(model: denoiser, sampleShape: latentShape, request: request, scheduler: scheduler,
+                                             guidance: guidance, progress: progress)
+        let images = vae.decode(GradMode.withoutGrad { latents * (1 / vae.scalingFactor) })
+        return (latents, images)
+    }
+
+    /// Images [N, 3, H, W] in [-1, 1] as the latents the denoiser starts from: the VAE's
+    /// posterior sampled with per-sample noise from `seed` (diffusers' `latent_dist.sample`),
+    /// times `scalingFactor`.
+    public func encodeImages(_ images: Tensor, seed: UInt64, firstSample: Int = 0) -> Tensor {
+        let posterior = vae.encode(images)
+        var rng = RandomGenerator(seed: seed ^ 0x5EED_1A7E, firstSample: firstSample)
+        let noise = rng.normal(posterior.mean.shape)
+        return GradMode.withoutGrad { posterior.sample(noise: noise) * vae.scalingFactor }
+    }
+}
+
+/// The conditional U-Net as the sampling loop sees a class model: "label" k selects row k of
+/// a table of text embeddings [K, L, D]. With `extra` (a 9-channel inpainting unet), the mask
+/// [1, 1, h, w] and the masked image's latents [1, 4, h, w] are appended to every input's channels.
+final class PromptTableDenoiser: Module, DiffusionModel {
+    let unet: UNet2DConditionModel
+    let table: Tensor
+    let extra: (mask: Tensor, maskedImageLatents: Tensor)?
+
+    init(unet: UNet2DConditionModel, table: Tensor, extra: (mask: Tensor, maskedImageLatents: Tensor)?) {
+        self.unet = unet; self.table = table; self.extra = extra
+    }
+
+    func visit(_ v: inout ModuleVisitor) { v("unet", unet) }
+
+    var labelCount: Int? { table.shape[0] }
+
+    func predict(_ x: Tensor, timesteps: [Float], labels: [Int]?) -> Tensor {
+        let n = x.shape[0], l = table.shape[1], d = table.shape[2]
+        let rows = labels ?? [Int](repeating: 0, count: n)
+        // [K, L·D] → rows → [N, L, D]
+        let context = table.reshaped([table.shape[0], l * d]).embedding(rows).reshaped([n, l, d])
+        var input = x
+        if let extra {
+            let h = x.shape[2], w = x.shape[3]
+            let mask = Tensor.concat([Tensor](repeating: extra.mask, count: n), axis: 0)
+            let masked = Tensor.concat([Tensor](repeating: extra.maskedImageLatents, count: n), axis: 0)
+            precondition(mask.shape == [n, 1, h, w] && masked.shape == [n, 4, h, w], "inpainting inputs for \(x.shape)")
+            input = Tensor.concat([x, mask, masked], axis: 1)
+        }
+        return unet(input, timesteps: timesteps, encoderHiddenStates: context)
+    }
+}

@@ -1,0 +1,63 @@
+import XCTest
+import Foundation
+import Tensor
+import NN
+import Diffusion
+import Image
+import TestSupport
+
+/// Whole text-to-image pipelines against diffusers' StableDiffusionPipeline (goldens from
+/// Tests/References/make_sd_pipeline_goldens.py): a tiny random SD1-shaped folder, the same start
+/// latents, five calls (samplers, guidance 1 and 7.5, negative prompts, non-square sizes, clip skip,
+/// a prompt past 77 tokens). The text embeddings within 1e-5; the final latents and the decoded
+/// images within 1e-4 of their scale.
+final class StableDiffusionPipelineTests: XCTestCase {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Goldens/sd-pipeline")
+    static let pipeline = Result { try StableDiffusionPipeline.load(dir.appendingPathComponent("tiny")) }
+
+    struct Call: Decodable {
+        var prompts: [String]
+        var negative_prompt: String?
+        var guidance: Float
+        var sampler: String
+        var steps: Int
+        var height: Int
+        var width: Int
+        var clip_skip: Int?
+    }
+
+    func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let pipe = try Self.pipeline.get()
+        let golden = try SafeTensorsFile(url: Self.dir.appendingPathComponent(name + ".safetensors"))
+        let call = try JSONDecoder().decode(Call.self, from: Data(golden.metadata["call"]!.utf8))
+        let prompt = PromptConditioning(prompts: call.prompts, negativePrompt: call.negative_prompt ?? "", clipSkip: call.clip_skip)
+        assertClose(pipe.embed(call.prompts, clipSkip: call.clip_skip), try golden.tensor("prompt_embeds"), atol: 1e-5, rtol: 0,
+                    "\(name) prompt embeddings", file: file, line: line)
+        let request = SamplingRequest(count: call.prompts.count, sampler: SamplerName(rawValue: call.sampler), steps: call.steps,
+                                      guidance: call.guidance, start: try golden.tensor("latents"))
+        let (latents, images) = try pipe.generate(prompt, request: request, height: call.height, width: call.width)
+        for (got, key) in [(latents, "output_latents"), (images, "sample")] {
+            let want = try golden.tensor(key)
+            XCTAssertEqual(got.shape, want.shape, "\(name) \(key)", file: file, line: line)
+            let scale = want.scalars.map(abs).max() ?? 1
+            var worst: Float = 0
+            for i in 0..<want.scalars.count { worst = Swift.max(worst, abs(got.data[i] - want.data[i])) }
+            print("SD pipeline \(name) \(key): max abs error \(worst) (scale \(scale))")
+            XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "\(name) \(key)", file: file, line: line)
+        }
+    }
+
+    func testEulerGuided() throws { try check("apple-euler") }
+    func testDPMSolverNegativePromptNonSquare() throws { try check("cat-dpm-negative-wide") }
+    func testTwoPromptsUnguidedOnTheFoldersPNDM() throws { try check("two-prompts-unguided-pndm") }
+    func testDDIMWithClipSkip() throws { try check("ddim-clip-skip") }
+    func testKarrasSigmasAndAPromptPast77Tokens() throws { try check("karras-long-prompt") }
+
+    func testBadRequestsAreErrors() throws {
+        let pipe = try Self.pipeline.get()
+        let request = SamplingRequest(count: 1, steps: 2)
+        XCTAssertThrowsError(try pipe.generate(PromptConditioning(prompts: ["a"]), request: request, height: 60, width: 64))
+        XCTAssertThrowsError(try pipe.generate(PromptConditioning(prompts: ["a", "b"]), request: request, height: 64, width: 64))
+        XCTAssertThrowsError(try pipe.generate(PromptConditioning(prompts: ["a"], clipSkip: 3), request: request, height: 64, width: 64))
+    }
+}
