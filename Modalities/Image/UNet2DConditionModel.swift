@@ -17,7 +17,8 @@ import NN
 /// Parameter names are diffusers' state-dict keys
 /// (`down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight`), so a diffusers unet
 /// folder loads as it is and what we save loads in diffusers. Gradients flow when `GradMode`
-/// is on; wrap inference in `GradMode.withoutGrad` so no tape is kept.
+/// is on; wrap inference in `GradMode.withoutGrad` so no tape is kept (and call
+/// `setTraining(false)` when the config's `dropout` is above 0, as for every model here).
 public final class UNet2DConditionModel: Module {
     public let config: UNet2DConditionConfig
     let convIn: Conv2d

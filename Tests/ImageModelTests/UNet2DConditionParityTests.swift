@@ -84,6 +84,27 @@ final class UNet2DConditionParityTests: XCTestCase {
         }
     }
 
+    func testWeightsOfAnotherConfigAreAnErrorListingTheKeys() throws {
+        // SD 2-shaped config, SD 1-shaped weights: conv vs linear projections, other widths.
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("unetcond-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.folder("sd2").appendingPathComponent("config.json"),
+                                         to: tmp.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: Self.folder("sd1").appendingPathComponent(ModelFolder.weightsName),
+                                         to: tmp.appendingPathComponent(ModelFolder.weightsName))
+        XCTAssertThrowsError(try UNet2DConditionModel.load(tmp)) { e in
+            let text = "\(e)"
+            XCTAssert(text.contains(ModelFolder.weightsName), text)
+            XCTAssert(text.contains("missing") && text.contains("down_blocks.1.attentions.0.proj_in.weight"), text)
+            XCTAssert(text.contains("unexpected") && text.contains("down_blocks.0.attentions.1.norm.weight"), text)
+        }
+        // A UNet2DModel folder is not taken for a conditional one.
+        XCTAssertThrowsError(try UNet2DConditionModel.load(Self.dir.appendingPathComponent("small_scale_shift"))) { e in
+            XCTAssert("\(e)".contains("UNet2DModel"), "\(e)")
+        }
+    }
+
     func testConfigRoundTripsAndKeepsUnknownKeys() throws {
         let url = Self.folder("sd2").appendingPathComponent("config.json")
         var c = try ConfigFile.read(UNet2DConditionConfig.self, from: url)
