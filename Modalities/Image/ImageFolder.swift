@@ -51,21 +51,30 @@ public final class ImageFolder: ImageDataset {
 
     /// Centre square crop, bilinear resize to side × side (half-pixel centres, as PIL/torch).
     public static func cropResize(_ img: Tensor, side: Int, into dst: UnsafeMutablePointer<Float>) {
+        cropResize(img, height: side, width: side, into: dst)
+    }
+
+    /// The centre of `img` [C, h, w] with the aspect of height × width, resized bilinearly into
+    /// `dst` ([C, height, width] floats).
+    public static func cropResize(_ img: Tensor, height: Int, width: Int, into dst: UnsafeMutablePointer<Float>) {
         let c = img.shape[0], h = img.shape[1], w = img.shape[2]
-        let m = Swift.min(h, w), y0 = (h - m) / 2, x0 = (w - m) / 2
-        let scale = Float(m) / Float(side)
-        for ch in 0..<c {
-            let plane = img.data + ch * h * w
-            for y in 0..<side {
-                let sy = Swift.max(0, Swift.min(Float(m - 1), (Float(y) + 0.5) * scale - 0.5))
-                let iy = Int(sy), fy = sy - Float(iy), iy1 = Swift.min(iy + 1, m - 1)
-                for x in 0..<side {
-                    let sx = Swift.max(0, Swift.min(Float(m - 1), (Float(x) + 0.5) * scale - 0.5))
-                    let ix = Int(sx), fx = sx - Float(ix), ix1 = Swift.min(ix + 1, m - 1)
+        // The largest centred crop of the target's aspect.
+        var ch = h, cw = w
+        if w * height > h * width { cw = Swift.max(1, (h * width + height / 2) / height) } else { ch = Swift.max(1, (w * height + width / 2) / width) }
+        let y0 = (h - ch) / 2, x0 = (w - cw) / 2
+        let scaleY = Float(ch) / Float(height), scaleX = Float(cw) / Float(width)
+        for k in 0..<c {
+            let plane = img.data + k * h * w
+            for y in 0..<height {
+                let sy = Swift.max(0, Swift.min(Float(ch - 1), (Float(y) + 0.5) * scaleY - 0.5))
+                let iy = Int(sy), fy = sy - Float(iy), iy1 = Swift.min(iy + 1, ch - 1)
+                for x in 0..<width {
+                    let sx = Swift.max(0, Swift.min(Float(cw - 1), (Float(x) + 0.5) * scaleX - 0.5))
+                    let ix = Int(sx), fx = sx - Float(ix), ix1 = Swift.min(ix + 1, cw - 1)
                     let p = { (yy: Int, xx: Int) in plane[(y0 + yy) * w + x0 + xx] }
                     let top = p(iy, ix) * (1 - fx) + p(iy, ix1) * fx
                     let bottom = p(iy1, ix) * (1 - fx) + p(iy1, ix1) * fx
-                    dst[(ch * side + y) * side + x] = top * (1 - fy) + bottom * fy
+                    dst[(k * height + y) * width + x] = top * (1 - fy) + bottom * fy
                 }
             }
         }

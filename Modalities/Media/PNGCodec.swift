@@ -110,12 +110,14 @@ public enum PNGCodec {
 
     /// Writes a tensor [C, H, W] in [-1, 1] (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as an
     /// 8-bit PNG, atomically. Values are rounded and clipped; NaN becomes black.
-    public static func write(_ t: Tensor, to url: URL) throws {
-        try write(Pixels(tensor: t), to: url)
+    /// `text`: (keyword, text) pairs written as tEXt chunks (iTXt when the text is not ASCII),
+    /// such as the `parameters` chunk other tools read a generation's settings from.
+    public static func write(_ t: Tensor, to url: URL, text: [(String, String)] = []) throws {
+        try write(Pixels(tensor: t), to: url, text: text)
     }
 
     /// Writes 8-bit pixels as a PNG, atomically (temp file, then rename).
-    public static func write(_ pixels: Pixels, to url: URL) throws {
+    public static func write(_ pixels: Pixels, to url: URL, text: [(String, String)] = []) throws {
         let path = url.path
         try MediaLimits.check(pixels.width, max: Limits().maxDimension, "width", file: path)
         try MediaLimits.check(pixels.height, max: Limits().maxDimension, "height", file: path)
@@ -137,7 +139,60 @@ public enum PNGCodec {
             let reason = message(image)
             png_image_free(&image)
             guard ok != 0 else { throw MediaError.writeFailed(file: path, reason: reason) }
+            if !text.isEmpty {
+                var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: temp)))
+                // After the signature (8 bytes) and IHDR (4 length + 4 type + 13 data + 4 CRC).
+                bytes.insert(contentsOf: text.flatMap { textChunk(keyword: $0.0, text: $0.1) }, at: 33)
+                try Data(bytes).write(to: URL(fileURLWithPath: temp))
+            }
         }
+    }
+
+    /// A tEXt chunk (Latin-1 keyword of 1–79 characters; ASCII text), or an iTXt chunk (UTF-8 text).
+    static func textChunk(keyword: String, text: String) -> [UInt8] {
+        let key = Array(keyword.unicodeScalars.filter { $0.value >= 32 && $0.value < 127 }.prefix(79).map { UInt8($0.value) })
+        let ascii = text.unicodeScalars.allSatisfy { $0.value < 127 && ($0.value >= 32 || $0 == "\n") }
+        let type: [UInt8] = Array((ascii ? "tEXt" : "iTXt").utf8)
+        // iTXt: keyword, 0, compression flag 0, method 0, empty language tag, 0, empty translated keyword, 0, UTF-8 text
+        let data = ascii ? key + [0] + Array(text.utf8) : key + [0, 0, 0, 0, 0] + Array(text.utf8)
+        let n = UInt32(data.count)
+        let length: [UInt8] = [UInt8(n >> 24), UInt8((n >> 16) & 0xFF), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF)]
+        let crc = crc32(type + data)
+        return length + type + data + [UInt8(crc >> 24), UInt8((crc >> 16) & 0xFF), UInt8((crc >> 8) & 0xFF), UInt8(crc & 0xFF)]
+    }
+
+    /// The PNG chunk CRC (ISO 3309, polynomial 0xEDB88320).
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        }
+        return c ^ 0xFFFF_FFFF
+    }
+
+    /// The tEXt and iTXt chunks of a PNG file as (keyword, text) pairs.
+    public static func textChunks(_ url: URL) throws -> [(String, String)] {
+        let bytes = [UInt8](try Data(contentsOf: url))
+        var out: [(String, String)] = []
+        var i = 8
+        while i + 12 <= bytes.count {
+            let n = Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
+            guard n >= 0, i + 12 + n <= bytes.count else { break }
+            let type = String(decoding: bytes[(i + 4)..<(i + 8)], as: UTF8.self)
+            let data = Array(bytes[(i + 8)..<(i + 8 + n)])
+            if type == "tEXt" || type == "iTXt", let z = data.firstIndex(of: 0) {
+                let key = String(decoding: data[..<z], as: UTF8.self)
+                var rest = Array(data[(z + 1)...])
+                if type == "iTXt" {  // flag, method, language\0, translated\0
+                    rest = Array(rest.dropFirst(2))
+                    for _ in 0..<2 { if let e = rest.firstIndex(of: 0) { rest = Array(rest[(e + 1)...]) } }
+                }
+                out.append((key, String(decoding: rest, as: UTF8.self)))
+            }
+            i += 12 + n
+        }
+        return out
     }
 
     /// libpng's error text: a NUL-terminated char[64] that imports as a tuple.

@@ -23,6 +23,10 @@ struct GenerateImage: ParsableCommand {
         file (several images: a grid, a column per class); --out DIR writes one PNG per image. \
         --init PHOTO.png starts from a picture (image-to-image, --strength), --mask MASK.png \
         regenerates only its white part (inpainting).
+        With a text-to-image model (a Stable Diffusion 1.x/2.x pipeline folder, diffusers layout) \
+        --prompt says what to draw: `--model SD --prompt "a red apple" --negative-prompt "blurry" \
+        --width 512 --height 512 --steps 20 --guidance 7.5`. Its PNGs carry the settings in a \
+        `parameters` text chunk, as other tools write them.
         """
     )
 
@@ -34,6 +38,12 @@ struct GenerateImage: ParsableCommand {
     @Option(help: "Grid columns (default: the number of classes drawn, up to 16, so each column is one class; else 8).")
     var columns: Int?
     @Option(help: "Output: a .png file (one image, or a grid of several) or a folder (one PNG per image).") var out: String
+    @Option(help: "Text-to-image models: what to draw.") var prompt: String?
+    @Option(help: "Text-to-image models: what to steer away from (the unconditional side of guidance).") var negativePrompt: String?
+    @Option(help: "Text-to-image models: image width in pixels, a multiple of 8 (default: the model's size).") var width: Int?
+    @Option(help: "Text-to-image models: image height in pixels, a multiple of 8 (default: the model's size).") var height: Int?
+    @Option(help: "Text-to-image models: condition on the text encoder's layer this many before the last (diffusers' clip_skip).")
+    var clipSkip: Int?
 
     var singleFile: Bool { outputExtension(out) == "png" }
 
@@ -42,10 +52,25 @@ struct GenerateImage: ParsableCommand {
         if grid && !singleFile { throw ValidationError("--grid writes one file: give --out NAME.png") }
         if mask != nil && initImage == nil { throw ValidationError("--mask needs --init (the picture to keep parts of)") }
         if let ext = outputExtension(out), ext != "png" { throw ValidationError("--out: write NAME.png or a folder (PNG is the image format)") }
+        for (name, v) in [("--width", width), ("--height", height)] {
+            if let v, v < 8 || v > 4096 || v % 8 != 0 { throw ValidationError("\(name) must be a multiple of 8 within 8-4096") }
+        }
+        if let clipSkip, clipSkip < 0 || clipSkip > 24 { throw ValidationError("--clip-skip must be within 0-24") }
+        if prompt != nil && options.classes != nil { throw ValidationError("--prompt and --class: a model takes one or the other") }
+        if prompt == nil && (negativePrompt != nil || width != nil || height != nil || clipSkip != nil) {
+            throw ValidationError("--negative-prompt, --width, --height and --clip-skip go with --prompt")
+        }
     }
 
     func run() throws {
         options.runtime.apply()
+        if let dir = options.model.map({ URL(fileURLWithPath: $0) }), StableDiffusionPipeline.isPipelineFolder(dir) {
+            guard let prompt else { throw ValidationError("\(dir.path) is a text-to-image model: say what to draw with --prompt") }
+            return try runPrompt(prompt, model: dir)
+        }
+        if prompt != nil {
+            throw ValidationError("--prompt needs a text-to-image model: --model a Stable Diffusion pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)")
+        }
         let (pipeline, dir) = try options.pipeline(ImageModality.self)
         let count = options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
         var request = try options.request(pipeline, model: dir, count: count, hasInput: initImage != nil)
@@ -75,6 +100,79 @@ struct GenerateImage: ParsableCommand {
             print("\(count) images in \(outURL.path)")
         }
     }
+}
+
+extension GenerateImage {
+    /// Text-to-image with a Stable Diffusion pipeline folder: txt2img, img2img (--init,
+    /// --strength, default 0.75) and inpainting (--mask: a 9-channel inpainting unet where the
+    /// folder has one, else the kept latents blended in at every step).
+    func runPrompt(_ prompt: String, model dir: URL) throws {
+        let pipe = try StableDiffusionPipeline.load(dir)
+        let count = options.count ?? 1
+        let w = width ?? pipe.defaultSize, h = height ?? pipe.defaultSize
+        let f = pipe.downFactor
+        var request = options.sampling.request(count: count, conditioning: .unconditional, defaultGuidance: 7.5)
+        if let latents = options.latents {
+            request.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [count, pipe.unet.config.outChannels, h / f, w / f])
+        }
+        var inpainting: (mask: Tensor, maskedImageLatents: Tensor)? = nil
+        if let initImage {
+            // [1, 3, H, W] in [-1, 1], centre-cropped to the output's aspect
+            let img = try PNGCodec.read(URL(fileURLWithPath: initImage), mode: .rgb)
+            let x = Tensor.zeros([1, 3, h, w])
+            ImageFolder.cropResize(img, height: h, width: w, into: x.data)
+            if let mask {
+                let m = try PNGCodec.read(URL(fileURLWithPath: mask), mode: .gray)
+                let small = Tensor.zeros([1, 1, h / f, w / f]), full = Tensor.zeros([1, 1, h, w])
+                ImageFolder.cropResize(m, height: h / f, width: w / f, into: small.data)
+                ImageFolder.cropResize(m, height: h, width: w, into: full.data)
+                let latentMask = Tensor(shape: small.shape, scalars: small.scalars.map { $0 > 0 ? 1 : 0 })
+                if pipe.unet.config.inChannels == 9 {
+                    // diffusers' inpainting pipeline: the image with the masked part blacked out, encoded.
+                    let keep = Tensor(shape: full.shape, scalars: full.scalars.map { $0 > 0 ? 0 : 1 })
+                    let masked = GradMode.withoutGrad { x * keep }
+                    inpainting = (latentMask, GradMode.withoutGrad { pipe.vae.encode(masked).mode * pipe.vae.scalingFactor })
+                } else {
+                    let x0 = pipe.encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
+                    request.known = KnownRegion(sample: x0, mask: Tensor.concat([Tensor](repeating: latentMask, count: count), axis: 0))
+                }
+            } else {
+                let x0 = pipe.encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
+                request.initial = (x0, options.sampling.strength ?? 0.75)
+            }
+        }
+        let conditioning = PromptConditioning(prompts: [String](repeating: prompt, count: count), negativePrompt: negativePrompt ?? "",
+                                              clipSkip: clipSkip)
+        let (latents, samples) = try pipe.generate(conditioning, request: request, height: h, width: w, inpaintingInputs: inpainting,
+                                                   progress: Progress.steps(label: "generate"))
+        if let raw { try SafeTensors.write(["latents": latents, "sample": samples], to: URL(fileURLWithPath: raw)) }
+        let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
+        let hash = (try? DatasetAugment.modelHash(dir).prefix(10)) ?? ""
+        func parameters(_ i: Int) -> [(String, String)] {
+            var p = prompt
+            if let negativePrompt { p += "\nNegative prompt: \(negativePrompt)" }
+            p += "\nSteps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), CFG scale: \(request.guidance), "
+                + "Seed: \(request.seed), Sample: \(i), Size: \(w)x\(h), Model hash: \(hash), Model: \(dir.lastPathComponent)"
+                + (clipSkip.map { ", Clip skip: \($0 + 1)" } ?? "") + (initImage.map { _ in ", Denoising strength: \(request.initial?.strength ?? 1)" } ?? "")
+            return [("parameters", p)]
+        }
+        let outURL = URL(fileURLWithPath: out)
+        if singleFile && count == 1 && !grid {
+            try PNGCodec.write(images.item(0), to: outURL, text: parameters(0))
+            print(outURL.path)
+        } else if singleFile {
+            try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, columns ?? 8)), to: outURL)
+            print("\(outURL.path) (\(count) images in a grid)")
+        } else {
+            try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+            for i in 0..<count {
+                try PNGCodec.write(images.item(i), to: outURL.appendingPathComponent(String(format: "%04d.png", i)), text: parameters(i))
+            }
+            print("\(count) images in \(outURL.path)")
+        }
+    }
+
+    var raw: String? { options.raw }
 }
 
 /// The extension of an output path that names a media file ("png", "mp3"), or nil for a folder.

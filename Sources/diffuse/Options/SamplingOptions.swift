@@ -15,7 +15,8 @@ struct SamplingOptions: ParsableArguments {
     var steps = 20
     @Option(help: "Seed: the same seed draws the same noise for each sample whatever --batch and --threads are.")
     var seed: UInt64 = 0
-    @Option(help: "Classifier-free guidance scale (1 = none; 0-50).") var guidance: Float = 2
+    @Option(help: "Classifier-free guidance scale (1 = none; 0-50; default 2 for class models, 7.5 with --prompt).")
+    var guidance: Float?
     @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
     var guidanceRescale: Float = 0
     @Option(help: "Samples per model call (default: all at once; augment: 32); the samples do not depend on it.")
@@ -25,16 +26,19 @@ struct SamplingOptions: ParsableArguments {
 
     func validate() throws {
         if !SamplingRequest.stepsRange.contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
-        if !SamplingRequest.guidanceRange.contains(guidance) { throw ValidationError("--guidance must be between 0 and 50") }
+        if let guidance, !SamplingRequest.guidanceRange.contains(guidance) { throw ValidationError("--guidance must be between 0 and 50") }
         if !SamplingRequest.guidanceRescaleRange.contains(guidanceRescale) { throw ValidationError("--guidance-rescale must be within 0-1") }
         if let batch, !SamplingRequest.batchRange.contains(batch) { throw ValidationError("--batch must be between 1 and 4096") }
         if let strength, let p = SamplingRequest.strengthProblem(strength) { throw ValidationError("--strength \(p)") }
     }
 
-    /// A request for `count` samples with these settings.
-    func request(count: Int, conditioning: Conditioning) -> SamplingRequest {
+    /// The guidance scale of class models when --guidance is not given.
+    static let classGuidance: Float = 2
+
+    /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`).
+    func request(count: Int, conditioning: Conditioning, defaultGuidance: Float = classGuidance) -> SamplingRequest {
         SamplingRequest(count: count, conditioning: conditioning, sampler: sampler, steps: steps, seed: seed,
-                        guidance: guidance, guidanceRescale: guidanceRescale, batchSize: batch)
+                        guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
     }
 }
 

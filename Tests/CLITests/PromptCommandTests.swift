@@ -1,0 +1,55 @@
+import XCTest
+import TestSupport
+import Foundation
+import Tensor
+import NN
+import Image
+
+/// `diffuse generate image --prompt` on the tiny Stable Diffusion folder of the pipeline goldens:
+/// txt2img with the settings in a `parameters` chunk, --raw with latents and sample, img2img,
+/// inpainting, and the errors a user meets.
+final class PromptCommandTests: XCTestCase {
+    static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("ImageModelTests/Goldens/sd-pipeline/tiny").path
+
+    func testPromptToImageImageToImageAndInpainting() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-prompt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let one = dir.appendingPathComponent("apple.png"), raw = dir.appendingPathComponent("raw.safetensors")
+        var r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "a red apple", "--negative-prompt", "blurry",
+                                       "--width", "64", "--height", "96", "--steps", "3", "--seed", "7", "--out", one.path, "--raw", raw.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let image = try PNGCodec.read(one, mode: .rgb)
+        XCTAssertEqual(image.shape, [3, 96, 64])
+        let parameters = try PNGCodec.textChunks(one).first { $0.0 == "parameters" }?.1 ?? ""
+        for part in ["a red apple", "Negative prompt: blurry", "Steps: 3", "Seed: 7", "Size: 64x96", "CFG scale: 7.5"] {
+            XCTAssert(parameters.contains(part), "parameters lack \(part): \(parameters)")
+        }
+        let file = try SafeTensorsFile(url: raw)
+        XCTAssertEqual(try file.tensor("latents").shape, [1, 4, 12, 8])
+        XCTAssertEqual(try file.tensor("sample").shape, [1, 3, 96, 64])
+        // The same seed makes the same image; --count makes a folder of them.
+        let folder = dir.appendingPathComponent("many")
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "a red apple", "--negative-prompt", "blurry",
+                                   "--width", "64", "--height", "96", "--steps", "3", "--seed", "7", "--count", "2", "--out", folder.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try PNGCodec.read(folder.appendingPathComponent("0000.png"), mode: .rgb).scalars, image.scalars)
+        XCTAssert(FileManager.default.fileExists(atPath: folder.appendingPathComponent("0001.png").path))
+        // img2img and inpainting start from that picture.
+        for extra in [["--strength", "0.5"], ["--mask", URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Recorded/in-mask.png").path]] {
+            r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "a green apple", "--init", one.path,
+                                       "--width", "64", "--height", "64", "--steps", "4", "--out", dir.appendingPathComponent("edit.png").path] + extra)
+            XCTAssertEqual(r.status, 0, "\(extra): \(r.stderr)")
+        }
+        // Errors: a size the VAE cannot take, --prompt with a class model, a text model without --prompt.
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "x", "--width", "60", "--out", one.path])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("--width"), r.stderr)
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--out", one.path])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("--prompt"), r.stderr)
+        r = try runDiffuseCommand(["generate", "image", "--prompt", "x", "--class", "bag", "--out", one.path])
+        XCTAssertEqual(r.status, 64)
+    }
+}
