@@ -74,6 +74,10 @@ public struct LoRA {
                 unrecognized.append(contentsOf: [p.down, p.up, p.alpha].compactMap { $0 })
                 continue
             }
+            // Check ranks before reading: the engine holds rank <= 5 and LoRA factors have 2 or 4 dims.
+            for n in [dn, un] where ![2, 4].contains(file.entry(n)!.shape.count) {
+                throw invalid("LoRA factor \(n) has shape \(file.entry(n)!.shape); 2 or 4 dims were expected")
+            }
             let down = try file.tensor(dn), up = try file.tensor(un)
             guard down.rank == 2 || down.rank == 4, up.rank == 2 || up.rank == 4, up.shape[1] == down.shape[0],
                   up.shape.dropFirst(2).allSatisfy({ $0 == 1 }) else {
@@ -81,6 +85,7 @@ public struct LoRA {
             }
             var alpha: Float?
             if let an = p.alpha {
+                guard file.entry(an)!.shape.count <= 1 else { throw invalid("\(an) has shape \(file.entry(an)!.shape); a scalar alpha was expected") }
                 let a = try file.tensor(an)
                 guard a.count == 1 else { throw invalid("\(an) has shape \(a.shape); a scalar alpha was expected") }
                 alpha = a.data[0]

@@ -167,7 +167,9 @@ public struct StableDiffusionLayout: Sendable {
                 consumed.insert(name)
             }
         }
-        guard let vaeLevels = v.levels, vaeLevels > 0 else { throw invalid("the VAE has no encoder.down.* blocks") }
+        guard let vaeLevels = v.levels, vaeLevels > 0 else {
+            throw invalid("the VAE's encoder.down.* blocks are missing or not numbered 0, 1, 2, …")
+        }
 
         // MARK: text encoder
         var text: [String: SingleFileRecipe] = [:]
@@ -213,6 +215,12 @@ public struct StableDiffusionLayout: Sendable {
             throw invalid("the unet attends to \(u.contextDim!)-wide text states but the \(family.rawValue) text encoder is \(textWidth) wide")
         }
 
+        // The engine holds rank <= 5; no SD weight has more than 4 dims.
+        for (component, recipes) in [("unet", unet), ("vae", vae), ("text encoder", text)] {
+            if let bad = recipes.values.first(where: { $0.shape.count > 4 }) {
+                throw invalid("\(component) tensor \(bad.source) has shape \(shapes[bad.source]!); at most 4 dims were expected")
+            }
+        }
         for name in names where !consumed.contains(name) {
             if ignorableTopLevel(name) { ignored.append(name) } else { unexpected.append(name) }
         }
@@ -533,8 +541,9 @@ private struct VAEPlan {
     let latentChannels: Int
 
     init(shapes: [String: [Int]], prefix: String) {
+        // Levels 0..<n, all present (a hostile index must not size an allocation).
         let down = Set(shapes.keys.compactMap { blockIndex($0, prefix + "encoder.down.") })
-        levels = down.isEmpty ? nil : (down.max()! + 1)
+        levels = !down.isEmpty && down == Set(0..<down.count) ? down.count : nil
         blockOutChannels = (0..<(levels ?? 0)).map { shapes[prefix + "encoder.down.\($0).block.0.conv2.weight"]?.first ?? 0 }
         layersPerBlock = Set(shapes.keys.compactMap { blockIndex($0, prefix + "encoder.down.0.block.") }).count
         inChannels = shapes[prefix + "encoder.conv_in.weight"]?[safe: 1] ?? 0
@@ -566,7 +575,7 @@ private struct VAEPlan {
             default: return nil
             }
         }
-        guard let i = Int(p[2]), i < n else { return nil }
+        guard let i = Int(p[2]), i >= 0, i < n else { return nil }
         let blocks = side == "encoder" ? "down" : "up"
         guard p[1] == blocks else { return nil }
         // The decoder's up.i is diffusers' up_blocks.(n−1−i): LDM numbers them from the lowest resolution.
