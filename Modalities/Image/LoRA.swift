@@ -117,7 +117,8 @@ public struct LoRA {
         let mine = updates.filter { $0.component == component }
         var report = LoRAMergeReport()
         guard !mine.isEmpty else { return report }
-        let resolver = ModuleResolver(weights.keys.filter { $0.hasSuffix(".weight") }.map { String($0.dropLast(7)) })
+        let resolver = ModuleResolver(weights.keys.filter { $0.hasSuffix(".weight") }.map { String($0.dropLast(7)) },
+                                      originalUNetNames: component == .unet)
         var resolved: [(Update, String)] = []
         for u in mine {
             if let m = resolver.resolve(u.module, underscored: u.underscored) { resolved.append((u, m + ".weight")) }
@@ -234,11 +235,18 @@ private struct ModuleResolver {
     private var dotted: [String: String] = [:]
     private var underscored: [String: [String]] = [:]
 
-    init(_ modules: [String]) {
+    /// `originalUNetNames`: also accept the original (LDM/sgm) unet names kohya writes for some
+    /// models (`lora_unet_input_blocks_4_1_proj_in`), as diffusers' `_maybe_map_sgm_blocks_to_diffusers`.
+    init(_ modules: [String], originalUNetNames: Bool = false) {
         for m in modules {
             let canonical = m.hasPrefix("text_model.") ? String(m.dropFirst(11)) : m
             dotted[canonical] = m
             underscored[canonical.replacingOccurrences(of: ".", with: "_"), default: []].append(m)
+        }
+        guard originalUNetNames else { return }
+        let plan = OriginalUNetNames(modules)
+        for m in modules {
+            if let ldm = plan.name(of: m) { underscored[ldm.replacingOccurrences(of: ".", with: "_"), default: []].append(m) }
         }
     }
 
@@ -251,6 +259,63 @@ private struct ModuleResolver {
         let key = module.hasPrefix("text_model.") ? String(module.dropFirst(11)) : module
         return dotted[key]
     }
+}
+
+/// diffusers unet module → original LDM name (the inverse of the single-file mapping,
+/// `StableDiffusionLayout`): `down_blocks.1.attentions.0.proj_in` → `input_blocks.4.1.proj_in`.
+private struct OriginalUNetNames {
+    let layersPerBlock: Int
+    let upWithAttention: Set<Int>
+
+    init(_ modules: [String]) {
+        layersPerBlock = Set(modules.compactMap { indexAfter($0, "down_blocks.0.resnets.") }).count
+        upWithAttention = Set(modules.filter { $0.contains(".attentions.") }.compactMap { indexAfter($0, "up_blocks.") })
+    }
+
+    func name(of module: String) -> String? {
+        let l1 = layersPerBlock + 1
+        let p = module.split(separator: ".").map(String.init)
+        func resnet(_ rest: ArraySlice<String>) -> String? {
+            let map = ["norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+                       "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"]
+            guard rest.count == 1, let m = map[rest.first!] else { return nil }
+            return m
+        }
+        switch module {
+        case "conv_in": return "input_blocks.0.0"
+        case "conv_norm_out": return "out.0"
+        case "conv_out": return "out.2"
+        case "time_embedding.linear_1": return "time_embed.0"
+        case "time_embedding.linear_2": return "time_embed.2"
+        default: break
+        }
+        guard layersPerBlock > 0, p.count >= 4 else { return nil }
+        if p[0] == "mid_block" {
+            switch (p[1], p[2]) {
+            case ("resnets", "0"): return resnet(p[3...]).map { "middle_block.0.\($0)" }
+            case ("attentions", "0"): return "middle_block.1." + p[3...].joined(separator: ".")
+            case ("resnets", "1"): return resnet(p[3...]).map { "middle_block.2.\($0)" }
+            default: return nil
+            }
+        }
+        guard p.count >= 5, let b = Int(p[1]), let l = Int(p[3]) else { return nil }
+        let rest = p[4...]
+        switch (p[0], p[2]) {
+        case ("down_blocks", "resnets"): return resnet(rest).map { "input_blocks.\(1 + b * l1 + l).0.\($0)" }
+        case ("down_blocks", "attentions"): return "input_blocks.\(1 + b * l1 + l).1." + rest.joined(separator: ".")
+        case ("down_blocks", "downsamplers") where rest == ["conv"]: return "input_blocks.\((b + 1) * l1).0.op"
+        case ("up_blocks", "resnets"): return resnet(rest).map { "output_blocks.\(b * l1 + l).0.\($0)" }
+        case ("up_blocks", "attentions"): return "output_blocks.\(b * l1 + l).1." + rest.joined(separator: ".")
+        case ("up_blocks", "upsamplers") where rest == ["conv"]:
+            return "output_blocks.\(b * l1 + layersPerBlock).\(upWithAttention.contains(b) ? 2 : 1).conv"
+        default: return nil
+        }
+    }
+}
+
+private func indexAfter(_ s: String, _ prefix: String) -> Int? {
+    guard s.hasPrefix(prefix) else { return nil }
+    return Int(s.dropFirst(prefix.count).prefix { $0 != "." })
 }
 
 // MARK: - PEFT metadata

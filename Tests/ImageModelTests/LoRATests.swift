@@ -84,6 +84,32 @@ final class LoRATests: XCTestCase {
         try check(w.unet, against: "unet.s1.0.", count: 182)
     }
 
+    /// kohya files that name unet modules by the original (LDM) blocks: `lora_unet_input_blocks_4_1_proj_in`.
+    /// The renaming comes from the single-file mapping (itself checked against diffusers).
+    func testKohyaOriginalUNetNames() throws {
+        let layout = try StableDiffusionCheckpoint.open(Self.base.deletingLastPathComponent().appendingPathComponent("sd1.safetensors")).layout
+        var ldmModule: [String: String] = [:]  // underscored diffusers module → underscored LDM module
+        for (name, recipe) in layout.unet where name.hasSuffix(".weight") {
+            let ldm = recipe.source.dropFirst("model.diffusion_model.".count).dropLast(".weight".count)
+            ldmModule[name.dropLast(7).replacingOccurrences(of: ".", with: "_")] = ldm.replacingOccurrences(of: ".", with: "_")
+        }
+        var renamed: [String: Tensor] = [:]
+        for (k, v) in try SafeTensorsFile(url: Self.dir.appendingPathComponent("kohya.safetensors")).all() {
+            guard k.hasPrefix("lora_unet_") else { continue }
+            let module = String(k.dropFirst(10).prefix { $0 != "." })
+            renamed["lora_unet_" + ldmModule[module]! + k.dropFirst(10 + module.count)] = v
+        }
+        XCTAssertTrue(renamed.keys.contains { $0.hasPrefix("lora_unet_input_blocks_4_1_") })
+        XCTAssertTrue(renamed.keys.contains { $0.hasPrefix("lora_unet_output_blocks_3_0_in_layers_2") })
+        let url = temp("ldm.safetensors")
+        try SafeTensors.write(renamed, to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let w = try baseWeights()
+        let report = try LoRA.load(url).merge(into: w.unet, component: .unet, scale: 1)
+        XCTAssertEqual(report.unused, [])
+        try check(w.unet, against: "unet.s1.0.", count: 182)
+    }
+
     func testScaleZeroIsBitIdentical() throws {
         let lora = try LoRA.load(Self.dir.appendingPathComponent("kohya.safetensors"))
         let w = try baseWeights(), pristine = try baseWeights()
