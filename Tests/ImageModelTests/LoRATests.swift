@@ -154,6 +154,19 @@ final class LoRATests: XCTestCase {
                                             "lora_unet_down_blocks_0_attentions_0_proj_in.hada_w1_a", "emb_params"])
     }
 
+    func testMalformedFactorsAreErrors() throws {
+        let url = temp("bad.safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensors.write(["lora_unet_conv_in.lora_down.weight": .zeros([4, 4, 3]),
+                               "lora_unet_conv_in.lora_up.weight": .zeros([4, 4])], to: url)
+        XCTAssertThrowsError(try LoRA.load(url)) { XCTAssertTrue("\($0)".contains(url.path) && "\($0)".contains("2 or 4 dims"), "\($0)") }
+        try SafeTensors.write(["lora_unet_conv_in.lora_down.weight": .zeros([4, 4]),
+                               "lora_unet_conv_in.lora_up.weight": .zeros([4, 3])], to: url)
+        XCTAssertThrowsError(try LoRA.load(url)) { XCTAssertTrue("\($0)".contains("rank-r product"), "\($0)") }
+        try SafeTensors.write(["something.else": .zeros([4])], to: url)
+        XCTAssertThrowsError(try LoRA.load(url)) { XCTAssertTrue("\($0)".contains("no LoRA tensors"), "\($0)") }
+    }
+
     func testCommandLineArgument() {
         XCTAssertEqual(LoRA.parseArgument("a.safetensors")?.scale, 1)
         XCTAssertEqual(LoRA.parseArgument("dir/a.safetensors:0.6")?.scale, 0.6)

@@ -181,5 +181,14 @@ final class StableDiffusionCheckpointTests: XCTestCase {
         s["model.diffusion_model.input_blocks.1.0.mystery.weight"] = [3]
         let layout = try StableDiffusionLayout(shapes: s, file: "x")
         XCTAssertEqual(layout.unexpected, ["embedding_manager.embedder.weight", "model.diffusion_model.input_blocks.1.0.mystery.weight"])
+        // An 8-channel unet (instruct-pix2pix) is recognised and refused; a 5-dim tensor too, before any read.
+        var pix2pix = s
+        pix2pix["model.diffusion_model.input_blocks.0.0.weight"] = [4, 8, 3, 3]
+        XCTAssertThrowsError(try StableDiffusionLayout(shapes: pix2pix, file: "p2p.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("p2p.safetensors") && "\(error)".contains("8 input channels"), "\(error)")
+        }
+        var deep = s
+        deep["model.diffusion_model.input_blocks.1.0.in_layers.2.weight"]! += [1]
+        XCTAssertThrowsError(try StableDiffusionLayout(shapes: deep, file: "deep.safetensors"))
     }
 }
