@@ -54,7 +54,10 @@ public struct SingleFileRecipe: Sendable, Equatable {
 /// detected model type (stable-diffusion-v1-5, stable-diffusion-2-1, and the two inpainting repos);
 /// here what the shapes determine (channels, layers, context and text widths, input channels, linear
 /// projections) is read from the shapes, the rest is those repos' values, so the real SD 1.5 / 2.1
-/// files give exactly the hub configs and fine-tunes of other widths still load.
+/// files give exactly the hub configs and fine-tunes of other widths still load. Not in the shapes,
+/// taken from the original LDM configs' rules: 8 heads (SD 1.x) or 64-channel heads (SD 2.x) in the
+/// unet, 64-channel heads in the text encoder, 32 norm groups. A file whose widths break those rules
+/// (the tiny test models) needs its configs from elsewhere, as diffusers needs `config=folder` for it.
 public struct StableDiffusionLayout: Sendable {
     public let file: String
     public let family: StableDiffusionFamily
