@@ -54,8 +54,20 @@ public final class StableDiffusionPipeline {
         return ((o["unet"] as? [Any])?.last as? String) == "UNet2DConditionModel"
     }
 
-    /// Loads a diffusers pipeline folder (F32/F16/BF16 safetensors). Errors name the part's file.
-    public static func load(_ dir: URL) throws -> StableDiffusionPipeline {
+    /// Whether `url` is a single original-layout checkpoint file (what A1111 and civitai
+    /// distribute) rather than a pipeline folder.
+    public static func isSingleFile(_ url: URL) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) && !isDir.boolValue
+            && ["safetensors", "ckpt", "pt", "pth", "bin"].contains(url.pathExtension.lowercased())
+    }
+
+    /// Loads a diffusers pipeline folder (F32/F16/BF16 safetensors), or a single original-layout
+    /// `.safetensors` file (SD 1.x/2.x detected from its tensors; configs, scheduler and the
+    /// built-in CLIP vocabulary as diffusers' single-file loader takes them; a pickled `.ckpt` is
+    /// refused with a hint to convert it). Errors name the file.
+    public static func load(_ dir: URL, prediction: StableDiffusionPrediction? = nil) throws -> StableDiffusionPipeline {
+        if isSingleFile(dir) { return try loadSingleFile(dir, prediction: prediction) }
         for part in ["tokenizer", "text_encoder", "unet", "vae"] where !FileManager.default.fileExists(atPath: dir.appendingPathComponent(part).path) {
             throw ModelFolderError(path: dir.path, reason: "no \(part)/ folder (a Stable Diffusion pipeline folder has tokenizer/, text_encoder/, unet/, vae/, scheduler/)")
         }
@@ -64,6 +76,36 @@ public final class StableDiffusionPipeline {
                                        unet: try UNet2DConditionModel.load(dir.appendingPathComponent("unet")),
                                        vae: try AutoencoderKL.load(dir.appendingPathComponent("vae")),
                                        scheduler: try PipelineFolder.scheduler(in: dir))
+    }
+
+    static func loadSingleFile(_ url: URL, prediction: StableDiffusionPrediction?) throws -> StableDiffusionPipeline {
+        let sd = try StableDiffusionCheckpoint.open(url, prediction: prediction)
+        let layout = sd.layout
+        func decode<T: Decodable>(_ d: [String: JSONValue], _ t: T.Type, _ part: String) throws -> T {
+            do { return try JSONDecoder().decode(T.self, from: JSONEncoder().encode(d)) } catch {
+                throw ModelFolderError(path: url.path, reason: "the \(part) config inferred from its tensors does not decode: \(error)")
+            }
+        }
+        let unet = try UNet2DConditionModel(config: decode(layout.unetConfig, UNet2DConditionConfig.self, "unet"))
+        try unet.load(from: sd.unet)
+        let vae = try AutoencoderKL(config: decode(layout.vaeConfig, AutoencoderKLConfig.self, "vae"))
+        try vae.load(from: sd.vae)
+        let text = try CLIPTextModel(config: decode(layout.textEncoderConfig, CLIPTextConfig.self, "text encoder"))
+        try text.load(from: sd.textEncoder)
+        return StableDiffusionPipeline(tokenizer: try CLIPTokenizer.builtin(padToken: layout.tokenizer.padToken), textEncoder: text,
+                                       unet: unet, vae: vae, scheduler: try decode(layout.schedulerConfig, SchedulerConfig.self, "scheduler"))
+    }
+
+    /// Merges LoRA files into the unet and text encoder (`FILE[:SCALE]` each, in order);
+    /// returns, per file, the tensors that found no weight (the caller warns: none is dropped
+    /// silently). A LoRA for another model is an error naming its file.
+    public func applyLoRAs(_ loras: [(path: String, scale: Float)]) throws -> [(String, [String])] {
+        guard !loras.isEmpty else { return [] }
+        let u = unet.stateDict(), t = textEncoder.stateDict()
+        return try loras.map { lora in
+            let report = try LoRA.load(URL(fileURLWithPath: lora.path)).merge(unet: u, textEncoder: t, scale: lora.scale)
+            return (lora.path, report.unused)
+        }
     }
 
     /// Pixels per latent pixel (8 for SD).

@@ -51,5 +51,20 @@ final class PromptCommandTests: XCTestCase {
         XCTAssert(r.stderr.contains("--prompt"), r.stderr)
         r = try runDiffuseCommand(["generate", "image", "--prompt", "x", "--class", "bag", "--out", one.path])
         XCTAssertEqual(r.status, 64)
+        // A user's files: a LoRA for another model, a truncated single file, a pickle: exit 1, the file named.
+        let goldens = URL(fileURLWithPath: Self.model).deletingLastPathComponent().deletingLastPathComponent()
+        let lora = goldens.appendingPathComponent("lora/kohya.safetensors").path
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "x", "--lora", lora + ":0.5", "--width", "64",
+                                   "--height", "64", "--steps", "2", "--out", one.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssert(r.stderr.contains("kohya.safetensors") && r.stderr.contains("another model"), r.stderr)
+        let truncated = dir.appendingPathComponent("cut.safetensors"), pickle = dir.appendingPathComponent("model.ckpt")
+        try Data(try Data(contentsOf: goldens.appendingPathComponent("sd-single-file/sd1.safetensors")).prefix(5000)).write(to: truncated)
+        try Data("not a pickle we read".utf8).write(to: pickle)
+        for (file, words) in [(truncated, "cut.safetensors"), (pickle, "convert it to .safetensors")] {
+            r = try runDiffuseCommand(["generate", "image", "--model", file.path, "--prompt", "x", "--out", one.path])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssert(r.stderr.contains(words), r.stderr)
+        }
     }
 }

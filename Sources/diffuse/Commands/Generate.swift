@@ -23,8 +23,9 @@ struct GenerateImage: ParsableCommand {
         file (several images: a grid, a column per class); --out DIR writes one PNG per image. \
         --init PHOTO.png starts from a picture (image-to-image, --strength), --mask MASK.png \
         regenerates only its white part (inpainting).
-        With a text-to-image model (a Stable Diffusion 1.x/2.x pipeline folder, diffusers layout) \
-        --prompt says what to draw: `--model SD --prompt "a red apple" --negative-prompt "blurry" \
+        With a text-to-image model (a Stable Diffusion 1.x/2.x pipeline folder in diffusers' layout, or \
+        a single original-layout .safetensors file as A1111 and civitai distribute them) --prompt \
+        says what to draw: `--model SD --prompt "a red apple" --negative-prompt "blurry" \
         --width 512 --height 512 --steps 20 --guidance 7.5`. Its PNGs carry the settings in a \
         `parameters` text chunk, as other tools write them.
         """
@@ -44,6 +45,8 @@ struct GenerateImage: ParsableCommand {
     @Option(help: "Text-to-image models: image height in pixels, a multiple of 8 (default: the model's size).") var height: Int?
     @Option(help: "Text-to-image models: condition on the text encoder's layer this many before the last (diffusers' clip_skip).")
     var clipSkip: Int?
+    @Option(help: "Text-to-image models: a LoRA to merge, FILE[:SCALE] (kohya/A1111 or diffusers/PEFT safetensors; repeatable).")
+    var lora: [String] = []
 
     var singleFile: Bool { outputExtension(out) == "png" }
 
@@ -57,14 +60,20 @@ struct GenerateImage: ParsableCommand {
         }
         if let clipSkip, clipSkip < 0 || clipSkip > 24 { throw ValidationError("--clip-skip must be within 0-24") }
         if prompt != nil && options.classes != nil { throw ValidationError("--prompt and --class: a model takes one or the other") }
-        if prompt == nil && (negativePrompt != nil || width != nil || height != nil || clipSkip != nil) {
-            throw ValidationError("--negative-prompt, --width, --height and --clip-skip go with --prompt")
+        if prompt == nil && (negativePrompt != nil || width != nil || height != nil || clipSkip != nil || !lora.isEmpty) {
+            throw ValidationError("--negative-prompt, --width, --height, --clip-skip and --lora go with --prompt")
+        }
+        for l in lora {
+            guard let (_, scale) = LoRA.parseArgument(l), scale >= -10, scale <= 10 else {
+                throw ValidationError("--lora takes FILE or FILE:SCALE with a scale within -10 to 10, got \(l)")
+            }
         }
     }
 
     func run() throws {
         options.runtime.apply()
-        if let dir = options.model.map({ URL(fileURLWithPath: $0) }), StableDiffusionPipeline.isPipelineFolder(dir) {
+        if let dir = options.model.map({ URL(fileURLWithPath: $0) }),
+           StableDiffusionPipeline.isPipelineFolder(dir) || StableDiffusionPipeline.isSingleFile(dir) {
             guard let prompt else { throw ValidationError("\(dir.path) is a text-to-image model: say what to draw with --prompt") }
             return try runPrompt(prompt, model: dir)
         }
@@ -108,6 +117,10 @@ extension GenerateImage {
     /// folder has one, else the kept latents blended in at every step).
     func runPrompt(_ prompt: String, model dir: URL) throws {
         let pipe = try StableDiffusionPipeline.load(dir)
+        for (file, unused) in try pipe.applyLoRAs(lora.compactMap(LoRA.parseArgument)) where !unused.isEmpty {
+            note("warning: \(file): \(unused.count) tensors apply to nothing in this model and were not used: "
+                 + unused.prefix(6).joined(separator: ", ") + (unused.count > 6 ? ", …" : ""))
+        }
         let count = options.count ?? 1
         let w = width ?? pipe.defaultSize, h = height ?? pipe.defaultSize
         let f = pipe.downFactor
@@ -147,7 +160,7 @@ extension GenerateImage {
                                                    progress: Progress.steps(label: "generate"))
         if let raw { try SafeTensors.write(["latents": latents, "sample": samples], to: URL(fileURLWithPath: raw)) }
         let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
-        let hash = (try? DatasetAugment.modelHash(dir).prefix(10)) ?? ""
+        let hash = ((StableDiffusionPipeline.isSingleFile(dir) ? try? SHA256.hex(file: dir) : try? DatasetAugment.modelHash(dir)) ?? "").prefix(10)
         func parameters(_ i: Int) -> [(String, String)] {
             var p = prompt
             if let negativePrompt { p += "\nNegative prompt: \(negativePrompt)" }
