@@ -265,8 +265,10 @@ extension CLIPTextModel {
         do { config = try ConfigFile.read(CLIPTextConfig.self, from: configURL) } catch let e as ConfigError {
             throw TextEncoderError(path: configURL.path, reason: e.description)
         }
-        let model = try CLIPTextModel(config: config)
-        if let weightsURL { try model.load(safetensors: weightsURL) }
+        guard let weightsURL else { return try CLIPTextModel(config: config) }
+        // Every parameter comes from the file (a strict load): no random draws first.
+        let model = try NNInit.skippingRandomInit { try CLIPTextModel(config: config) }
+        try model.load(safetensors: weightsURL)
         return model
     }
 

@@ -91,6 +91,17 @@ final class CLIPTextModelTests: XCTestCase {
         }
     }
 
+    /// Loading builds the model without random draws (all weights come from the file).
+    func testSkippingRandomInitDrawsNothing() throws {
+        NNInit.seed(5)
+        let first = NNInit.normal([3]).scalars
+        NNInit.seed(5)
+        let zeros = NNInit.skippingRandomInit { NNInit.normal([4]).scalars + NNInit.uniform([2], bound: 1).scalars }
+        XCTAssertEqual(zeros, Array(repeating: 0, count: 6))
+        XCTAssertFalse(NNInit.isSkippingRandomInit)
+        XCTAssertEqual(NNInit.normal([3]).scalars, first)
+    }
+
     func testMissingFilesNameThePath() throws {
         let tmp = try TemporaryFolder()
         defer { tmp.remove() }
