@@ -206,18 +206,20 @@ public struct TextEncoderError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(path): \(reason)" }
 }
 
-/// A transformers 4 or 5 CLIP text checkpoint seen under this model's names: the `text_model.`
-/// prefix removed, the non-persistent `embeddings.position_ids` buffer (saved by transformers
-/// before 4.31) dropped.
+/// A transformers 4 or 5 CLIP text checkpoint seen under this model's names: only names under
+/// `prefix` (e.g. an original SD 1.x file's `cond_stage_model.transformer.`), that prefix and
+/// then `text_model.` removed, the non-persistent `embeddings.position_ids` buffer (saved by
+/// transformers before 4.31) dropped.
 struct CLIPCheckpointNames<Source: TensorSource>: TensorSource {
     let base: Source
     let fileName: [String: String]  // model name -> name in the file
 
-    init(_ base: Source) {
+    init(_ base: Source, prefix: String = "") {
         self.base = base
         var map: [String: String] = [:]
-        for name in base.tensorNames {
-            let short = name.hasPrefix("text_model.") ? String(name.dropFirst("text_model.".count)) : name
+        for name in base.tensorNames where name.hasPrefix(prefix) {
+            var short = String(name.dropFirst(prefix.count))
+            if short.hasPrefix("text_model.") { short.removeFirst("text_model.".count) }
             if short == "embeddings.position_ids" { continue }
             map[short] = name
         }
@@ -236,7 +238,14 @@ extension CLIPTextModel {
     /// Loads weights (F32/F16/BF16) named by transformers 4 (`text_model.*`) or 5; every missing,
     /// unexpected or mis-shaped tensor is reported at once (`CheckpointMismatch`).
     public func load(safetensors url: URL) throws {
-        try load(from: CLIPCheckpointNames(try SafeTensorsFile(url: url)))
+        try load(checkpoint: try SafeTensorsFile(url: url))
+    }
+
+    /// Loads the tensors under `prefix` of any source, named as in `load(safetensors:)` after
+    /// the prefix (an original-layout SD 1.x file: `cond_stage_model.transformer.`); tensors
+    /// outside the prefix are ignored, every one inside must fit.
+    public func load(checkpoint source: some TensorSource, prefix: String = "") throws {
+        try load(from: CLIPCheckpointNames(source, prefix: prefix))
     }
 
     /// Loads a text encoder folder (config.json + model.safetensors), a pipeline folder
@@ -265,8 +274,10 @@ extension CLIPTextModel {
         do { config = try ConfigFile.read(CLIPTextConfig.self, from: configURL) } catch let e as ConfigError {
             throw TextEncoderError(path: configURL.path, reason: e.description)
         }
-        let model = try CLIPTextModel(config: config)
-        if let weightsURL { try model.load(safetensors: weightsURL) }
+        guard let weightsURL else { return try CLIPTextModel(config: config) }
+        // Every parameter comes from the file (a strict load): no random draws first.
+        let model = try NNInit.skippingRandomInit { try CLIPTextModel(config: config) }
+        try model.load(safetensors: weightsURL)
         return model
     }
 

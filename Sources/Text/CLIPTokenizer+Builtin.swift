@@ -22,6 +22,8 @@ extension CLIPTokenizer {
         }
         candidates.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Resources/\(builtinName)"))
+        var seen = Set<String>()
+        candidates = candidates.filter { seen.insert($0.standardizedFileURL.path).inserted }
         for c in candidates where FileManager.default.fileExists(atPath: c.appendingPathComponent("vocab.json").path) {
             return c
         }

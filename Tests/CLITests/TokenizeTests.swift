@@ -1,6 +1,8 @@
 import XCTest
 import TestSupport
 import Foundation
+import Tensor
+import NN
 
 /// `diffuse tokenize`: the ids of a known prompt, folders of each kind, and the errors.
 final class TokenizeTests: XCTestCase {
@@ -49,6 +51,21 @@ final class TokenizeTests: XCTestCase {
         XCTAssertEqual(lines[0], Self.cat + Array(repeating: 0, count: 70))
         XCTAssertEqual(lines[1], [49406, 49407] + Array(repeating: 0, count: 75))
         XCTAssertEqual(Array(lines[2].prefix(4)), [49406, 2781, 0, 49407])  // "!" is SD 2's pad token, split off
+    }
+
+    /// A single-file checkpoint: the built-in vocabulary, padded with "!" (id 0) when the file
+    /// holds OpenCLIP's text encoder (SD 2.x), with EOS otherwise (SD 1.x).
+    func testSingleFileCheckpointPadding() throws {
+        let tmp = try TemporaryFolder()
+        defer { tmp.remove() }
+        for (name, key, pad) in [("sd1.safetensors", "cond_stage_model.transformer.text_model.final_layer_norm.weight", 49407),
+                                 ("sd2.safetensors", "cond_stage_model.model.ln_final.weight", 0)] {
+            try SafeTensors.write([key: Tensor.zeros([2])], to: tmp.file(name))
+            let r = try runDiffuse(["tokenize", tmp.file(name).path, "--text", "a photo of a cat", "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let ids = try JSONDecoder().decode([Int].self, from: Data(r.stdout.utf8))
+            XCTAssertEqual(ids, Self.cat + Array(repeating: pad, count: 70), name)
+        }
     }
 
     func testBadFolderExitsOneNamingTheFile() throws {

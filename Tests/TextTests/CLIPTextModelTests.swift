@@ -91,6 +91,33 @@ final class CLIPTextModelTests: XCTestCase {
         }
     }
 
+    /// An original-layout file's text encoder (`cond_stage_model.transformer.text_model.*` among
+    /// other models' tensors) loads through its prefix.
+    func testLoadsUnderAPrefixAmongOtherTensors() throws {
+        let folder = Self.dir.appendingPathComponent("quick_gelu")
+        let reference = try CLIPTextModel.load(folder)
+        var tensors: [String: Tensor] = ["model.diffusion_model.out.0.weight": Tensor.zeros([4])]
+        for (name, t) in reference.stateDict() { tensors["cond_stage_model.transformer.text_model." + name] = t }
+        let model = try CLIPTextModel(config: reference.config)
+        try model.load(checkpoint: tensors, prefix: "cond_stage_model.transformer.")
+        for (name, t) in model.stateDict() { XCTAssertEqual(t.scalars, reference.stateDict()[name]!.scalars, name) }
+        tensors["cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc1.weight"] = Tensor.zeros([1])
+        XCTAssertThrowsError(try model.load(checkpoint: tensors, prefix: "cond_stage_model.transformer.")) { e in
+            XCTAssertEqual((e as? CheckpointMismatch)?.unexpected, ["encoder.layers.9.mlp.fc1.weight"], "\(e)")
+        }
+    }
+
+    /// Loading builds the model without random draws (all weights come from the file).
+    func testSkippingRandomInitDrawsNothing() throws {
+        NNInit.seed(5)
+        let first = NNInit.normal([3]).scalars
+        NNInit.seed(5)
+        let zeros = NNInit.skippingRandomInit { NNInit.normal([4]).scalars + NNInit.uniform([2], bound: 1).scalars }
+        XCTAssertEqual(zeros, Array(repeating: 0, count: 6))
+        XCTAssertFalse(NNInit.isSkippingRandomInit)
+        XCTAssertEqual(NNInit.normal([3]).scalars, first)
+    }
+
     func testMissingFilesNameThePath() throws {
         let tmp = try TemporaryFolder()
         defer { tmp.remove() }
