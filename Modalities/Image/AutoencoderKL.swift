@@ -55,17 +55,9 @@ public final class AutoencoderKL: Module {
                      "AutoencoderKL.encode expects [N, \(config.inChannels), H, W], got \(x.shape)")
         precondition(x.shape[2] > 0 && x.shape[3] > 0 && x.shape[2] % downFactor == 0 && x.shape[3] % downFactor == 0,
                      "image size \(x.shape[2])×\(x.shape[3]) must be a positive multiple of \(downFactor)")
+        let tiling = Tiling(inputTile: config.tileSampleMinSize, outputTile: config.tileLatentMinSize)
         let moments = GradMode.withoutGrad {
-            Self.perSample(x) { xi in
-                let s = config.tileSampleMinSize
-                if tiled && (xi.shape[2] > s || xi.shape[3] > s) {
-                    return blendedTiles(xi, tile: s, step: Int(Double(s) * (1 - AutoencoderKLConfig.tileOverlapFactor)),
-                                        blend: Int(Double(config.tileLatentMinSize) * AutoencoderKLConfig.tileOverlapFactor),
-                                        keep: config.tileLatentMinSize - Int(Double(config.tileLatentMinSize) * AutoencoderKLConfig.tileOverlapFactor),
-                                        body: encodeMoments)
-                }
-                return encodeMoments(xi)
-            }
+            Self.perSample(x) { xi in tiled && tiling.splits(xi) ? tiling.run(xi, body: encodeMoments) : encodeMoments(xi) }
         }
         return DiagonalGaussian(moments: moments)
     }
@@ -85,16 +77,9 @@ public final class AutoencoderKL: Module {
     public func decode(_ z: Tensor, tiled: Bool = false) -> Tensor {
         precondition(z.rank == 4 && z.shape[1] == config.latentChannels && z.shape[2] > 0 && z.shape[3] > 0,
                      "AutoencoderKL.decode expects [N, \(config.latentChannels), h, w], got \(z.shape)")
+        let tiling = Tiling(inputTile: config.tileLatentMinSize, outputTile: config.tileSampleMinSize)
         return GradMode.withoutGrad {
-            Self.perSample(z) { zi in
-                let t = config.tileLatentMinSize
-                if tiled && (zi.shape[2] > t || zi.shape[3] > t) {
-                    let blend = Int(Double(config.tileSampleMinSize) * AutoencoderKLConfig.tileOverlapFactor)
-                    return blendedTiles(zi, tile: t, step: Int(Double(t) * (1 - AutoencoderKLConfig.tileOverlapFactor)),
-                                        blend: blend, keep: config.tileSampleMinSize - blend, body: decodeWhole)
-                }
-                return decodeWhole(zi)
-            }
+            Self.perSample(z) { zi in tiled && tiling.splits(zi) ? tiling.run(zi, body: decodeWhole) : decodeWhole(zi) }
         }
     }
 
@@ -109,18 +94,35 @@ public final class AutoencoderKL: Module {
         if n == 1 { return body(x) }
         return Tensor.concat((0..<n).map { body(x.slice(axis: 0, $0..<($0 + 1))) }, axis: 0)
     }
+}
 
-    // MARK: Tiling
+/// diffusers' tiled encode and decode (`_tiled_encode`, `tiled_decode`, after `enable_tiling()`):
+/// input tiles of `tile`² every `step` = ¾ tile (smaller at the right and bottom edges), each
+/// mapped on its own; each output tile is blended into the one above and the one to its left
+/// over `blend` = ¼ output tile rows/columns (`blend_v`, `blend_h`: linear ramps, in place, so
+/// later neighbours see it blended), then its top-left `keep`² (output tile − blend) is kept.
+/// Encoding tiles the image by sample_size and the latents come out in tiles of
+/// sample_size / 2^(levels − 1); decoding the other way round.
+struct Tiling {
+    let tile: Int, step: Int, blend: Int, keep: Int
 
-    /// diffusers' tiled encode/decode loop on x [N, C, H, W]: tiles of `tile`² (smaller at the
-    /// right and bottom edges) every `step`, each mapped by `body` (to [N, C', ·s, ·s], s the
-    /// output/input scale); each output tile is blended into the one above and the one to its
-    /// left over `blend` rows/columns (`blend_v`, `blend_h`: linear ramps, in place, so a tile's
-    /// neighbours see it blended), then its top-left `keep`² is kept.
-    /// Holds two rows of output tiles and the result, never every tile.
-    private func blendedTiles(_ x: Tensor, tile: Int, step: Int, blend: Int, keep: Int, body: (Tensor) -> Tensor) -> Tensor {
+    /// Python's int() of the products, as diffusers computes them.
+    init(inputTile: Int, outputTile: Int) {
+        let overlap = AutoencoderKLConfig.tileOverlapFactor
+        tile = inputTile
+        step = Int(Double(inputTile) * (1 - overlap))
+        blend = Int(Double(outputTile) * overlap)
+        keep = outputTile - blend
+        precondition(step > 0 && keep > 0, "tiling step \(step), kept \(keep): tile \(inputTile) too small")
+    }
+
+    /// Whether x [N, C, H, W] is larger than one tile (diffusers tiles only then).
+    func splits(_ x: Tensor) -> Bool { x.shape[2] > tile || x.shape[3] > tile }
+
+    /// `body` over the tiles of x [N, C, H, W], blended and joined. Holds two rows of output
+    /// tiles and the result, never every tile.
+    func run(_ x: Tensor, body: (Tensor) -> Tensor) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        precondition(step > 0 && keep > 0, "tiling step \(step), kept \(keep): tile \(tile) too small")
         var above: [Tensor] = []
         var rows: [Tensor] = []
         for i in stride(from: 0, to: h, by: step) {

@@ -9,7 +9,7 @@ extension Bench {
     struct Model: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time one forward pass or one training step of a model (median of several runs).",
-            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights) of a UNet2DModel, UNet1DModel or VideoUNetModel (`_class_name`); inputs have the config's sample_size (and num_frames)."
+            discussion: "MODEL is a diffusers model folder, a pipeline folder, or a bare config.json (random weights) of a UNet2DModel, UNet1DModel or VideoUNetModel (`_class_name`); inputs have the config's sample_size (and num_frames). An AutoencoderKL folder or config times `decode` of latents of sample_size / 2^(levels - 1) (64×64 for SD's VAE)."
         )
 
         enum Mode: String, ExpressibleByArgument, CaseIterable { case forward, train }
@@ -35,6 +35,9 @@ extension Bench {
 
         func run() throws {
             runtime.apply()
+            if try ModelFolder.className(of: URL(fileURLWithPath: model)) == AutoencoderKLConfig.className {
+                return try runAutoencoder()
+            }
             let net = try Models.load(URL(fileURLWithPath: model))
             var rng = RandomGenerator(seed: 1)
             let x = rng.normal([batch] + net.sampleShape)
@@ -61,8 +64,26 @@ extension Bench {
                 }
             }
             if OpProfile.isEnabled { note("backward by op:\n" + OpProfile.report()) }
-            let r = Result(model: model, mode: mode.rawValue, batch: batch, threads: Threads.count,
-                           parameters: net.parameterCount, median_s: median, samples_per_s: Double(batch) / median,
+            try report(mode: mode.rawValue, parameters: net.parameterCount, median: median, flops: flops)
+        }
+
+        /// The VAE's `decode` of [batch, latent, h, w] latents (what a pipeline runs once per image).
+        func runAutoencoder() throws {
+            guard mode == .forward else { throw ValidationError("an AutoencoderKL is timed in --mode forward (its decode) only") }
+            let vae = try AutoencoderKL.load(URL(fileURLWithPath: model))
+            let s = vae.config.sampleSize, f = vae.downFactor
+            var rng = RandomGenerator(seed: 1)
+            let z = rng.normal([batch, vae.config.latentChannels, s[0] / f, s[s.count - 1] / f])
+            let before = FlopCounter.forwardFlops
+            _ = vae.decode(z)
+            let flops = FlopCounter.forwardFlops - before
+            let median = KernelBenchmark.median(runs: runs) { _ = vae.decode(z) }
+            try report(mode: "decode", parameters: vae.parameterCount, median: median, flops: flops)
+        }
+
+        func report(mode: String, parameters: Int, median: Double, flops: Double) throws {
+            let r = Result(model: model, mode: mode, batch: batch, threads: Threads.count,
+                           parameters: parameters, median_s: median, samples_per_s: Double(batch) / median,
                            peak_rss_bytes: peakRSS(), gflop: flops / 1e9, gflops: flops / median / 1e9,
                            sgemm_gflops: KernelBenchmark.sgemmRate())
             if json {
@@ -71,7 +92,7 @@ extension Bench {
                 print(String(decoding: try enc.encode(r), as: UTF8.self))
             } else {
                 print(String(format: "%@ %@ batch %d, %d threads, %.2f M parameters: %.2f ms median, %.1f samples/s, %.1f GFLOP/s (sgemm %.1f), peak RSS %.0f MB",
-                             model, mode.rawValue, batch, r.threads, Double(r.parameters) / 1e6, median * 1000,
+                             model, mode, batch, r.threads, Double(r.parameters) / 1e6, median * 1000,
                              r.samples_per_s, r.gflops, r.sgemm_gflops, Double(r.peak_rss_bytes) / 1e6))
             }
         }
