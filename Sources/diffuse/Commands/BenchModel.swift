@@ -35,8 +35,10 @@ extension Bench {
 
         func run() throws {
             runtime.apply()
-            if try ModelFolder.className(of: URL(fileURLWithPath: model)) == AutoencoderKLConfig.className {
-                return try runAutoencoder()
+            switch try ModelFolder.className(of: URL(fileURLWithPath: model)) {
+            case AutoencoderKLConfig.className?: return try runAutoencoder()
+            case UNet2DConditionConfig.className?: return try runConditionalUNet()
+            default: break
             }
             let net = try Models.load(URL(fileURLWithPath: model))
             var rng = RandomGenerator(seed: 1)
@@ -79,6 +81,25 @@ extension Bench {
             let flops = FlopCounter.forwardFlops - before
             let median = KernelBenchmark.median(runs: runs) { _ = vae.decode(z) }
             try report(mode: "decode", parameters: vae.parameterCount, median: median, flops: flops)
+        }
+
+        /// A text-conditioned unet on random latents at its sample size and random text states
+        /// [batch, 77, cross_attention_dim] (one step of a guided Stable Diffusion image at batch 2).
+        func runConditionalUNet() throws {
+            guard mode == .forward else { throw ValidationError("a UNet2DConditionModel is timed in --mode forward only") }
+            let unet = try UNet2DConditionModel.load(URL(fileURLWithPath: model))
+            let s = unet.config.sampleSize ?? [64, 64]
+            var rng = RandomGenerator(seed: 1)
+            let x = rng.normal([batch, unet.config.inChannels, s[0], s[s.count - 1]])
+            let text = rng.normal([batch, 77, unet.contextWidth])
+            let t = rng.integers(batch, below: 1000).map(Float.init)
+            unet.setTraining(false)
+            let run = { _ = GradMode.withoutGrad { unet(x, timesteps: t, encoderHiddenStates: text) } }
+            let before = FlopCounter.forwardFlops
+            run()
+            let flops = FlopCounter.forwardFlops - before
+            let median = KernelBenchmark.median(runs: runs) { run() }
+            try report(mode: "forward", parameters: unet.parameterCount, median: median, flops: flops)
         }
 
         func report(mode: String, parameters: Int, median: Double, flops: Double) throws {
