@@ -116,12 +116,7 @@ public struct ImageEvaluationReport: Codable, Sendable {
 /// Where trained probes are kept: `$XDG_CACHE_HOME/diffuse/probes` (else `~/.cache/diffuse/probes`),
 /// one folder per key (probe.json + probe.safetensors).
 public enum ProbeCache {
-    public static var defaultDirectory: URL {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: NSHomeDirectory()).appendingPathComponent(".cache")
-        return cache.appendingPathComponent("diffuse/probes")
-    }
+    public static var defaultDirectory: URL { UserCache.directory.appendingPathComponent("probes") }
 }
 
 /// `diffuse evaluate image`: generated images against real ones in the feature space of a probe
