@@ -24,6 +24,10 @@ public struct CPUInfo: Codable, Equatable, Sendable {
 
     /// The CPU this process runs on.
     public static var current: CPUInfo { BLAS.readCPU() }
+
+    enum CodingKeys: String, CodingKey {
+        case vendor, name, family, model, stepping, avx, avx2FMA = "avx2_fma", avx512, avx512BF16 = "avx512_bf16"
+    }
 }
 
 /// Which OpenBLAS kernel set ("core") runs, and why.

@@ -108,6 +108,20 @@ final class BLASCoreTests: XCTestCase {
         XCTAssertFalse(noBeta.passed)
     }
 
+    /// Every core the library could switch to on this CPU computes right here (the choice
+    /// checks only the ones it needs); the running core is restored afterwards.
+    func testEveryCandidateCorePassesTheSelfCheckHere() {
+        let running = BLASCore.active.core
+        defer { _ = BLAS.load(core: running); XCTAssertEqual(BLAS.coreName, running) }
+        for core in BLASCore.candidates(for: .current) where BLAS.canLoad(core: core) {
+            XCTAssertTrue(BLAS.load(core: core))
+            XCTAssertEqual(BLAS.coreName, core)
+            let r = BLASCore.SelfCheck.run()
+            XCTAssertTrue(r.passed, "\(core): \(r.maxError)")
+            XCTAssertLessThan(r.maxError, 0.1, core)
+        }
+    }
+
     /// On a CPU with AVX2 and no core set by the user, this test process does not run a
     /// generic kernel: the switch happened on first use.
     func testThisProcessRunsAGoodCore() {
