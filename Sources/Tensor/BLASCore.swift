@@ -22,6 +22,9 @@ public struct CPUInfo: Codable, Equatable, Sendable {
         self.avx = avx; self.avx2FMA = avx2FMA; self.avx512 = avx512; self.avx512BF16 = avx512BF16
     }
 
+    /// A CPU with every feature a core is chosen by (AMD, so that Zen is among its candidates).
+    static let everything = CPUInfo(vendor: .amd, avx: true, avx2FMA: true, avx512: true, avx512BF16: true)
+
     /// The CPU this process runs on.
     public static var current: CPUInfo { BLAS.readCPU() }
 
@@ -34,7 +37,7 @@ public struct CPUInfo: Codable, Equatable, Sendable {
 ///
 /// OpenBLAS built with DYNAMIC_ARCH (Debian's) picks its kernels by cpuid model number when it
 /// loads, and a CPU newer than the library falls through to a generic one: OpenBLAS 0.3.21 on
-/// an Emerald Rapids Xeon (family 6, model 207) runs its SSE3 "Prescott" kernels, ~10× slower
+/// an Emerald Rapids Xeon (family 6, model 207) runs its SSE3 "Prescott" kernels, 5–10× slower
 /// than its Cooperlake ones there (driver/others/dynamic.c: `get_coretype` has no case for
 /// extended model 12, and control falls into the Pentium 4 branch). So before the first
 /// product, the core OpenBLAS picked is compared with what the CPU offers; when a better core
@@ -96,7 +99,17 @@ public enum BLASCore {
                               checks: [String: Bool]) -> Decision {
         if let userCore, !userCore.isEmpty { return .keep(reason: "OPENBLAS_CORETYPE=\(userCore) set by the user") }
         let all = candidates(for: cpu)
-        let rank = all.firstIndex { $0.caseInsensitiveCompare(current) == .orderedSame } ?? all.count
+        func named(_ name: String) -> (String) -> Bool { { $0.caseInsensitiveCompare(name) == .orderedSame } }
+        let rank: Int
+        if let i = all.firstIndex(where: named(current)) {
+            rank = i
+        } else if candidates(for: .everything).contains(where: named(current)) {
+            // A vector core for features cpuid does not show us (a VM masking them, say): the
+            // library knows better.
+            return .keep(reason: "chosen by the library")
+        } else {
+            rank = all.count  // a generic core
+        }
         if rank == 0 { return .keep(reason: "chosen by the library: the best core for this CPU") }
         let better = all[..<rank].filter(available.contains)
         if better.isEmpty {
@@ -159,7 +172,9 @@ public enum BLASCore {
             switch decide(current: detected, cpu: cpu, userCore: environment["OPENBLAS_CORETYPE"], available: available,
                           checks: results.mapValues(\.passed)) {
             case .check(let core):
-                // A core that does not come up under its name counts as failed.
+                // A core that does not come up under its name counts as failed. (0.3.21 looks
+                // names up only to SkylakeX: for "Cooperlake" it falls back to its own feature
+                // test, which gives Cooperlake on a CPU with AVX-512 BF16.)
                 let loaded = BLAS.load(core: core) && BLAS.coreName.caseInsensitiveCompare(core) == .orderedSame
                 results[core] = loaded ? SelfCheck.run() : SelfCheck.Result(passed: false, maxError: .infinity)
                 checkedNow.insert(core)

@@ -62,6 +62,9 @@ final class BLASCoreTests: XCTestCase {
         XCTAssertEqual(decide("Prescott", haswell), .check(core: "Haswell"))
         XCTAssertEqual(decide("Prescott", haswell, ["Haswell": true]), .use(core: "Haswell", reason: "CPU has AVX2+FMA"))
         guard case .keep = decide("Haswell", haswell) else { return XCTFail("Haswell is kept on Haswell") }
+        XCTAssertEqual(decide("Sandybridge", haswell), .check(core: "Haswell"))
+        // The library picked a vector core cpuid does not show (features masked): kept.
+        XCTAssertEqual(decide("SkylakeX", haswell), .keep(reason: "chosen by the library"))
     }
 
     func testLibraryWithoutSwitchableCores() {
