@@ -10,10 +10,17 @@ public enum BLAS {
     /// Called once, before the first product (see `BLASCore.active`).
     static func pinSingleThreaded() { openblas_set_num_threads(1) }
 
-    /// The kernel family OpenBLAS runs (e.g. "Haswell", "Cooperlake"); `BLASCore` says why.
-    public static var coreName: String { String(cString: openblas_get_corename()) }
+    /// The kernel family OpenBLAS runs (e.g. "Haswell", "Cooperlake") once `BLASCore` has
+    /// chosen it; `BLASCore.active` says why.
+    public static var coreName: String {
+        _ = BLASCore.active
+        return loadedCore
+    }
 
-    /// The library's build line, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Prescott MAX_THREADS=64"
+    /// The kernel family loaded now (while `BLASCore` chooses, too).
+    static var loadedCore: String { String(cString: openblas_get_corename()) }
+
+    /// The library's build line, e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Prescott MAX_THREADS=64"
     /// (it names the running core).
     static var config: String { String(cString: openblas_get_config()) }
 

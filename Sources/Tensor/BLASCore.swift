@@ -157,7 +157,7 @@ public enum BLASCore {
     /// this machine (recording the results in `cacheDirectory/blas`), and loads the core.
     /// No product may run meanwhile; `active` calls it once.
     static func choose(environment: [String: String], cacheDirectory: URL) -> Report {
-        let detected = BLAS.coreName, config = BLAS.config
+        let detected = BLAS.loadedCore, config = BLAS.config
         let cpu = CPUInfo.current
         let words = config.split(separator: " ")
         let library = words.prefix(2).joined(separator: " ")
@@ -175,18 +175,18 @@ public enum BLASCore {
                 // A core that does not come up under its name counts as failed. (0.3.21 looks
                 // names up only to SkylakeX: for "Cooperlake" it falls back to its own feature
                 // test, which gives Cooperlake on a CPU with AVX-512 BF16.)
-                let loaded = BLAS.load(core: core) && BLAS.coreName.caseInsensitiveCompare(core) == .orderedSame
+                let loaded = BLAS.load(core: core) && BLAS.loadedCore.caseInsensitiveCompare(core) == .orderedSame
                 results[core] = loaded ? SelfCheck.run() : SelfCheck.Result(passed: false, maxError: .infinity)
                 checkedNow.insert(core)
             case .use(let core, let reason):
-                if BLAS.coreName != core { _ = BLAS.load(core: core) }
+                if BLAS.loadedCore != core { _ = BLAS.load(core: core) }
                 if !checkedNow.isEmpty { cache.save(results) }
-                return Report(library: library, core: BLAS.coreName, detected: detected, switched: true, reason: reason,
+                return Report(library: library, core: BLAS.loadedCore, detected: detected, switched: true, reason: reason,
                               selfCheck: checkedNow.contains(core) ? "passed" : "passed, cached", cpu: cpu)
             case .keep(let reason):
-                if BLAS.coreName != detected { _ = BLAS.load(core: nil) }
+                if BLAS.loadedCore != detected { _ = BLAS.load(core: nil) }
                 if !checkedNow.isEmpty { cache.save(results) }
-                return Report(library: library, core: BLAS.coreName, detected: detected, switched: false, reason: reason,
+                return Report(library: library, core: BLAS.loadedCore, detected: detected, switched: false, reason: reason,
                               selfCheck: nil, cpu: cpu)
             }
         }
