@@ -197,7 +197,7 @@ public enum BLASCore {
     /// leading dimensions, β 0 and 1) in all four transpose cases.
     public enum SelfCheck {
         /// Part of the cache key: results of an older check are not reused.
-        static let version = 1
+        static let version = 2
 
         public struct Result: Codable, Equatable, Sendable {
             public var passed: Bool
@@ -237,12 +237,30 @@ public enum BLASCore {
                 return Float(Int32(truncatingIfNeeded: seed >> 32)) / Float(Int32.max)
             }
             for (m, n, k, pad, beta) in shapes {
+                // One product op(A) [M, K] · op(B) [K, N] per shape, its reference computed once
+                // (sum and Σ|a b|, in Double, i-p-j order) and checked in the four layouts.
+                let opA = (0..<m * k).map { _ in next() }, opB = (0..<k * n).map { _ in next() }
+                let ldc = n + pad
+                let c0 = (0..<m * ldc).map { _ in next() }
+                var sum = [Double](repeating: 0, count: m * n), magnitude = sum
+                for i in 0..<m {
+                    for p in 0..<k {
+                        let x = Double(opA[i * k + p])
+                        for j in 0..<n {
+                            let xy = x * Double(opB[p * n + j])
+                            sum[i * n + j] += xy
+                            magnitude[i * n + j] += abs(xy)
+                        }
+                    }
+                }
+                let unit = Double(k + 2) * 0x1p-24
                 for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
-                    // op(A) [M, K] is stored [K, M] when transA; op(B) [K, N] stored [N, K] when transB.
-                    let (aRows, aCols) = transA ? (k, m) : (m, k), (bRows, bCols) = transB ? (n, k) : (k, n)
-                    let lda = aCols + pad, ldb = bCols + pad, ldc = n + pad
-                    let a = (0..<aRows * lda).map { _ in next() }, b = (0..<bRows * ldb).map { _ in next() }
-                    let c0 = (0..<m * ldc).map { _ in next() }
+                    // op(A) is stored [K, M] when transA, op(B) [N, K] when transB; padding after each row.
+                    let lda = (transA ? m : k) + pad, ldb = (transB ? k : n) + pad
+                    var a = [Float](repeating: .nan, count: (transA ? k : m) * lda)
+                    var b = [Float](repeating: .nan, count: (transB ? n : k) * ldb)
+                    for i in 0..<m { for p in 0..<k { a[transA ? p * lda + i : i * lda + p] = opA[i * k + p] } }
+                    for p in 0..<k { for j in 0..<n { b[transB ? j * ldb + p : p * ldb + j] = opB[p * n + j] } }
                     var c = c0
                     a.withUnsafeBufferPointer { a in
                         b.withUnsafeBufferPointer { b in
@@ -251,18 +269,11 @@ public enum BLASCore {
                             }
                         }
                     }
-                    let unit = Double(k + 2) * 0x1p-24
                     for i in 0..<m {
                         for j in 0..<n {
-                            var sum = 0.0, magnitude = 0.0
-                            for p in 0..<k {
-                                let x = Double(transA ? a[p * lda + i] : a[i * lda + p])
-                                let y = Double(transB ? b[j * ldb + p] : b[p * ldb + j])
-                                sum += x * y
-                                magnitude += abs(x * y)
-                            }
                             let old = Double(beta) * Double(c0[i * ldc + j])
-                            let err = abs(Double(c[i * ldc + j]) - (sum + old)) / ((magnitude + abs(old)) * unit)
+                            let err = abs(Double(c[i * ldc + j]) - (sum[i * n + j] + old))
+                                / ((magnitude[i * n + j] + abs(old)) * unit)
                             worst = Swift.max(worst, err.isNaN ? .infinity : err)
                         }
                     }
