@@ -32,6 +32,22 @@ final class BLASCoreCLITests: XCTestCase {
         let again = try core(env, unset: ["OPENBLAS_CORETYPE"])
         XCTAssertEqual(again["core"] as? String, ran)
         XCTAssertEqual(again["self_check"] as? String, "passed, cached", "\(again)")
+
+        // Had that core failed its self-check here, the next best one is checked and run.
+        let file = cache.appendingPathComponent("diffuse/blas").appendingPathComponent(files[0])
+        var stored = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+        var cores = try XCTUnwrap(stored["cores"] as? [String: Any])
+        cores[ran] = ["passed": false, "max_error": 1e6]
+        stored["cores"] = cores
+        try JSONSerialization.data(withJSONObject: stored).write(to: file)
+        let next = try core(env, unset: ["OPENBLAS_CORETYPE"])
+        let fallback = try XCTUnwrap(next["core"] as? String)
+        XCTAssertNotEqual(fallback, ran)
+        if next["switched"] as? Bool == true {
+            XCTAssertTrue(best.contains(fallback), "\(next)")
+            XCTAssertEqual(next["self_check"] as? String, "passed", "\(next)")
+            XCTAssert((next["reason"] as? String ?? "").hasSuffix("; \(ran) failed the self-check"), "\(next)")
+        }
     }
 
     func testCoreSetByTheUserIsRespected() throws {
