@@ -56,7 +56,7 @@ let package = Package(
 
         // MARK: Shared media and workflow
         // `Media`: what every modality's files share — typed errors, atomic writes, the PNG codec
-        // (images, and the plots and spectrograms of the others), loss curves, the user cache.
+        // (images, and the plots and spectrograms of the others), loss curves.
         .target(name: "Media", dependencies: ["Tensor", "NN", "CPNG"], path: "Modalities/Media", swiftSettings: swiftSettings),
         // `Workflow`: the modality contract (`Modality`, `FolderModel`) and everything written once
         // for all modalities on top of it — pipeline folders and class labels, recipes, training

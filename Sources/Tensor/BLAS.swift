@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// The engine's only door to OpenBLAS.
 ///
@@ -6,11 +7,54 @@ import CBLAS
 /// that our own thread pool runs side by side. One pool for everything: OpenBLAS' idle
 /// workers would otherwise spin (sched_yield) on the cores our loops need.
 public enum BLAS {
-    /// Called once when the thread setting is first read.
+    /// Called once, before the first product (see `BLASCore.active`).
     static func pinSingleThreaded() { openblas_set_num_threads(1) }
 
-    /// The kernel family OpenBLAS picked for this CPU (e.g. "Haswell", "Cooperlake").
-    public static var coreName: String { String(cString: openblas_get_corename()) }
+    /// The kernel family OpenBLAS runs (e.g. "Haswell", "Cooperlake") once `BLASCore` has
+    /// chosen it; `BLASCore.active` says why.
+    public static var coreName: String {
+        _ = BLASCore.active
+        return loadedCore
+    }
+
+    /// The kernel family loaded now (while `BLASCore` chooses, too).
+    static var loadedCore: String { String(cString: openblas_get_corename()) }
+
+    /// The library's build line, e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Prescott MAX_THREADS=64"
+    /// (it names the running core).
+    static var config: String { String(cString: openblas_get_config()) }
+
+    /// What this CPU offers (cpuid; wide registers only when the OS saves them).
+    static func readCPU() -> CPUInfo {
+        var info = diffuse_cpu_read()
+        func string<T>(_ field: inout T) -> String {
+            withUnsafeBytes(of: &field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        let f = info.features
+        func has(_ bit: Int) -> Bool { Int(f) & bit != 0 }
+        let vendor = string(&info.vendor)
+        return CPUInfo(
+            vendor: vendor == "GenuineIntel" ? .intel : vendor == "AuthenticAMD" || vendor == "HygonGenuine" ? .amd : .other,
+            name: string(&info.brand).trimmingCharacters(in: .whitespaces),
+            family: Int(info.family), model: Int(info.model), stepping: Int(info.stepping),
+            avx: has(DIFFUSE_CPU_AVX), avx2FMA: has(DIFFUSE_CPU_AVX2) && has(DIFFUSE_CPU_FMA),
+            avx512: has(DIFFUSE_CPU_AVX512F) && has(DIFFUSE_CPU_AVX512BW) && has(DIFFUSE_CPU_AVX512DQ) && has(DIFFUSE_CPU_AVX512VL),
+            avx512BF16: has(DIFFUSE_CPU_AVX512BF16))
+    }
+
+    /// Whether the loaded library can switch kernel sets in the running process and holds
+    /// `core` (OpenBLAS' spelling, e.g. "SkylakeX"); false for any other BLAS.
+    static func canLoad(core: String) -> Bool {
+        diffuse_openblas_has("gotoblas_dynamic_init") != 0 && diffuse_openblas_has("gotoblas_dynamic_quit") != 0
+            && diffuse_openblas_has("gotoblas_" + core.uppercased()) != 0
+    }
+
+    /// Makes OpenBLAS choose its kernel set again, as at load time, with OPENBLAS_CORETYPE =
+    /// `core` (nil: by its own cpuid detection). No product may run meanwhile (see `BLASCore`).
+    /// False when the library cannot switch.
+    static func load(core: String?) -> Bool {
+        (core.map { diffuse_openblas_load_core($0) } ?? diffuse_openblas_load_core(nil)) == 0
+    }
 
     /// C[M, N] = alpha · op(A) op(B) + beta · C, all row-major, split across `Threads.count`
     /// threads when large. op(A) is [M, K] (A stored [K, M] when transA); op(B) is [K, N]
@@ -56,7 +100,17 @@ public enum BLAS {
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        _ = Threads.count  // the first read pins OpenBLAS to one thread
+        _ = Threads.count  // the first read picks OpenBLAS' core and pins it to one thread
+        sgemmUnprepared(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                        b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+
+    /// `sgemmSerial` without first making sure the core is chosen: for `BLASCore`'s self-check,
+    /// which runs while it is being chosen.
+    static func sgemmUnprepared(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                                alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                b: UnsafePointer<Float>, ldb: Int,
+                                beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if m == 0 || n == 0 { return }
         if k == 0 {
             // A product over an empty dimension only scales C.

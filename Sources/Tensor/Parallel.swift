@@ -19,7 +19,7 @@ public enum Threads {
         } else {
             n = ProcessInfo.processInfo.activeProcessorCount
         }
-        BLAS.pinSingleThreaded()
+        _ = BLASCore.active  // OpenBLAS' core is chosen before the first product (and pinned to one thread)
         return n
     }()
 

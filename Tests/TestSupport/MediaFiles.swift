@@ -115,11 +115,12 @@ public let diffuseExecutable: URL = {
 public struct DiffuseResult { public var status: Int32; public var stdout: String; public var stderr: String }
 
 /// Runs `diffuse args...` and collects its exit status and output.
-public func runDiffuseCommand(_ args: [String], env: [String: String] = [:]) throws -> DiffuseResult {
+/// `env` adds to (or overrides) this process' environment; `unset` names variables to leave out.
+public func runDiffuseCommand(_ args: [String], env: [String: String] = [:], unset: [String] = []) throws -> DiffuseResult {
     let p = Process()
     p.executableURL = diffuseExecutable
     p.arguments = args
-    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }.filter { !unset.contains($0.key) }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err

@@ -5,7 +5,7 @@ import Tensor
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the engine's kernels and whole models.",
-        subcommands: [Kernels.self, Model.self]
+        subcommands: [Kernels.self, Model.self, Core.self]
     )
 
     struct Kernels: ParsableCommand {
@@ -28,13 +28,11 @@ struct Bench: ParsableCommand {
                 if !json { note("  timing \(name)...") }
             }
             if json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try enc.encode(results), as: UTF8.self))
+                try printJSON(KernelsReport(blas: BLASCore.active, kernels: results))
                 return
             }
-            let env = ProcessInfo.processInfo.environment
-            print("diffuse bench kernels — \(Threads.count) threads, OpenBLAS core \(BLAS.coreName), OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "(unset)"), \(runs) runs, median")
+            print(BLASCore.active)
+            print("diffuse bench kernels — \(Threads.count) threads, \(runs) runs, median")
             print(pad("kernel", 16) + pad("shape", 38) + lpad("time", 11) + lpad("rate", 16) + lpad("of sgemm", 10))
             for r in results {
                 let rate = r.gflops.map { String(format: "%.1f GFLOP/s", $0) } ?? String(format: "%.1f GB/s", r.gbps ?? 0)
@@ -42,6 +40,25 @@ struct Bench: ParsableCommand {
                 print(pad(r.name, 16) + pad(r.shape, 38) + lpad(String(format: "%.2f ms", r.median_s * 1000), 11)
                       + lpad(rate, 16) + lpad(frac, 10))
             }
+        }
+    }
+
+    /// `bench kernels --json`: which core the numbers are of, and the numbers.
+    struct KernelsReport: Encodable {
+        var blas: BLASCore.Report
+        var kernels: [KernelTiming]
+    }
+
+    struct Core: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say which OpenBLAS core runs and why.",
+            discussion: "When OpenBLAS picked a generic kernel on a CPU that has a better one in the library, diffuse switches to that one after a one-time self-check against a naive product (cached in $XDG_CACHE_HOME/diffuse/blas, ~/.cache/diffuse/blas). A core set in OPENBLAS_CORETYPE is kept."
+        )
+
+        @Flag(help: "Print JSON instead of a line.") var json = false
+
+        func run() throws {
+            if json { try printJSON(BLASCore.active) } else { print(BLASCore.active) }
         }
     }
 }
