@@ -107,6 +107,32 @@ final class CLIPTextModelTests: XCTestCase {
         }
     }
 
+    /// An original SD 2.x file's OpenCLIP text tower (names, stacked q/k/v) gives the gelu
+    /// case's outputs; layers past the model's count and logit_scale are ignored as diffusers
+    /// does, anything else is reported.
+    func testOpenCLIPCheckpoint() throws {
+        let folder = Self.dir.appendingPathComponent("gelu")
+        let config = try ConfigFile.read(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
+        let file = try SafeTensorsFile(url: Self.dir.appendingPathComponent("openclip.safetensors"))
+        let model = try CLIPTextModel(config: config)
+        try model.load(openCLIP: file)
+        let reference = try CLIPTextModel.load(folder)
+        for (name, t) in model.stateDict() { XCTAssertEqual(t.scalars, reference.stateDict()[name]!.scalars, name) }
+
+        var tensors = try file.all()
+        tensors["cond_stage_model.model.transformer.resblocks.2.ln_1.weight"] = Tensor.zeros([32])  // SD 2's unused last layer
+        tensors["first_stage_model.decoder.conv_in.weight"] = Tensor.zeros([1])  // another model's
+        XCTAssertNoThrow(try model.load(openCLIP: tensors))
+        tensors["cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"] = Tensor.zeros([95, 32])
+        tensors["cond_stage_model.model.visual.proj"] = Tensor.zeros([1])
+        XCTAssertThrowsError(try model.load(openCLIP: tensors)) { e in
+            let m = e as? CheckpointMismatch
+            XCTAssertEqual(m?.unexpected, ["(openclip) visual.proj"], "\(e)")
+            XCTAssertEqual(m?.mismatched.map(\.name).sorted(), ["encoder.layers.0.self_attn.k_proj.weight",
+                "encoder.layers.0.self_attn.q_proj.weight", "encoder.layers.0.self_attn.v_proj.weight"], "\(e)")
+        }
+    }
+
     /// Loading builds the model without random draws (all weights come from the file).
     func testSkippingRandomInitDrawsNothing() throws {
         NNInit.seed(5)
