@@ -288,3 +288,95 @@ extension CLIPTextModel {
         try ConfigFile.write(config, to: folder.appendingPathComponent("config.json"))
     }
 }
+
+// MARK: OpenCLIP checkpoints (Stable Diffusion 2.x single files)
+
+/// An OpenCLIP text tower (`cond_stage_model.model.*` in an original-layout SD 2.x file) seen
+/// under this model's names, as diffusers' `convert_open_clip_checkpoint` maps it:
+///
+///     token_embedding.weight, positional_embedding     -> embeddings.{token,position}_embedding.weight
+///     transformer.resblocks.N.ln_1 / ln_2              -> encoder.layers.N.layer_norm1 / layer_norm2
+///     transformer.resblocks.N.attn.in_proj_{weight,bias} [3C, (C)] -> self_attn.{q,k,v}_proj, rows split in thirds
+///     transformer.resblocks.N.attn.out_proj            -> self_attn.out_proj
+///     transformer.resblocks.N.mlp.c_fc / c_proj        -> mlp.fc1 / fc2
+///     ln_final                                         -> final_layer_norm
+///     text_projection [C, P]                           -> text_projection.weight [P, C] (projection models only)
+///
+/// Ignored, as diffusers does: resblocks from num_hidden_layers on (SD 2.x conditions on the
+/// penultimate layer: its config has 23 of OpenCLIP's 24), `text_projection` for a model without
+/// one, `logit_scale` and `attn_mask`. Any other tensor under the prefix stays unexpected.
+struct OpenCLIPTextNames<Source: TensorSource>: TensorSource {
+    enum Part { case whole, rows(Range<Int>), transposed }
+    let base: Source
+    let entries: [String: (file: String, part: Part)]
+
+    init(_ base: Source, prefix: String, layers: Int, hidden c: Int, hasProjection: Bool) {
+        self.base = base
+        var map: [String: (String, Part)] = [:]
+        for name in base.tensorNames where name.hasPrefix(prefix) {
+            let key = String(name.dropFirst(prefix.count))
+            switch key {
+            case "token_embedding.weight": map["embeddings.token_embedding.weight"] = (name, .whole); continue
+            case "positional_embedding": map["embeddings.position_embedding.weight"] = (name, .whole); continue
+            case "ln_final.weight", "ln_final.bias":
+                map["final_layer_norm." + key.dropFirst("ln_final.".count)] = (name, .whole); continue
+            case "text_projection":
+                if hasProjection { map["text_projection.weight"] = (name, .transposed) }
+                continue
+            case "logit_scale", "attn_mask": continue
+            default: break
+            }
+            let parts = key.split(separator: ".", maxSplits: 3).map(String.init)
+            guard parts.count == 4, parts[0] == "transformer", parts[1] == "resblocks", let n = Int(parts[2]) else {
+                map["(openclip) " + key] = (name, .whole)  // unexpected
+                continue
+            }
+            if n >= layers { continue }
+            let layer = "encoder.layers.\(n)."
+            switch parts[3] {
+            case "attn.in_proj_weight", "attn.in_proj_bias":
+                let suffix = parts[3].hasSuffix("weight") ? "weight" : "bias"
+                for (i, p) in ["q_proj", "k_proj", "v_proj"].enumerated() {
+                    map[layer + "self_attn.\(p).\(suffix)"] = (name, .rows((i * c)..<((i + 1) * c)))
+                }
+            default:
+                let renamed = parts[3].replacingOccurrences(of: "ln_1.", with: "layer_norm1.")
+                    .replacingOccurrences(of: "ln_2.", with: "layer_norm2.")
+                    .replacingOccurrences(of: "attn.out_proj.", with: "self_attn.out_proj.")
+                    .replacingOccurrences(of: "mlp.c_fc.", with: "mlp.fc1.")
+                    .replacingOccurrences(of: "mlp.c_proj.", with: "mlp.fc2.")
+                map[renamed == parts[3] ? "(openclip) " + key : layer + renamed] = (name, .whole)
+            }
+        }
+        entries = map
+    }
+
+    var sourceName: String { base.sourceName }
+    var tensorNames: [String] { Array(entries.keys) }
+    func shape(of name: String) -> [Int]? {
+        guard let e = entries[name], let s = base.shape(of: e.file) else { return nil }
+        switch e.part {
+        case .whole: return s
+        case .rows(let r): return s.first == 3 * r.count ? [r.count] + s.dropFirst() : s  // else a mismatch
+        case .transposed: return s.count == 2 ? [s[1], s[0]] : s
+        }
+    }
+    func tensor(named name: String) throws -> Tensor {
+        let e = entries[name]!
+        let t = try base.tensor(named: e.file)
+        switch e.part {
+        case .whole: return t
+        case .rows(let r): return t.slice(axis: 0, r).copy()
+        case .transposed: return t.transposed(0, 1).copy()
+        }
+    }
+}
+
+extension CLIPTextModel {
+    /// Loads an OpenCLIP text tower (SD 2.x single files: prefix `cond_stage_model.model.`),
+    /// mapped as diffusers' `convert_open_clip_checkpoint`; see `OpenCLIPTextNames`.
+    public func load(openCLIP source: some TensorSource, prefix: String = "cond_stage_model.model.") throws {
+        try load(from: OpenCLIPTextNames(source, prefix: prefix, layers: config.numHiddenLayers,
+                                         hidden: config.hiddenSize, hasProjection: textProjection != nil))
+    }
+}

@@ -237,9 +237,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
     private func normalize(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
         var view = String.UnicodeScalarView()
         view.append(contentsOf: s)
-        // The standard library's NFC (public, if underscored): Foundation's
-        // `precomposedStringWithCanonicalMapping` drops a leading U+FEFF on Linux.
-        let nfc = s.allSatisfy(\.isASCII) ? view : String(decoding: String(view)._nfcCodeUnits, as: UTF8.self).unicodeScalars
+        let nfc = s.allSatisfy(\.isASCII) ? view : String(view).precomposedStringWithCanonicalMapping.unicodeScalars
         var out: [Unicode.Scalar] = []
         out.reserveCapacity(s.count)
         var inSpace = false

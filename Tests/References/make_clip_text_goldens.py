@@ -14,6 +14,10 @@ Writes Tests/TextTests/Goldens/clip_text/<case>/:
 Case `prefixed` holds the first case's weights as transformers 4 saved them: `text_model.`
 prefix plus the `text_model.embeddings.position_ids` buffer (I64), F16, with io computed from
 those F16-rounded weights.
+openclip.safetensors: the gelu case's weights under an original SD 2.x file's OpenCLIP names
+(`cond_stage_model.model.*`, in_proj q/k/v stacked, plus logit_scale and a text_projection that an
+SD 2 text encoder ignores), checked here to convert back exactly with diffusers'
+`convert_open_clip_checkpoint` (diffusers 0.42.1); the test compares with gelu/io.safetensors.
 Cases:
 - quick_gelu: SD 1.x-like (quick_gelu, legacy eos_token_id 2: pooled at each row's largest id,
   pad = eos 499 as in CLIP's tokenizer); hidden 32, 3 layers, 4 heads, intermediate 37.
@@ -112,6 +116,31 @@ def main():
     with torch.no_grad():
         model.load_state_dict({k: v.float() for k, v in state.items()})
     save_file(outputs(model, sd1_ids), os.path.join(prefixed, "io.safetensors"))
+    # An original-layout SD 2.x file's text tower (OpenCLIP names) holding the gelu case's weights,
+    # checked to map back exactly through diffusers' own converter; plus tensors diffusers ignores.
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    gelu = os.path.join(OUT, "gelu")
+    state = load_file(os.path.join(gelu, "model.safetensors"))
+    P = "cond_stage_model.model."
+    oc = {P + "token_embedding.weight": state["embeddings.token_embedding.weight"],
+          P + "positional_embedding": state["embeddings.position_embedding.weight"],
+          P + "ln_final.weight": state["final_layer_norm.weight"], P + "ln_final.bias": state["final_layer_norm.bias"],
+          P + "logit_scale": torch.tensor(4.6), P + "text_projection": torch.randn(32, 24)}
+    for n in range(2):
+        src, dst = f"encoder.layers.{n}.", P + f"transformer.resblocks.{n}."
+        for w in ["weight", "bias"]:
+            oc[dst + f"attn.in_proj_{w}"] = torch.cat([state[src + f"self_attn.{p}_proj.{w}"] for p in "qkv"])
+            for a, b in [("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+                         ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]:
+                oc[dst + f"{b}.{w}"] = state[src + f"{a}.{w}"]
+    oc = {k: v.contiguous() for k, v in oc.items()}
+    ref = CLIPTextModel(CLIPTextConfig.from_pretrained(gelu))
+    converted = convert_open_clip_checkpoint(ref, oc)
+    converted.pop("text_projection.weight", None)  # the SD 2 model has none (diffusers drops it when loading)
+    converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    assert converted.keys() == state.keys(), set(converted) ^ set(state)
+    assert all(torch.equal(converted[k], state[k]) for k in state)
+    save_file(oc, os.path.join(OUT, "openclip.safetensors"))
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {OUT}: {total} bytes")
 

@@ -80,6 +80,38 @@ final class CLIPTextModelTests: XCTestCase {
         XCTAssertNoThrow(try JSONDecoder().decode(CLIPTextConfig.self, from: JSONSerialization.data(withJSONObject: object)))
     }
 
+    /// The text_encoder/config.json of Stable Diffusion 1.5 and 2.1 folders as published
+    /// (transformers 4.22 / 4.25), and a transformers 4 full dump's generic keys.
+    func testPublishedSDConfigsDecode() throws {
+        let sd15 = #"""
+        {"_name_or_path": "openai/clip-vit-large-patch14", "architectures": ["CLIPTextModel"], "attention_dropout": 0.0,
+         "bos_token_id": 0, "dropout": 0.0, "eos_token_id": 2, "hidden_act": "quick_gelu", "hidden_size": 768,
+         "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
+         "max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 12,
+         "num_hidden_layers": 12, "pad_token_id": 1, "projection_dim": 768, "torch_dtype": "float32",
+         "transformers_version": "4.22.0.dev0", "vocab_size": 49408}
+        """#
+        let sd21 = #"""
+        {"_name_or_path": "hf-models/stable-diffusion-v2-768x768/text_encoder", "architectures": ["CLIPTextModel"],
+         "attention_dropout": 0.0, "bos_token_id": 0, "dropout": 0.0, "eos_token_id": 2, "hidden_act": "gelu",
+         "hidden_size": 1024, "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 4096,
+         "layer_norm_eps": 1e-05, "max_position_embeddings": 77, "model_type": "clip_text_model",
+         "num_attention_heads": 16, "num_hidden_layers": 23, "pad_token_id": 1, "projection_dim": 512,
+         "torch_dtype": "float32", "transformers_version": "4.25.0.dev0", "vocab_size": 49408,
+         "return_dict": true, "output_hidden_states": false, "torchscript": false, "use_bfloat16": false,
+         "pruned_heads": {}, "tie_word_embeddings": true, "is_encoder_decoder": false, "is_decoder": false,
+         "add_cross_attention": false, "max_length": 20, "num_beams": 1, "bad_words_ids": null,
+         "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}, "task_specific_params": null}
+        """#
+        let a = try JSONDecoder().decode(CLIPTextConfig.self, from: Data(sd15.utf8))
+        XCTAssertEqual([a.hiddenSize, a.numHiddenLayers, a.numAttentionHeads, a.eosTokenId!], [768, 12, 12, 2])
+        XCTAssertEqual(a.hiddenAct, .quickGelu)
+        let b = try JSONDecoder().decode(CLIPTextConfig.self, from: Data(sd21.utf8))
+        XCTAssertEqual([b.hiddenSize, b.numHiddenLayers, b.intermediateSize], [1024, 23, 4096])
+        XCTAssertEqual(b.hiddenAct, .gelu)
+        XCTAssertEqual(b.extra["max_length"], .number(20))
+    }
+
     func testMismatchedCheckpointListsEveryKey() throws {
         let folder = Self.dir.appendingPathComponent("gelu")
         var c = try ConfigFile.read(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
@@ -104,6 +136,32 @@ final class CLIPTextModelTests: XCTestCase {
         tensors["cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc1.weight"] = Tensor.zeros([1])
         XCTAssertThrowsError(try model.load(checkpoint: tensors, prefix: "cond_stage_model.transformer.")) { e in
             XCTAssertEqual((e as? CheckpointMismatch)?.unexpected, ["encoder.layers.9.mlp.fc1.weight"], "\(e)")
+        }
+    }
+
+    /// An original SD 2.x file's OpenCLIP text tower (names, stacked q/k/v) gives the gelu
+    /// case's outputs; layers past the model's count and logit_scale are ignored as diffusers
+    /// does, anything else is reported.
+    func testOpenCLIPCheckpoint() throws {
+        let folder = Self.dir.appendingPathComponent("gelu")
+        let config = try ConfigFile.read(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
+        let file = try SafeTensorsFile(url: Self.dir.appendingPathComponent("openclip.safetensors"))
+        let model = try CLIPTextModel(config: config)
+        try model.load(openCLIP: file)
+        let reference = try CLIPTextModel.load(folder)
+        for (name, t) in model.stateDict() { XCTAssertEqual(t.scalars, reference.stateDict()[name]!.scalars, name) }
+
+        var tensors = try file.all()
+        tensors["cond_stage_model.model.transformer.resblocks.2.ln_1.weight"] = Tensor.zeros([32])  // SD 2's unused last layer
+        tensors["first_stage_model.decoder.conv_in.weight"] = Tensor.zeros([1])  // another model's
+        XCTAssertNoThrow(try model.load(openCLIP: tensors))
+        tensors["cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"] = Tensor.zeros([95, 32])
+        tensors["cond_stage_model.model.visual.proj"] = Tensor.zeros([1])
+        XCTAssertThrowsError(try model.load(openCLIP: tensors)) { e in
+            let m = e as? CheckpointMismatch
+            XCTAssertEqual(m?.unexpected, ["(openclip) visual.proj"], "\(e)")
+            XCTAssertEqual(m?.mismatched.map(\.name).sorted(), ["encoder.layers.0.self_attn.k_proj.weight",
+                "encoder.layers.0.self_attn.q_proj.weight", "encoder.layers.0.self_attn.v_proj.weight"], "\(e)")
         }
     }
 
