@@ -11,8 +11,9 @@ extension AutoencoderKL {
     public static func load(_ url: URL) throws -> AutoencoderKL {
         let (config, weightsURL) = try ModelFolder.config(AutoencoderKLConfig.self, at: url,
                                                           className: AutoencoderKLConfig.className, component: "vae")
-        let model = try AutoencoderKL(config: config)
-        if let weightsURL { try model.load(safetensors: weightsURL) }
+        guard let weightsURL else { return try AutoencoderKL(config: config) }
+        let model = try NNInit.skippingRandomInit { try AutoencoderKL(config: config) }  // every weight is overwritten
+        try model.load(safetensors: weightsURL)
         return model
     }
 

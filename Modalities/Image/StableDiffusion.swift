@@ -86,11 +86,14 @@ public final class StableDiffusionPipeline {
                 throw ModelFolderError(path: url.path, reason: "the \(part) config inferred from its tensors does not decode: \(error)")
             }
         }
-        let unet = try UNet2DConditionModel(config: decode(layout.unetConfig, UNet2DConditionConfig.self, "unet"))
+        // Strict loads overwrite every parameter: no random draws first.
+        let (unet, vae, text) = try NNInit.skippingRandomInit {
+            (try UNet2DConditionModel(config: decode(layout.unetConfig, UNet2DConditionConfig.self, "unet")),
+             try AutoencoderKL(config: decode(layout.vaeConfig, AutoencoderKLConfig.self, "vae")),
+             try CLIPTextModel(config: decode(layout.textEncoderConfig, CLIPTextConfig.self, "text encoder")))
+        }
         try unet.load(from: sd.unet)
-        let vae = try AutoencoderKL(config: decode(layout.vaeConfig, AutoencoderKLConfig.self, "vae"))
         try vae.load(from: sd.vae)
-        let text = try CLIPTextModel(config: decode(layout.textEncoderConfig, CLIPTextConfig.self, "text encoder"))
         try text.load(from: sd.textEncoder)
         return StableDiffusionPipeline(tokenizer: try CLIPTokenizer.builtin(padToken: layout.tokenizer.padToken), textEncoder: text,
                                        unet: unet, vae: vae, scheduler: try decode(layout.schedulerConfig, SchedulerConfig.self, "scheduler"))
