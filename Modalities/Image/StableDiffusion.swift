@@ -40,6 +40,9 @@ public final class StableDiffusionPipeline {
 
     public static let className = "StableDiffusionPipeline"
 
+    /// Wall seconds of the last `generate`'s parts: "text encoder", "denoise" (all steps), "vae decode".
+    public private(set) var timings: [(String, Double)] = []
+
     public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
                 scheduler: SchedulerConfig) {
         self.tokenizer = tokenizer; self.textEncoder = textEncoder; self.unet = unet; self.vae = vae; self.scheduler = scheduler
@@ -151,7 +154,16 @@ public final class StableDiffusionPipeline {
         var row: [String: Int] = [:]
         for p in prompt.prompts where row[p] == nil { row[p] = distinct.count; distinct.append(p) }
         let guided = given.guidance > 1  // diffusers guides only above 1
+        let clock = ContinuousClock()
+        var mark = clock.now
+        func lap(_ name: String) {
+            let now = clock.now, d = now - mark
+            timings.append((name, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18))
+            mark = now
+        }
+        timings = []
         let table = embed(distinct + (guided ? [prompt.negativePrompt] : []), clipSkip: prompt.clipSkip)
+        lap("text encoder")
         let denoiser = PromptTableDenoiser(unet: unet, table: table, extra: inpaintingInputs)
         var request = given
         request.conditioning = .labels(prompt.prompts.map { row[$0]! })
@@ -159,7 +171,9 @@ public final class StableDiffusionPipeline {
         let latentShape = [unet.config.outChannels, height / downFactor, width / downFactor]
         let latents = try Generation.batched(model: denoiser, sampleShape: latentShape, request: request, scheduler: scheduler,
                                              guidance: guidance, progress: progress)
+        lap("denoise")
         let images = vae.decode(GradMode.withoutGrad { latents * (1 / vae.scalingFactor) })
+        lap("vae decode")
         return (latents, images)
     }
 

@@ -158,6 +158,9 @@ extension GenerateImage {
                                               clipSkip: clipSkip)
         let (latents, samples) = try pipe.generate(conditioning, request: request, height: h, width: w, inpaintingInputs: inpainting,
                                                    progress: Progress.steps(label: "generate"))
+        if options.runtime.verbose {
+            note(pipe.timings.map { String(format: "%@ %.2f s", $0.0, $0.1) }.joined(separator: ", ") + String(format: ", peak RSS %.0f MB", Double(peakRSS()) / 1e6))
+        }
         if let raw { try SafeTensors.write(["latents": latents, "sample": samples], to: URL(fileURLWithPath: raw)) }
         let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let hash = ((StableDiffusionPipeline.isSingleFile(dir) ? try? SHA256.hex(file: dir) : try? DatasetAugment.modelHash(dir)) ?? "").prefix(10)
