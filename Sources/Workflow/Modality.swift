@@ -3,18 +3,24 @@ import Tensor
 import NN
 import Diffusion
 
-/// A denoiser whose config and weights live in a diffusers model folder:
+/// A model whose config and weights live in a diffusers model folder:
 ///
 ///     config.json                              `_class_name` = `className`, the config's keys
 ///     diffusion_pytorch_model.safetensors      F32, F16 or BF16
 ///
-/// `load` and `save` are written once here for every such model.
-public protocol FolderModel: DiffusionModel {
+/// `load` and `save` are written once here for every such model (the denoisers, the VAE).
+public protocol FolderModule: Module {
     associatedtype Config: Codable & Equatable & Sendable
     var config: Config { get }
     init(config: Config) throws
     /// The `_class_name` its config.json declares.
     static var className: String { get }
+    /// Its folder in a pipeline folder ("unet", "vae").
+    static var component: String { get }
+}
+
+/// A denoiser in a model folder, as the sampling loop, the trainer and the command line see it.
+public protocol FolderModel: FolderModule, DiffusionModel {
     /// One sample's shape [C, …] at the size the config names (what generation draws by default).
     var sampleShape: [Int] { get }
     /// Why a batch of `shape` [N, C, …] does not fit the model, or nil when it does.
@@ -25,8 +31,9 @@ public protocol FolderModel: DiffusionModel {
     var summary: [String] { get }
 }
 
-extension FolderModel {
+extension FolderModule {
     public static var weightsName: String { ModelFolder.weightsName }
+    public static var component: String { "unet" }
 
     /// The config as a JSON object (what config.json holds).
     public func configJSON() throws -> [String: JSONValue] {
@@ -34,13 +41,15 @@ extension FolderModel {
     }
 
     /// A model folder (config.json + diffusion_pytorch_model.safetensors), a pipeline folder
-    /// (model_index.json + unet/) or a bare config.json (random weights, seeded by `NNInit`).
-    /// Loading is strict: every missing, unexpected or mis-shaped tensor is reported at once. A
-    /// config that declares another class is an error naming the file and both classes.
+    /// (model_index.json + `component`/) or a bare config.json (random weights, seeded by
+    /// `NNInit`). Loading is strict: every missing, unexpected or mis-shaped tensor is reported at
+    /// once, so no random draws are made for weights the file overwrites (SD 1.5's unet: ~40 s).
+    /// A config that declares another class is an error naming the file and both classes.
     public static func load(_ url: URL) throws -> Self {
-        let (config, weightsURL) = try ModelFolder.config(Config.self, at: url, className: className)
-        let model = try Self(config: config)
-        if let weightsURL { try model.load(safetensors: weightsURL) }
+        let (config, weightsURL) = try ModelFolder.config(Config.self, at: url, className: className, component: component)
+        guard let weightsURL else { return try Self(config: config) }
+        let model = try NNInit.skippingRandomInit { try Self(config: config) }
+        try model.load(safetensors: weightsURL)
         return model
     }
 
