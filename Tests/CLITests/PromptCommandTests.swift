@@ -29,12 +29,15 @@ final class PromptCommandTests: XCTestCase {
         let file = try SafeTensorsFile(url: raw)
         XCTAssertEqual(try file.tensor("latents").shape, [1, 4, 12, 8])
         XCTAssertEqual(try file.tensor("sample").shape, [1, 3, 96, 64])
-        // The same seed makes the same image; --count makes a folder of them.
+        // The same seed makes the same image (batch sizes differ, so the last float bits may, and
+        // after 8-bit quantisation a pixel by one step at most); --count makes a folder of them.
         let folder = dir.appendingPathComponent("many")
         r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "a red apple", "--negative-prompt", "blurry",
                                    "--width", "64", "--height", "96", "--steps", "3", "--seed", "7", "--count", "2", "--out", folder.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try PNGCodec.read(folder.appendingPathComponent("0000.png"), mode: .rgb).scalars, image.scalars)
+        let again = try PNGCodec.read(folder.appendingPathComponent("0000.png"), mode: .rgb)
+        let step = zip(again.scalars, image.scalars).map { abs($0 - $1) }.max() ?? 1
+        XCTAssertLessThanOrEqual(step, 2.5 / 255, "the first of two images against the image made alone")
         XCTAssert(FileManager.default.fileExists(atPath: folder.appendingPathComponent("0001.png").path))
         // img2img and inpainting start from that picture.
         for extra in [["--strength", "0.5"], ["--mask", URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Recorded/in-mask.png").path]] {
