@@ -34,7 +34,8 @@ def make_folder(folder):
                                         num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
                                         projection_dim=768, bos_token_id=0, eos_token_id=2, pad_token_id=1))
     vocab = os.path.join(ROOT, "Sources/Text/Resources/clip-vit-large-patch14")
-    tok = CLIPTokenizer(os.path.join(vocab, "vocab.json"), os.path.join(vocab, "merges.txt"), pad_token="<|endoftext|>")
+    tok = CLIPTokenizer(os.path.join(vocab, "vocab.json"), os.path.join(vocab, "merges.txt"), pad_token="<|endoftext|>",
+                        model_max_length=77)
     sched = PNDMScheduler.from_config(dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                            num_train_timesteps=1000, set_alpha_to_one=False, skip_prk_steps=True,
                                            steps_offset=1, clip_sample=False, timestep_spacing="leading"))
@@ -64,6 +65,7 @@ def torch_image(folder, threads, steps, size):
     from diffusers import StableDiffusionPipeline, DPMSolverMultistepScheduler
     torch.set_num_threads(threads)
     pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, safety_checker=None, local_files_only=True)
+    pipe.tokenizer.model_max_length = 77  # folders made before this script set it
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     parts = {}
     with torch.no_grad():
@@ -95,6 +97,7 @@ def main():
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--unet-runs", type=int, default=3)
+    p.add_argument("--image-only", action="store_true", help="skip the unet forward comparison")
     p.add_argument("--child")
     a, rest = p.parse_known_args()
     if a.child:
@@ -105,15 +108,16 @@ def main():
     import torch
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     core = json.loads(subprocess.run([a.diffuse, "bench", "core", "--json"], capture_output=True, text=True).stdout)
-    print(f"CPU {cpu}; {a.threads} threads; torch {torch.__version__}; diffuse OpenBLAS core: {core}")
+    print(f"CPU {cpu}; {a.threads} threads; torch {torch.__version__}; diffuse OpenBLAS core: {core}", flush=True)
 
     # 1. unet forward, batch 2
-    bench = subprocess.run([a.diffuse, "bench", "model", os.path.join(a.folder, "unet"), "--batch", "2", "--runs", "5",
+    bench = None if a.image_only else subprocess.run([a.diffuse, "bench", "model", os.path.join(a.folder, "unet"), "--batch", "2", "--runs", "5",
                             "--threads", str(a.threads), "--json"], capture_output=True, text=True, check=True)
-    ours = json.loads(bench.stdout)
-    theirs = run_child("torch_unet_forward", a.folder, a.threads, a.unet_runs)
-    print(f"unet forward, batch 2, 64x64: diffuse {ours['median_s']:.2f} s (peak RSS {ours['peak_rss_bytes'] / 1e6:.0f} MB), "
-          f"torch {theirs:.2f} s, ratio {ours['median_s'] / theirs:.2f}")
+    if bench:
+      ours = json.loads(bench.stdout)
+      theirs = run_child("torch_unet_forward", a.folder, a.threads, a.unet_runs)
+      print(f"unet forward, batch 2, 64x64: diffuse {ours['median_s']:.2f} s (peak RSS {ours['peak_rss_bytes'] / 1e6:.0f} MB), "
+          f"torch {theirs:.2f} s, ratio {ours['median_s'] / theirs:.2f}", flush=True)
 
     # 2. one image end to end
     out = subprocess.run([a.diffuse, "generate", "image", "--model", a.folder, "--prompt", PROMPT, "--negative-prompt", NEGATIVE,
@@ -121,8 +125,8 @@ def main():
                           "--guidance", "7.5", "--threads", str(a.threads), "--verbose", "--out", "/tmp/sd15-bench.png"],
                          capture_output=True, text=True, check=True)
     ours_line = [l for l in out.stderr.splitlines() if l.startswith("text encoder")][-1]
+    print(f"one {a.size}² image, {a.steps} steps, guidance 7.5: diffuse: {ours_line}", flush=True)
     t = run_child("torch_image", a.folder, a.threads, a.steps, a.size)
-    print(f"one {a.size}² image, {a.steps} steps, guidance 7.5: diffuse: {ours_line}")
     print("  torch: " + ", ".join(f"{k} {v:.2f}" + ("" if "MB" in k else " s") for k, v in t.items()))
 
 
