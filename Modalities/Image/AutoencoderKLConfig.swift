@@ -19,8 +19,9 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
     public var actFn = Activation.silu
     public var latentChannels = 4
     public var normNumGroups = 32
-    /// An int in diffusers' own configs; `[h, w]` is read too (tiling then uses h, as diffusers).
-    public var sampleSize: [Int] = [32]
+    /// [h, w]; an int in diffusers' own configs (written back as one when h == w). Tiling uses h,
+    /// as diffusers does.
+    public var sampleSize = [32, 32]
     /// z = scaling_factor · latent before the denoiser; decode takes latent = z / scaling_factor.
     public var scalingFactor: Float = 0.18215
     /// Used by SD3/Flux pipelines ((z / scale) + shift); SD 1.x/2.x have none. Kept, not applied here.
@@ -54,7 +55,7 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
         actFn = try r.get("act_fn", d.actFn)
         latentChannels = try r.get("latent_channels", d.latentChannels)
         normNumGroups = try r.get("norm_num_groups", d.normNumGroups)
-        if let s: Int = try? r.optional("sample_size") { sampleSize = [s] }
+        if let s: Int = try? r.optional("sample_size") { sampleSize = [s, s] }
         else { sampleSize = try r.get("sample_size", d.sampleSize) }
         scalingFactor = try r.get("scaling_factor", d.scalingFactor)
         shiftFactor = try r.optional("shift_factor", d.shiftFactor)
@@ -83,7 +84,7 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
         try w.set("act_fn", actFn)
         try w.set("latent_channels", latentChannels)
         try w.set("norm_num_groups", normNumGroups)
-        if sampleSize.count == 1 { try w.set("sample_size", sampleSize[0]) } else { try w.set("sample_size", sampleSize) }
+        if sampleSize.count == 2, sampleSize[0] == sampleSize[1] { try w.set("sample_size", sampleSize[0]) } else { try w.set("sample_size", sampleSize) }
         try w.set("scaling_factor", scalingFactor)
         try w.setOptional("shift_factor", shiftFactor)
         try w.setOptional("latents_mean", [Float]?.none)
@@ -128,7 +129,7 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
         if let s = shiftFactor, !s.isFinite { throw ConfigError(key: "shift_factor", reason: "must be finite or null") }
         // Tiling cuts the latent into tiles of sample_size / 2^(levels − 1) and steps by 3/4 of
         // that: fewer than 2 latent pixels per tile would step by 0.
-        guard (1...2).contains(sampleSize.count), sampleSize.allSatisfy({ $0 >= 1 && $0 <= 1 << 24 }),
+        guard sampleSize.count == 2, sampleSize.allSatisfy({ $0 >= 1 && $0 <= 1 << 24 }),
               sampleSize[0] >> (n - 1) >= 2 else {
             throw ConfigError(key: "sample_size", reason: "must be an int (or [h, w]) of at least \(2 << (n - 1)) for \(n) levels, got \(sampleSize)")
         }

@@ -160,6 +160,7 @@ final class AutoencoderKLParityTests: XCTestCase {
                             ("{\(two), \"act_fn\": \"tanh\"}", "act_fn"),
                             ("{\(two), \"sample_size\": 2}", "sample_size"),
                             ("{\(two), \"sample_size\": \"big\"}", "sample_size"),
+                            ("{\(two), \"sample_size\": [16]}", "sample_size"),
                             ("{\(two), \"scaling_factor\": 0}", "scaling_factor"),
                             ("{\(two), \"layers_per_block\": 0}", "layers_per_block"),
                             ("{\(two), \"latent_channels\": -4}", "latent_channels"),
@@ -172,6 +173,12 @@ final class AutoencoderKLParityTests: XCTestCase {
         }
         // latents_mean null is SD's own value.
         XCTAssertNoThrow(try JSONDecoder().decode(AutoencoderKLConfig.self, from: Data("{\(two), \"latents_mean\": null}".utf8)))
+        // sample_size [h, w]: tiles follow h, as diffusers' tile_latent_min_size does; written back as a list.
+        let hw = try JSONDecoder().decode(AutoencoderKLConfig.self, from: Data("{\(two), \"sample_size\": [16, 24]}".utf8))
+        XCTAssertEqual(hw.sampleSize, [16, 24])
+        XCTAssertEqual(hw.tileLatentMinSize, 8)
+        let raw = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(hw)) as! [String: Any]
+        XCTAssertEqual(raw["sample_size"] as? [Int], [16, 24])
     }
 
     func testAUNetFolderIsNotAVAE() throws {

@@ -75,7 +75,7 @@ extension Bench {
             let vae = try AutoencoderKL.load(URL(fileURLWithPath: model))
             let s = vae.config.sampleSize, f = vae.downFactor
             var rng = RandomGenerator(seed: 1)
-            let z = rng.normal([batch, vae.config.latentChannels, s[0] / f, s[s.count - 1] / f])
+            let z = rng.normal([batch, vae.config.latentChannels, s[0] / f, s[1] / f])
             let before = FlopCounter.forwardFlops
             _ = vae.decode(z)
             let flops = FlopCounter.forwardFlops - before
