@@ -169,7 +169,18 @@ public final class SafeTensorsFile {
         case .I8: for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: i, as: Int8.self)) }
         case .U8, .BOOL: for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
         }
+        releasePages(dataStart + e.range.lowerBound, dataStart + e.range.upperBound)
         return t
+    }
+
+    /// Lets the kernel drop the mapped pages of bytes lo..<hi from this process (a tensor just
+    /// copied out): a 2 GB checkpoint converted to F32 then never holds file pages and floats at
+    /// once. The mapping is private and read-only, so a later read faults the file's bytes back in.
+    private func releasePages(_ lo: Int, _ hi: Int) {
+        guard let base, hi > lo else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = lo / page * page, end = Swift.min(length, (hi + page - 1) / page * page)
+        if end > start { _ = madvise(base + start, end - start, MADV_DONTNEED) }
     }
 
     /// Integer tensors exactly (class labels are I64 as torch saves them).
