@@ -19,11 +19,13 @@ io.safetensors (F32):
   A tag containing "tiled" was run after `vae.enable_tiling()` (and the input is larger than one
   tile, so the tiles overlap and blend).
 """
-import json, os, shutil, zlib
+import json, os, shutil, sys, zlib
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_unet2d_goldens import formula_weight  # the formula the Swift tests compute too
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../ImageModelTests/Goldens")
 # The shared benchmark configs (../shared/bench beside the checkout; DIFFUSE_BENCH_CONFIGS overrides).
@@ -32,24 +34,6 @@ SHARED = os.environ.get("DIFFUSE_BENCH_CONFIGS",
 torch.use_deterministic_algorithms(True)
 
 
-def formula_weight(name, shape):
-    """The same formula as make_unet2d_goldens.formula_weight (kept in step with it):
-    a·(2u − 1), u uniform in [0, 1) from splitmix64 of (flat index + 1000003·Σ bytes(name));
-    a = 1/√fan_in for matrices and kernels, 0.05 for vectors, norm weights 1 + that."""
-    n = int(np.prod(shape)) if len(shape) else 1
-    seed = np.uint64(1000003 * sum(name.encode()))
-    with np.errstate(over="ignore"):
-        x = (np.arange(n, dtype=np.uint64) + seed) * np.uint64(0x9E3779B97F4A7C15)
-        x ^= x >> np.uint64(30); x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27); x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    u = (x >> np.uint64(40)).astype(np.float64) / 16777216.0
-    fan_in = int(np.prod(shape[1:])) if len(shape) >= 2 else 0
-    a = 1 / np.sqrt(fan_in) if fan_in > 0 else 0.05
-    v = a * (2 * u - 1)
-    if "norm" in name and name.endswith("weight"):
-        v = 1.0 + v
-    return torch.from_numpy(v.astype(np.float32).reshape(shape))
 
 
 def run(vae, kind, tag, x):
