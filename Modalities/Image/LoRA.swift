@@ -142,8 +142,11 @@ public struct LoRA {
             // delta = up [out, r] @ down [r, in·kh·kw], then W += scale·(alpha/r)·delta (peft's order).
             let delta = GradMode.withoutGrad { u.up.reshaped([out, r]).matmul(u.down.reshaped([r, inner])) }
             let c = scale * (u.alpha ?? Float(r)) / Float(r)
-            let wd = w.data, dd = delta.data
+            // A 16-bit weight is widened, updated and rounded back (as diffusers fuses in fp16).
+            let full = w.materialized()
+            let wd = full.data, dd = delta.data
             for i in 0..<w.count { wd[i] += c * dd[i] }
+            if w.halfFormat != nil { w.copyFrom(full) }
         }
         return report
     }

@@ -397,6 +397,18 @@ public struct SingleFileComponent: TensorSource {
         }
     }
 
+    public func loadHalf(named name: String, into target: Tensor) throws -> Bool {
+        guard let r = recipes[name] else {
+            throw MediaError.invalidData(file: file.url.path, reason: "no \(component) tensor named '\(name)'")
+        }
+        switch r.transform {
+        case .copy, .squeeze: return try file.loadHalf(r.source, elementOffset: 0, into: target)
+        case .rows(let range):
+            let rowLength = target.count / Swift.max(range.count, 1)
+            return try file.loadHalf(r.source, elementOffset: range.lowerBound * rowLength, into: target)
+        }
+    }
+
     public func all() throws -> [String: Tensor] {
         var out: [String: Tensor] = [:]
         for name in recipes.keys { out[name] = try tensor(named: name) }

@@ -12,7 +12,7 @@ public enum NNInit {
     nonisolated(unsafe) public private(set) static var isSkippingRandomInit = false
 
     /// Builds a model whose every parameter a checkpoint is about to overwrite (a strict load,
-    /// which throws unless all are present): random draws are skipped (zeros instead, leaving
+    /// which throws unless all are present): random draws are skipped (the memory is reserved, not written, leaving
     /// `generator` untouched), which for CLIP ViT-L/14's 123 M parameters saves ~5 s.
     public static func skippingRandomInit<R>(_ body: () throws -> R) rethrows -> R {
         let was = isSkippingRandomInit
@@ -24,15 +24,23 @@ public enum NNInit {
     /// U(-bound, bound): PyTorch's kaiming_uniform(a=√5) for Linear/Conv weights and their
     /// bias rule both give bound = 1/√fan_in.
     public static func uniform(_ shape: [Int], bound: Float) -> Tensor {
-        if isSkippingRandomInit { return constant(shape, 0) }
+        if isSkippingRandomInit { return skipped(shape) }
         let t = generator.uniform([1, shape.reduce(1, *)], low: -bound, high: bound).reshaped(shape).detached()
         t.requiresGrad = true
         return t
     }
 
     public static func normal(_ shape: [Int], std: Float = 1) -> Tensor {
-        if isSkippingRandomInit { return constant(shape, 0) }
+        if isSkippingRandomInit { return skipped(shape) }
         let t = generator.normal([1, shape.reduce(1, *)], std: std).reshaped(shape).detached()
+        t.requiresGrad = true
+        return t
+    }
+
+    /// A parameter the checkpoint will overwrite: reserved, not written (an mmap-backed
+    /// buffer costs no memory until loaded into; weights loaded as 16-bit never touch it).
+    private static func skipped(_ shape: [Int]) -> Tensor {
+        let t = Tensor.uninitialized(shape)
         t.requiresGrad = true
         return t
     }

@@ -12,12 +12,24 @@ final class Storage: @unchecked Sendable {
         self.pointer = BufferPool.shared.take(count)
     }
 
-    deinit { BufferPool.shared.give(pointer, count: count) }
+    /// A buffer that bypasses the pool (freed when released), for one-off sizes.
+    init(unpooled count: Int) {
+        self.count = count
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, max(count, 1) * 4) == 0, let raw else { fatalError("out of memory allocating \(count * 4) bytes") }
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.pooled = false
+    }
+
+    /// Whether the buffer goes back to `BufferPool` when released (weights replaced for good do not).
+    var pooled = true
+
+    deinit { if pooled { BufferPool.shared.give(pointer, count: count) } else { free(pointer) } }
 }
 
 /// Size-bucketed cache of freed buffers (exact element counts: tensor shapes repeat).
 /// Holds at most `limitBytes`; beyond that, buffers are freed.
-final class BufferPool: @unchecked Sendable {
+public final class BufferPool: @unchecked Sendable {
     static let shared = BufferPool()
 
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
@@ -54,6 +66,9 @@ final class BufferPool: @unchecked Sendable {
             Foundation.free(p)
         }
     }
+
+    /// Frees every buffer the shared pool caches (between phases whose shapes differ).
+    public static func drain() { shared.drain() }
 
     /// Frees every cached buffer.
     func drain() {

@@ -6,7 +6,11 @@ import Foundation
 /// each. `reshaped` is a view that shares storage; every op that reorders memory copies.
 public final class Tensor: @unchecked Sendable {
     public let shape: [Int]
-    let storage: Storage
+    /// The Float32 elements; empty while the tensor is held as 16-bit floats (`half`).
+    var storage: Storage
+    /// Set while the elements are held as 16-bit floats (weights of a model loaded for
+    /// inference from an F16/BF16 file): `materialized()` widens them for a kernel.
+    var half: HalfStorage?
 
     /// When true, ops on this tensor are recorded and `backward()` fills `grad`.
     public var requiresGrad: Bool
@@ -99,7 +103,10 @@ public final class Tensor: @unchecked Sendable {
     // MARK: Data
 
     /// The first element's address. Kernels read and write through it.
-    public var data: UnsafeMutablePointer<Float> { storage.pointer }
+    public var data: UnsafeMutablePointer<Float> {
+        precondition(half == nil, "tensor \(shape) is held as 16-bit floats: read it through materialized()")
+        return storage.pointer
+    }
 
     /// A copy of the elements in row-major order.
     public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
@@ -126,6 +133,10 @@ public final class Tensor: @unchecked Sendable {
     /// Copies `other`'s elements into this tensor in place (same count; not recorded).
     public func copyFrom(_ other: Tensor) {
         precondition(other.count == count, "copyFrom: \(other.shape) into \(shape)")
+        if let half {  // rounded to this tensor's 16-bit format
+            half.assign(from: other.materialized().data)
+            return
+        }
         let src = SendablePointer(other.data), dst = SendablePointer(data)
         Parallel.chunks(count, grain: 1 << 16) { s, e in
             (dst.p + s).update(from: src.p + s, count: e - s)

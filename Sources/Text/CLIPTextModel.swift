@@ -230,6 +230,7 @@ struct CLIPCheckpointNames<Source: TensorSource>: TensorSource {
     var tensorNames: [String] { Array(fileName.keys) }
     func shape(of name: String) -> [Int]? { fileName[name].flatMap { base.shape(of: $0) } }
     func tensor(named name: String) throws -> Tensor { try base.tensor(named: fileName[name]!) }
+    func loadHalf(named name: String, into target: Tensor) throws -> Bool { try base.loadHalf(named: fileName[name]!, into: target) }
 }
 
 extension CLIPTextModel {
@@ -237,20 +238,21 @@ extension CLIPTextModel {
 
     /// Loads weights (F32/F16/BF16) named by transformers 4 (`text_model.*`) or 5; every missing,
     /// unexpected or mis-shaped tensor is reported at once (`CheckpointMismatch`).
-    public func load(safetensors url: URL) throws {
-        try load(checkpoint: try SafeTensorsFile(url: url))
+    /// `keepHalf`: F16/BF16 layer weights stay 16-bit in memory (inference; see `Module.load`).
+    public func load(safetensors url: URL, keepHalf: Bool = false) throws {
+        try load(checkpoint: try SafeTensorsFile(url: url), keepHalf: keepHalf)
     }
 
     /// Loads the tensors under `prefix` of any source, named as in `load(safetensors:)` after
     /// the prefix (an original-layout SD 1.x file: `cond_stage_model.transformer.`); tensors
     /// outside the prefix are ignored, every one inside must fit.
-    public func load(checkpoint source: some TensorSource, prefix: String = "") throws {
-        try load(from: CLIPCheckpointNames(source, prefix: prefix))
+    public func load(checkpoint source: some TensorSource, prefix: String = "", keepHalf: Bool = false) throws {
+        try load(from: CLIPCheckpointNames(source, prefix: prefix), keepHalf: keepHalf)
     }
 
     /// Loads a text encoder folder (config.json + model.safetensors), a pipeline folder
     /// (model_index.json + text_encoder/), or a bare config.json (random weights).
-    public static func load(_ url: URL) throws -> CLIPTextModel {
+    public static func load(_ url: URL, keepHalf: Bool = false) throws -> CLIPTextModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw TextEncoderError(path: url.path, reason: "no such file or folder")
@@ -277,7 +279,7 @@ extension CLIPTextModel {
         guard let weightsURL else { return try CLIPTextModel(config: config) }
         // Every parameter comes from the file (a strict load): no random draws first.
         let model = try NNInit.skippingRandomInit { try CLIPTextModel(config: config) }
-        try model.load(safetensors: weightsURL)
+        try model.load(safetensors: weightsURL, keepHalf: keepHalf)
         return model
     }
 

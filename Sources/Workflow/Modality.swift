@@ -45,11 +45,12 @@ extension FolderModule {
     /// `NNInit`). Loading is strict: every missing, unexpected or mis-shaped tensor is reported at
     /// once, so no random draws are made for weights the file overwrites (SD 1.5's unet: ~40 s).
     /// A config that declares another class is an error naming the file and both classes.
-    public static func load(_ url: URL) throws -> Self {
+    /// `keepHalf`: F16/BF16 layer weights stay 16-bit in memory (inference only; see `Module.load`).
+    public static func load(_ url: URL, keepHalf: Bool = false) throws -> Self {
         let (config, weightsURL) = try ModelFolder.config(Config.self, at: url, className: className, component: component)
         guard let weightsURL else { return try Self(config: config) }
         let model = try NNInit.skippingRandomInit { try Self(config: config) }
-        try model.load(safetensors: weightsURL)
+        try model.load(safetensors: weightsURL, keepHalf: keepHalf)
         return model
     }
 

@@ -4,6 +4,7 @@ import Tensor
 import NN
 import Diffusion
 import Image
+import Text
 import TestSupport
 
 /// Whole text-to-image pipelines against diffusers' StableDiffusionPipeline (goldens from
@@ -52,6 +53,29 @@ final class StableDiffusionPipelineTests: XCTestCase {
     func testTwoPromptsUnguidedOnTheFoldersPNDM() throws { try check("two-prompts-unguided-pndm") }
     func testDDIMWithClipSkip() throws { try check("ddim-clip-skip") }
     func testKarrasSigmasAndAPromptPast77Tokens() throws { try check("karras-long-prompt") }
+
+    /// An F16 pipeline folder (the tiny golden one is F16) keeps its layer weights 16-bit in
+    /// memory, and makes exactly the images the same weights make loaded as Float32.
+    func testF16FolderStaysHalfAndMatchesFloatWeights() throws {
+        let dir = Self.dir.appendingPathComponent("tiny")
+        let half = try Self.pipeline.get()
+        let f32 = StableDiffusionPipeline(tokenizer: half.tokenizer,
+                                          textEncoder: try CLIPTextModel.load(dir.appendingPathComponent("text_encoder")),
+                                          unet: try UNet2DConditionModel.load(dir.appendingPathComponent("unet")),
+                                          vae: try AutoencoderKL.load(dir.appendingPathComponent("vae")), scheduler: half.scheduler)
+        XCTAssertEqual(half.unet.stateDict()["conv_in.weight"]?.halfFormat, .f16)
+        XCTAssertNil(half.unet.stateDict()["conv_in.bias"]?.halfFormat)
+        XCTAssertNil(f32.unet.stateDict()["conv_in.weight"]?.halfFormat)
+        XCTAssertEqual(half.textEncoder.namedParameters().first { $0.name.hasSuffix("q_proj.weight") }?.tensor.halfFormat, .f16)
+        // 98 % of this tiny unet's scalars are layer weights; the rest (norms, biases) stay Float32.
+        XCTAssertLessThan(half.unet.parameterBytes, f32.unet.parameterBytes * 52 / 100)
+        let request = SamplingRequest(count: 1, sampler: .eulerAncestral, steps: 3, seed: 5, guidance: 4)
+        let prompt = PromptConditioning(prompts: ["a red apple"], negativePrompt: "blurry")
+        let a = try f32.generate(prompt, request: request, height: 64, width: 48)
+        let b = try half.generate(prompt, request: request, height: 64, width: 48)
+        XCTAssertEqual(a.images.scalars, b.images.scalars)
+        XCTAssertEqual(a.latents.scalars, b.latents.scalars)
+    }
 
     func testBadRequestsAreErrors() throws {
         let pipe = try Self.pipeline.get()

@@ -13,3 +13,10 @@ float ck_exp_shift_sum(float *p, size_t n, float m);
 
 /// The largest element of p[0..<n] (n > 0).
 float ck_max(const float *p, size_t n);
+
+/// y[i] = the 16-bit float h[i] widened to float32, for i < n: IEEE half (bf16 = 0) or bfloat16
+/// (bf16 = 1). Exact (every 16-bit value is a float32).
+void ck_half_to_float(const unsigned short *h, float *y, size_t n, int bf16);
+
+/// h[i] = x[i] rounded to the nearest 16-bit float (ties to even; IEEE half or bfloat16).
+void ck_float_to_half(const float *x, unsigned short *h, size_t n, int bf16);

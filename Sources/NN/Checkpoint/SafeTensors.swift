@@ -155,7 +155,7 @@ public final class SafeTensorsFile {
     public func tensor(_ name: String) throws -> Tensor {
         guard let e = byName[name] else { throw SafeTensorsError(file: url.path, reason: "no tensor named '\(name)'") }
         precondition(e.shape.count <= 5, "tensor '\(name)' has rank \(e.shape.count); the engine holds rank <= 5")
-        let t = Tensor.zeros(e.shape)
+        let t = Tensor.uninitialized(e.shape)  // every element written below
         let src = UnsafeRawPointer(base!) + dataStart + e.range.lowerBound
         let n = t.count, dst = t.data
         switch e.dtype {
@@ -171,6 +171,23 @@ public final class SafeTensorsFile {
         }
         releasePages(dataStart + e.range.lowerBound, dataStart + e.range.upperBound)
         return t
+    }
+
+    /// Loads `name` — or the `target.count` elements from `elementOffset` on (a row range) — into
+    /// `target` in 16-bit form, when the file holds it as F16 or BF16; false for other dtypes.
+    public func loadHalf(_ name: String, elementOffset: Int, into target: Tensor) throws -> Bool {
+        guard let e = byName[name] else { throw SafeTensorsError(file: url.path, reason: "no tensor named '\(name)'") }
+        let format: HalfFormat
+        switch e.dtype {
+        case .F16: format = .f16
+        case .BF16: format = .bf16
+        default: return false
+        }
+        precondition(elementOffset >= 0 && elementOffset + target.count <= e.shape.reduce(1, *), "loadHalf: \(name) range")
+        let lo = dataStart + e.range.lowerBound + 2 * elementOffset
+        target.assignHalf(bits: UnsafeRawPointer(base!) + lo, format: format)
+        releasePages(lo, lo + 2 * target.count)
+        return true
     }
 
     /// Lets the kernel drop the mapped pages of bytes lo..<hi from this process (a tensor just
@@ -279,7 +296,7 @@ public enum SafeTensors {
             try h.write(contentsOf: Data(bytes: &len, count: 8))
             try h.write(contentsOf: headerData)
             for n in names {
-                let t = tensors[n]!
+                let t = tensors[n]!.materialized()  // 16-bit weights widened (exact), then written
                 var out = Data(count: t.count * dtype.size)
                 out.withUnsafeMutableBytes { raw in
                     for i in 0..<t.count {

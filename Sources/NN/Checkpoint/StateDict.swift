@@ -31,6 +31,13 @@ public protocol TensorSource {
     var tensorNames: [String] { get }
     func shape(of name: String) -> [Int]?
     func tensor(named name: String) throws -> Tensor
+    /// Loads `name` into `target` in its 16-bit form when the source holds it as F16/BF16
+    /// (`target.halfFormat` is then set); false when it does not (the caller copies Float32).
+    func loadHalf(named name: String, into target: Tensor) throws -> Bool
+}
+
+extension TensorSource {
+    public func loadHalf(named name: String, into target: Tensor) throws -> Bool { false }
 }
 
 extension Dictionary: TensorSource where Key == String, Value == Tensor {
@@ -45,6 +52,9 @@ extension SafeTensorsFile: TensorSource {
     public var tensorNames: [String] { names }
     public func shape(of name: String) -> [Int]? { entry(name)?.shape }
     public func tensor(named name: String) throws -> Tensor { try tensor(name) }
+    public func loadHalf(named name: String, into target: Tensor) throws -> Bool {
+        try loadHalf(name, elementOffset: 0, into: target)
+    }
 }
 
 /// diffusers' legacy names → current ones: attention's `query`, `key`, `value`,
@@ -69,8 +79,12 @@ extension Module {
     /// Copies tensors into the parameters by name. Strict (the default): any missing,
     /// unexpected or mis-shaped key throws one `CheckpointMismatch` listing all of them, and
     /// nothing is modified. Non-strict: loads what fits and reports the rest.
+    ///
+    /// `keepHalf`: the weights of `Linear` and `Conv2d` layers that the source holds as F16/BF16
+    /// stay 16-bit in memory (half the bytes; for inference: they take no gradients), as SD's
+    /// F16 checkpoints are run.
     @discardableResult
-    public func load(from source: some TensorSource, strict: Bool = true) throws -> LoadReport {
+    public func load(from source: some TensorSource, strict: Bool = true, keepHalf: Bool = false) throws -> LoadReport {
         let params = namedParameters()
         var expected: [String: Tensor] = [:]
         for (n, t) in params { expected[n] = t }
@@ -101,18 +115,45 @@ extension Module {
         }
         let bad = Set(mismatched.map(\.0))
         var report = LoadReport(missing: missing, unexpected: unexpected, mismatched: mismatched.map(\.0))
+        let halfable = keepHalf ? halfEligibleWeights() : []
         for (m, f) in mapping where !bad.contains(m) {
-            expected[m]!.copyFrom(try source.tensor(named: f))
+            let t = expected[m]!
+            let asHalf = halfable.contains(ObjectIdentifier(t)) ? try source.loadHalf(named: f, into: t) : false
+            if !asHalf { t.copyFrom(try source.tensor(named: f)) }
             report.loaded.append(m)
         }
+        // The per-tensor reading buffers have the parameters' sizes, which nothing reuses.
+        BufferPool.drain()
         return report
     }
 
-    /// Loads a safetensors file (F32, F16 or BF16) by name; see `load(from:strict:)`.
+    /// Loads a safetensors file (F32, F16 or BF16) by name; see `load(from:strict:keepHalf:)`.
     @discardableResult
-    public func load(safetensors url: URL, strict: Bool = true) throws -> LoadReport {
-        try load(from: SafeTensorsFile(url: url), strict: strict)
+    public func load(safetensors url: URL, strict: Bool = true, keepHalf: Bool = false) throws -> LoadReport {
+        try load(from: SafeTensorsFile(url: url), strict: strict, keepHalf: keepHalf)
     }
+
+    /// The weights that may be held as 16-bit floats: those of `Linear` and `Conv2d` layers,
+    /// which widen them for their kernel (`Tensor.materialized()`).
+    func halfEligibleWeights() -> Set<ObjectIdentifier> {
+        var out = Set<ObjectIdentifier>()
+        for m in [self as any Module] + submodules() {
+            if let l = m as? Linear { out.insert(ObjectIdentifier(l.weight)) }
+            if let c = m as? Conv2d { out.insert(ObjectIdentifier(c.weight)) }
+        }
+        return out
+    }
+
+    /// Holds the weights of the `Linear` and `Conv2d` layers as 16-bit floats from now on
+    /// (rounded to nearest): half their memory, for inference; they take no gradients after.
+    public func storeWeightsAsHalf(_ format: HalfFormat) {
+        let eligible = halfEligibleWeights()
+        for (_, t) in namedParameters() where eligible.contains(ObjectIdentifier(t)) { t.storeAsHalf(format) }
+        BufferPool.drain()
+    }
+
+    /// Bytes the parameters occupy (16-bit ones at 2 bytes each).
+    public var parameterBytes: Int { namedParameters().reduce(0) { $0 + $1.tensor.elementBytes } }
 
     /// Writes every parameter under its checkpoint name (atomically).
     public func save(safetensors url: URL, dtype: SafeTensorsDType = .F32, metadata: [String: String] = [:]) throws {

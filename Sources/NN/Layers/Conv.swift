@@ -26,7 +26,7 @@ public final class Conv2d: Module {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        x.conv2d(weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        x.conv2d(weight.materialized(), bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 }
 

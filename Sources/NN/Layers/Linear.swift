@@ -21,7 +21,7 @@ public final class Linear: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear(\(inFeatures), \(outFeatures)) got input \(x.shape)")
-        let y = x.matmul(weight, transposeOther: true)
+        let y = x.matmul(weight.materialized(), transposeOther: true)
         return bias.map { y + $0 } ?? y
     }
 }
