@@ -45,10 +45,13 @@ struct SamplingOptions: ParsableArguments {
     /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`;
     /// --sampler, else the default for the model folder's `scheduler`).
     func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig,
-                 defaultGuidance: Float = classGuidance) -> SamplingRequest {
-        SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps,
-                        eta: eta, seed: seed, guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale,
-                        batchSize: batch)
+                 defaultGuidance: Float = classGuidance) throws -> SamplingRequest {
+        let chosen = sampler ?? .default(for: scheduler)
+        if eta != nil, ![.ddim, .tcd].contains(chosen) {
+            throw ValidationError("--eta applies to the ddim and tcd samplers; the model folder's default is \(chosen.rawValue)")
+        }
+        return SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps, eta: eta, seed: seed,
+                               guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
     }
 }
 
@@ -104,7 +107,7 @@ struct GenerateOptions: ParsableArguments {
         } else if classes.isConditional {
             conditioning = .labels(classes.cycling(count: count))
         }
-        var r = sampling.request(count: count, conditioning: conditioning, scheduler: pipeline.scheduler)
+        var r = try sampling.request(count: count, conditioning: conditioning, scheduler: pipeline.scheduler)
         if hasInput && self.classes == nil { r.guidance = 1 }
         return r
     }
