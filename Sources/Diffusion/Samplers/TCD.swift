@@ -29,6 +29,8 @@ import Tensor
 public struct TCDSampler: Sampler {
     public static let schedulerClass = SchedulerClass.tcd
     /// γ when none is given: `TCDScheduler.step`'s default (and the paper's recommendation).
+    /// diffusers' Stable Diffusion pipelines pass their own `eta` instead, 0 unless given: to
+    /// match such a call, pass γ = 0.
     public static let defaultGamma: Float = 0.3
     public let config: SchedulerConfig
     public let steps: Int
