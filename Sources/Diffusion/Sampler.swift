@@ -51,6 +51,10 @@ public protocol Sampler: Sendable {
     var timesteps: [Float] { get }
     /// Standard deviation of the starting noise.
     var initNoiseSigma: Float { get }
+    /// √(1 − ᾱ) of the level the last step lands on (VP form): 0 where it returns the x₀
+    /// prediction; √(1 − ᾱ₀) for DDIM and PNDM without `set_alpha_to_one` and for TCD, whose
+    /// last step always stops at training timestep 0 — their result keeps that much noise.
+    var finalNoiseLevel: Float { get }
 
     init(config: SchedulerConfig, steps: Int) throws
 
@@ -71,6 +75,7 @@ extension Sampler {
 
     public static var varianceExploding: Bool { false }
     public static var order: Int { 1 }
+    public var finalNoiseLevel: Float { 0 }
 
     /// The whole reverse process from x_T.
     public func sample<N: NoiseSource>(from xT: Tensor, noise: inout N, denoise: Denoiser,
@@ -127,14 +132,18 @@ public func samplerType(_ cls: SchedulerClass) -> any Sampler.Type {
     case .uniPCMultistep: return UniPCSampler.self
     case .pndm: return PNDMSampler.self
     case .lmsDiscrete: return LMSSampler.self
+    case .lcm: return LCMSampler.self
+    case .tcd: return TCDSampler.self
     }
 }
 
-/// Builds the sampler that `config`'s `_class_name` selects.
-public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) throws -> any Sampler {
+/// Builds the sampler that `config`'s `_class_name` selects. `eta` is the step's stochasticity
+/// where the class has one (diffusers' `step(eta=)`): DDIM's η (default 0) and TCD's γ (default
+/// 0.3, `TCDSampler.defaultGamma`); the other classes ignore it.
+public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float? = nil) throws -> any Sampler {
     switch try config.schedulerClass() {
     case .ddpm: return try DDPMSampler(config: config, steps: steps)
-    case .ddim: return try DDIMSampler(config: config, steps: steps, eta: eta)
+    case .ddim: return try DDIMSampler(config: config, steps: steps, eta: eta ?? 0)
     case .dpmSolverMultistep: return try DPMSolverMultistepSampler(config: config, steps: steps)
     case .eulerDiscrete: return try EulerSampler(config: config, steps: steps)
     case .eulerAncestralDiscrete: return try EulerAncestralSampler(config: config, steps: steps)
@@ -142,6 +151,8 @@ public func makeSampler(_ config: SchedulerConfig, steps: Int, eta: Float = 0) t
     case .uniPCMultistep: return try UniPCSampler(config: config, steps: steps)
     case .pndm: return try PNDMSampler(config: config, steps: steps)
     case .lmsDiscrete: return try LMSSampler(config: config, steps: steps)
+    case .lcm: return try LCMSampler(config: config, steps: steps)
+    case .tcd: return try TCDSampler(config: config, steps: steps, gamma: eta ?? TCDSampler.defaultGamma)
     }
 }
 
@@ -161,6 +172,10 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
     case pndm
     /// Linear multistep in σ (k-diffusion's `sample_lms`, order 4).
     case lms
+    /// Latent consistency sampling (for LCM-distilled models; 1–8 steps).
+    case lcm
+    /// Trajectory consistency sampling (for TCD/LCM-distilled models; γ from `--eta`, default 0.3).
+    case tcd
 
     public var schedulerClass: SchedulerClass {
         switch self {
@@ -173,6 +188,8 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
         case .unipc: return .uniPCMultistep
         case .pndm: return .pndm
         case .lms: return .lmsDiscrete
+        case .lcm: return .lcm
+        case .tcd: return .tcd
         }
     }
 
@@ -191,6 +208,16 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
             return ["solver_type": .string("bh2")]
         default:
             return [:]
+        }
+    }
+
+    /// The sampler a model folder is sampled with when none is asked for: its own scheduler when
+    /// that is a consistency sampler (a distilled student needs it), else DPM-Solver++ 2M.
+    public static func `default`(for folder: SchedulerConfig) -> SamplerName {
+        switch SchedulerClass(rawValue: folder.className) {
+        case .lcm?: return .lcm
+        case .tcd?: return .tcd
+        default: return .dpmpp2m
         }
     }
 

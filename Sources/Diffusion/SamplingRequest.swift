@@ -26,6 +26,9 @@ public struct SamplingRequest {
     /// nil: the scheduler of the model's folder, as saved.
     public var sampler: SamplerName?
     public var steps: Int
+    /// The step's stochasticity where the sampler has one: DDIM's η, TCD's γ (nil: the
+    /// sampler's default, 0 and 0.3); others ignore it.
+    public var eta: Float?
     public var seed: UInt64
     /// Classifier-free guidance scale (1 = none) and diffusers' `guidance_rescale` (0 = off).
     public var guidance: Float
@@ -42,9 +45,10 @@ public struct SamplingRequest {
     public var known: KnownRegion?
 
     public init(count: Int = 1, conditioning: Conditioning = .unconditional, sampler: SamplerName? = nil, steps: Int = 20,
-                seed: UInt64 = 0, guidance: Float = 1, guidanceRescale: Float = 0, batchSize: Int? = nil, firstIndex: Int = 0,
-                start: Tensor? = nil, initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil) {
-        self.count = count; self.conditioning = conditioning; self.sampler = sampler; self.steps = steps; self.seed = seed
+                eta: Float? = nil, seed: UInt64 = 0, guidance: Float = 1, guidanceRescale: Float = 0, batchSize: Int? = nil,
+                firstIndex: Int = 0, start: Tensor? = nil, initial: (sample: Tensor, strength: Float)? = nil,
+                known: KnownRegion? = nil) {
+        self.count = count; self.conditioning = conditioning; self.sampler = sampler; self.steps = steps; self.eta = eta; self.seed = seed
         self.guidance = guidance; self.guidanceRescale = guidanceRescale; self.batchSize = batchSize; self.firstIndex = firstIndex
         self.start = start; self.initial = initial; self.known = known
     }
@@ -55,6 +59,7 @@ public struct SamplingRequest {
     public static let batchRange = 1...4096
     public static let guidanceRange: ClosedRange<Float> = 0...50
     public static let guidanceRescaleRange: ClosedRange<Float> = 0...1
+    public static let etaRange: ClosedRange<Float> = 0...1
 
     /// Why `strength` cannot be used, or nil (it must be in (0, 1]).
     public static func strengthProblem(_ strength: Float) -> String? {
@@ -70,6 +75,7 @@ public struct SamplingRequest {
         if let b = batchSize, !Self.batchRange.contains(b) { try fail("batch", "must be within \(Self.batchRange), got \(b)") }
         if !Self.guidanceRange.contains(guidance) { try fail("guidance", "must be within 0–50, got \(guidance)") }
         if !Self.guidanceRescaleRange.contains(guidanceRescale) { try fail("guidance-rescale", "must be within 0–1, got \(guidanceRescale)") }
+        if let eta, !Self.etaRange.contains(eta) { try fail("eta", "must be within 0–1, got \(eta)") }
         if firstIndex < 0 { try fail("first index", "must be ≥ 0, got \(firstIndex)") }
         if let l = conditioning.labels, l.count != count { try fail("labels", "\(l.count) labels for \(count) samples") }
         if let s = initial?.strength, let p = Self.strengthProblem(s) { try fail("strength", p) }
@@ -107,7 +113,7 @@ extension Generation {
             let lo = k * b, hi = Swift.min(count, lo + b)
             func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
             let part = try sample(
-                model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps),
+                model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps, eta: r.eta),
                 schedule: schedule, seed: r.seed, start: r.start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
                 guidance: guidance, initial: r.initial.map { (rows($0.sample), $0.strength) },
                 known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo,

@@ -14,6 +14,10 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
     case uniPCMultistep = "UniPCMultistepScheduler"
     case pndm = "PNDMScheduler"
     case lmsDiscrete = "LMSDiscreteScheduler"
+    /// Latent consistency models (Luo et al. 2023).
+    case lcm = "LCMScheduler"
+    /// Trajectory consistency distillation (Zheng et al. 2024).
+    case tcd = "TCDScheduler"
 
     /// The class's `__init__` keys and defaults (diffusers 0.42.1). `nil` entries are Python None.
     public var defaults: [String: JSONValue] {
@@ -80,6 +84,14 @@ public enum SchedulerClass: String, CaseIterable, Codable, Sendable {
                 "use_dynamic_shifting": .bool(false), "time_shift_type": .string("exponential"),
                 "sigma_min": .null, "sigma_max": .null, "shift_terminal": .null,
             ]) { a, _ in a }
+        case .lcm, .tcd:
+            // (the two classes have the same signature and defaults)
+            return common.merging(thresholding) { a, _ in a }.merging([
+                "beta_start": .number(0.00085), "beta_end": .number(0.012), "beta_schedule": .string("scaled_linear"),
+                "original_inference_steps": .number(50), "clip_sample": .bool(false), "clip_sample_range": .number(1),
+                "set_alpha_to_one": .bool(true), "timestep_spacing": .string("leading"), "timestep_scaling": .number(10),
+                "rescale_betas_zero_snr": .bool(false),
+            ]) { _, b in b }
         }
     }
 }

@@ -76,7 +76,8 @@ final class SamplerConformanceTests: XCTestCase {
     /// last step returns the x₀ prediction, so this mainly checks the conversions and the final
     /// step); the bound is loose because PNDM with v-prediction converts v to ε with the sample
     /// at the start of its (pseudo) Runge–Kutta step, not the one the model saw — diffusers'
-    /// behaviour, reproduced (8e-3 here).
+    /// behaviour, reproduced (8e-3 here). A sampler whose last step stops short of x₀
+    /// (`finalNoiseLevel`: TCD ends at training timestep 0) keeps that much of the noise.
     func testExactDenoiserOfAPointMassRecoversIt() throws {
         let x0 = randomTensor([1, 2, 3], seed: 9)
         for name in SamplerName.allCases {
@@ -95,7 +96,7 @@ final class SamplerConformanceTests: XCTestCase {
                     let eps = (x - a * x0) / Tensor(sg)
                     return Parameterization(p).target(x0: x0, noise: eps, alpha: a, sigma: sg)
                 })
-                assertClose(out, x0, atol: 1e-2, rtol: 0, "\(name) \(p)")
+                assertClose(out, x0, atol: 1e-2 + 4 * s.finalNoiseLevel, rtol: 0, "\(name) \(p)")
             }
         }
     }

@@ -45,7 +45,7 @@ final class SchedulerConfigTests: XCTestCase {
     func testSwitchingSamplerMatchesDiffusersFromConfig() throws {
         let url = SchedulerGoldenTests.goldenURL("conversions.json")
         let file = try JSONDecoder().decode(Conversions.self, from: Data(contentsOf: url))
-        XCTAssertEqual(file.conversions.count, 4)
+        XCTAssertEqual(file.conversions.count, 5)
         for e in file.conversions {
             let source = try SchedulerConfig.decode(Data(e.source.utf8))
             XCTAssertEqual(e.targets.count, SchedulerClass.allCases.count)
@@ -68,7 +68,8 @@ final class SchedulerConfigTests: XCTestCase {
 
     func testSamplerNamesMapToClassesAndOptions() throws {
         XCTAssertEqual(SamplerName.allCases.map(\.rawValue),
-                       ["ddpm", "ddim", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "dpm++2m-sde-karras", "euler", "euler-a", "heun", "unipc", "pndm", "lms"])
+                       ["ddpm", "ddim", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "dpm++2m-sde-karras", "euler", "euler-a", "heun", "unipc", "pndm", "lms",
+                        "lcm", "tcd"])
         let base = SchedulerConfig(.ddpm, ["beta_schedule": .string("scaled_linear"), "prediction_type": .string("v_prediction")])
         for name in SamplerName.allCases {
             let c = name.config(from: base)
@@ -88,8 +89,8 @@ final class SchedulerConfigTests: XCTestCase {
     }
 
     func testBadFilesThrowNamingTheKey() {
-        XCTAssertThrowsError(try SchedulerConfig.decode(Data(#"{"_class_name": "LCMScheduler"}"#.utf8)).schedulerClass()) { e in
-            XCTAssertEqual(e as? SchedulerConfigError, .unknownClass("LCMScheduler"))
+        XCTAssertThrowsError(try SchedulerConfig.decode(Data(#"{"_class_name": "DEISMultistepScheduler"}"#.utf8)).schedulerClass()) { e in
+            XCTAssertEqual(e as? SchedulerConfigError, .unknownClass("DEISMultistepScheduler"))
             XCTAssertTrue("\(e)".contains("DDIMScheduler"))
         }
         XCTAssertThrowsError(try SchedulerConfig.decode(Data(#"{"beta_schedule": "linear"}"#.utf8)))
@@ -106,5 +107,46 @@ final class SchedulerConfigTests: XCTestCase {
         XCTAssertThrowsError(try makeSampler(SchedulerConfig(.ddim, ["trained_betas": .array([.number(0.1)])]), steps: 10)) { e in
             XCTAssertTrue("\(e)".contains("trained_betas"), "\(e)")
         }
+    }
+
+    /// A student's folder selects its sampler by itself, and writes it back unchanged.
+    func testConsistencyFoldersRoundTripAndAreTheDefaultSampler() throws {
+        for (cls, name) in [(SchedulerClass.lcm, SamplerName.lcm), (.tcd, .tcd)] {
+            let text = #"{"_class_name": "\#(cls.rawValue)", "original_inference_steps": 25, "timestep_scaling": 5.0, "my_key": 1}"#
+            let c = try SchedulerConfig.decode(Data(text.utf8))
+            XCTAssertEqual(c.values["beta_schedule"], .string("scaled_linear"), "the class's own defaults fill the rest")
+            XCTAssertEqual(try SchedulerConfig.decode(c.jsonData()), c)
+            XCTAssertEqual(SamplerName.default(for: c), name)
+            XCTAssertEqual(name.config(from: c), c, "--sampler \(name.rawValue) on its own folder changes nothing")
+            XCTAssertEqual(type(of: try makeSampler(c, steps: 4)).schedulerClass, cls)
+        }
+        XCTAssertEqual(SamplerName.default(for: SchedulerConfig(.ddpm)), .dpmpp2m)
+        XCTAssertEqual(SamplerName.default(for: SchedulerConfig(.eulerDiscrete)), .dpmpp2m)
+    }
+
+    /// What diffusers' LCMScheduler / TCDScheduler refuse (or would divide by zero on) throws,
+    /// naming the key; keys they never read are accepted as they are.
+    func testConsistencySamplerErrorsNameTheKey() throws {
+        func message(_ body: () throws -> Any) -> String {
+            do { _ = try body(); return "no error" } catch { return "\(error)" }
+        }
+        for cls in [SchedulerClass.lcm, .tcd] {
+            for (key, value) in [("original_inference_steps", JSONValue.number(0)), ("original_inference_steps", .number(1001)),
+                                 ("original_inference_steps", .number(2.5)), ("beta_schedule", .string("sigmoid"))] {
+                let m = message { try makeSampler(SchedulerConfig(cls, [key: value]), steps: 1) }
+                XCTAssertTrue(m.contains(key), "\(cls) \(key): \(m)")
+            }
+            // more steps than the distillation grid has (50 by default; 20 at strength 0.4)
+            XCTAssertTrue(message { try makeSampler(SchedulerConfig(cls), steps: 51) }.contains("original_inference_steps"))
+            XCTAssertTrue(message { try LCMSampler(config: SchedulerConfig(.lcm), steps: 21, strength: 0.4) }.contains("strength"))
+            XCTAssertTrue(message { try TCDSampler(config: SchedulerConfig(.tcd), steps: 4, gamma: 0.3, strength: 0) }.contains("strength"))
+            XCTAssertNoThrow(try makeSampler(SchedulerConfig(cls, ["timestep_spacing": .string("anything"), "steps_offset": .number(3)]), steps: 4))
+            XCTAssertNoThrow(try makeSampler(SchedulerConfig(cls, ["trained_betas": .array([JSONValue](repeating: .number(0.01), count: 1000)),
+                                                                   "beta_schedule": .string("sigmoid")]), steps: 4))
+        }
+        XCTAssertTrue(message { try makeSampler(SchedulerConfig(.lcm, ["timestep_scaling": .number(-1)]), steps: 4) }.contains("timestep_scaling"))
+        XCTAssertTrue(message { try makeSampler(SchedulerConfig(.tcd), steps: 4, eta: 1.5) }.contains("gamma"))
+        XCTAssertTrue(message { try makeSampler(SchedulerConfig(.lcm, ["prediction_type": .string("flow")]), steps: 4) }.contains("prediction_type"))
+        XCTAssertTrue(message { try makeSampler(SchedulerConfig(.tcd, ["prediction_type": .string("flow")]), steps: 4) }.contains("prediction_type"))
     }
 }

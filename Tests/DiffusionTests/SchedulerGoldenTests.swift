@@ -39,6 +39,12 @@ final class SchedulerGoldenTests: XCTestCase {
         let samples: [[Float]]
         let noise: [[Float]]
         let sigmas: [Double]?
+        // image-to-image cases: `set_timesteps(steps, **set_timesteps_kwargs)`, then the steps from
+        // `begin_index` on, starting from init_sample noised with init_noise (x_T)
+        let set_timesteps_kwargs: [String: Double]?
+        let begin_index: Int?
+        let init_sample: [Float]?
+        let init_noise: [Float]?
     }
 
     static func goldenURL(_ name: String) -> URL {
@@ -72,6 +78,21 @@ final class SchedulerGoldenTests: XCTestCase {
         return worst / scale
     }
 
+    /// The sampler a case describes: `makeSampler`, or the consistency samplers' image-to-image
+    /// schedule when the case passes `strength` to set_timesteps.
+    static func sampler(_ c: GoldenCase, _ config: SchedulerConfig) throws -> any Sampler {
+        let eta = c.step_kwargs["eta"].map(Float.init)
+        guard let strength = c.set_timesteps_kwargs?["strength"].map(Float.init) else {
+            return try makeSampler(config, steps: c.steps, eta: eta)
+        }
+        switch try config.schedulerClass() {
+        case .lcm: return try LCMSampler(config: config, steps: c.steps, strength: strength)
+        case .tcd: return try TCDSampler(config: config, steps: c.steps, gamma: eta ?? TCDSampler.defaultGamma, strength: strength)
+        default: throw SchedulerConfigError.badValue(key: "strength", value: "\(strength)", scheduler: config.className,
+                                                     hint: "set_timesteps(strength=) is LCM's and TCD's")
+        }
+    }
+
     /// Runs every case of one class; returns the worst scaled error over all steps.
     @discardableResult
     func check(_ cls: SchedulerClass, file: StaticString = #filePath, line: UInt = #line) throws -> Double {
@@ -84,7 +105,8 @@ final class SchedulerGoldenTests: XCTestCase {
             let sigmaTolerance = c.name.contains("zsnr") ? 3e-6 : 3e-7
             let config = try SchedulerConfig.decode(Data(c.config_text.utf8))
             XCTAssertEqual(config.className, cls.rawValue)
-            let sampler = try makeSampler(config, steps: c.steps, eta: Float(c.step_kwargs["eta"] ?? 0))
+            let sampler = try Self.sampler(c, config)
+            let begin = c.begin_index ?? 0
             // σ tables agree to an ulp (torch's vectorised sqrt is not correctly rounded);
             // Karras timesteps come from log σ, so they agree to ~1e-6 relative.
             XCTAssertEqual(sampler.timesteps.count, c.timesteps.count, "\(c.name): timesteps", file: file, line: line)
@@ -102,14 +124,19 @@ final class SchedulerGoldenTests: XCTestCase {
                     XCTAssertLessThanOrEqual(ds, sigmaTolerance, "\(c.name): sigmas (relative error)", file: file, line: line)
                 }
             }
+            if let x0 = c.init_sample, let z = c.init_noise {
+                // diffusers' add_noise at the first timestep run
+                let xT = try sampler.noised(Tensor(shape: c.shape, scalars: x0), noise: Tensor(shape: c.shape, scalars: z), atIndex: begin)
+                XCTAssertLessThanOrEqual(Self.scaledError(xT.scalars, c.x_T), tolerance, "\(c.name): noised start", file: file, line: line)
+            }
             var noise = ReplayNoise(c.noise.map { Tensor(shape: c.shape, scalars: $0) })
             var inputs: [[Float]] = []
             var errors: [Double] = []
-            let out = sampler.sample(from: Tensor(shape: c.shape, scalars: c.x_T), noise: &noise, denoise: { x, t in
+            let out = sampler.sample(from: Tensor(shape: c.shape, scalars: c.x_T), startIndex: begin, noise: &noise, denoise: { x, t in
                 inputs.append(x.scalars)
                 return Self.model(x, t)
             }, onStep: { i, x in
-                if i < c.samples.count { errors.append(Self.scaledError(x.scalars, c.samples[i])) }
+                if i - begin < c.samples.count { errors.append(Self.scaledError(x.scalars, c.samples[i - begin])) }
             })
             XCTAssertEqual(out.shape, c.shape, file: file, line: line)
             XCTAssertEqual(errors.count, c.samples.count, "\(c.name): number of steps", file: file, line: line)
@@ -142,4 +169,15 @@ final class SchedulerGoldenTests: XCTestCase {
     func testUniPC() throws { try check(.uniPCMultistep) }
     func testPNDM() throws { try check(.pndm) }
     func testLMS() throws { try check(.lmsDiscrete) }
+    func testLCM() throws { try check(.lcm) }
+    func testTCD() throws { try check(.tcd) }
+
+    /// The samplers' step lists beside diffusers' for the image-to-image starts: both ways give
+    /// the low end of the grid, in different steps.
+    func testConsistencyImageToImageSchedules() throws {
+        let lcm = SchedulerConfig(.lcm)
+        XCTAssertEqual(try LCMSampler(config: lcm, steps: 4).discreteTimesteps, [999, 759, 499, 259])
+        XCTAssertEqual(try LCMSampler(config: lcm, steps: 4, strength: 0.5).discreteTimesteps, [499, 379, 259, 139])
+        XCTAssertEqual(try LCMSampler(config: lcm, steps: 4).startIndex(strength: 0.5), 2)
+    }
 }

@@ -2,9 +2,11 @@
 """Golden trajectories of diffusers' schedulers for Tests/DiffusionTests (SchedulerGoldenTests).
 
 Pinned reference: diffusers 0.42.1, torch 2.15.0 (CPU), numpy 2.4.6, scipy 1.17.1 (LMS), Python 3.11.
-Run:  /work/venv/bin/python Tests/References/make_scheduler_goldens.py
-Writes Tests/DiffusionTests/Goldens/<SchedulerClass>.json, schedules.json and conversions.json
-(`B.from_config(A.config)` for files of class A: what carries over when a user switches sampler).
+Run:  /work/venv/bin/python Tests/References/make_scheduler_goldens.py [FILE ...]
+(no arguments: every file; else only the named ones, e.g. `LCMScheduler TCDScheduler conversions`).
+Writes Tests/DiffusionTests/Goldens/<SchedulerClass>.json, schedules.json, conversions.json
+(`B.from_config(A.config)` for files of class A: what carries over when a user switches sampler)
+and guidance_embedding.json (LCM pipelines' `get_guidance_scale_embedding`).
 
 Each case builds a scheduler with some config overrides, SAVES its config and reloads it
 (`from_pretrained(dir)`), as users load a pipeline's scheduler_config.json, then runs the
@@ -17,6 +19,11 @@ Every noise tensor a scheduler draws (through diffusers.utils.torch_utils.randn_
 recorded so the Swift samplers can replay it. Recorded per step: timestep, model input
 (after scale_model_input), x after the step. Numbers are float32 values printed with 9
 significant digits (enough to round-trip float32).
+
+Image-to-image cases start from a fixed clean sample noised with `scheduler.add_noise` at the
+first timestep they run, in either of diffusers' two ways: `set_timesteps(n, strength=s)`
+(LCM/TCD only: the LCM img2img pipeline restricts the schedule itself and runs all n steps) or
+`set_begin_index(k)` (StableDiffusionImg2ImgPipeline: the last n − k steps of the full schedule).
 """
 import inspect
 import json
@@ -29,8 +36,10 @@ import numpy as np
 import torch
 import diffusers
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler,
-                       UniPCMultistepScheduler)
+                       EulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler, PNDMScheduler,
+                       TCDScheduler, UniPCMultistepScheduler)
+from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_text2img import (
+    LatentConsistencyModelPipeline)
 
 assert diffusers.__version__ == "0.42.1", diffusers.__version__
 assert torch.__version__.startswith("2.15"), torch.__version__
@@ -76,31 +85,41 @@ class Recorder:
             self.module.randn_tensor = self.orig
 
 
-def run(cls, name, overrides, steps, step_kwargs=None):
+def run(cls, name, overrides, steps, step_kwargs=None, set_kwargs=None, begin=None):
     sched = cls(**overrides)
     with tempfile.TemporaryDirectory() as d:
         sched.save_config(d)
         with open(os.path.join(d, "scheduler_config.json")) as f:
             config_text = f.read()
         sched = cls.from_pretrained(d)
-    sched.set_timesteps(steps)
+    sched.set_timesteps(steps, **(set_kwargs or {}))
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(SHAPE, generator=gen, dtype=torch.float32)
-    x = noise * sched.init_noise_sigma
+    img2img = set_kwargs is not None or begin is not None
+    if img2img:
+        init = torch.linspace(-1.5, 1.5, math.prod(SHAPE), dtype=torch.float32).reshape(SHAPE).sin()
+        k = begin or 0
+        x = sched.add_noise(init, noise, sched.timesteps[k:k + 1])
+        if begin is not None:
+            sched.set_begin_index(begin)
+    else:
+        x = noise * sched.init_noise_sigma
     module = sys.modules[cls.__module__]
     case = {"name": name, "steps": steps, "config": json.loads(config_text.replace("-Infinity", '"-Infinity"')),
             "config_text": config_text, "step_kwargs": step_kwargs or {},
             "init_noise_sigma": float(sched.init_noise_sigma), "shape": list(SHAPE), "x_T": flat(x),
-            "timesteps": [], "model_inputs": [], "samples": []}
+            "timesteps": [float(t) for t in sched.timesteps], "model_inputs": [], "samples": []}
+    if img2img:
+        case.update({"set_timesteps_kwargs": set_kwargs or {}, "begin_index": begin or 0,
+                     "init_sample": flat(init), "init_noise": flat(noise)})
     with Recorder(module) as rec:
-        for t in sched.timesteps:
+        for t in sched.timesteps[begin or 0:]:
             inp = sched.scale_model_input(x, t)
             out = model(inp, t)
             kw = dict(step_kwargs or {})
             if "generator" in inspect.signature(sched.step).parameters:
                 kw["generator"] = gen
             x = sched.step(out, t, x, **kw).prev_sample
-            case["timesteps"].append(float(t))
             case["model_inputs"].append(flat(inp))
             case["samples"].append(flat(x))
     case["noise"] = rec.draws
@@ -111,11 +130,13 @@ def run(cls, name, overrides, steps, step_kwargs=None):
     return case
 
 
-def cases():
+def cases(only=()):
     out = {}
-    def add(cls, name, overrides, steps=10, step_kwargs=None):
+    def add(cls, name, overrides, steps=10, step_kwargs=None, set_kwargs=None, begin=None):
+        if only and cls.__name__ not in only:
+            return
         try:
-            out.setdefault(cls.__name__, []).append(run(cls, name, overrides, steps, step_kwargs))
+            out.setdefault(cls.__name__, []).append(run(cls, name, overrides, steps, step_kwargs, set_kwargs, begin))
         except Exception as e:
             sys.exit(f"{cls.__name__} {name}: {type(e).__name__} {e}")
 
@@ -238,6 +259,44 @@ def cases():
     add(LMSDiscreteScheduler, "exponential-scaled", {**SCALED, "use_exponential_sigmas": True}, 12)
     add(LMSDiscreteScheduler, "leading-offset1", {**SCALED, "timestep_spacing": "leading", "steps_offset": 1}, 12)
     add(LMSDiscreteScheduler, "trailing", {"timestep_spacing": "trailing"}, 12)
+
+    # LCM and TCD default to the scaled-linear schedule (Stable Diffusion's), original_inference_steps 50.
+    for p, pv in PREDS.items():
+        for n in [1, 2, 4, 8]:
+            add(LCMScheduler, f"{p}-{n}", {"prediction_type": pv}, n)
+    add(LCMScheduler, "linear-eps", {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}, 4)
+    add(LCMScheduler, "cos-v", {**COS, "prediction_type": "v_prediction"}, 4)
+    add(LCMScheduler, "original-steps-20", {"original_inference_steps": 20}, 8)
+    add(LCMScheduler, "original-steps-7", {"original_inference_steps": 7}, 3)
+    # a small timestep_scaling makes c_skip (the boundary condition's skip term) large
+    add(LCMScheduler, "timestep-scaling-0.01", {"timestep_scaling": 0.01}, 4)
+    add(LCMScheduler, "timestep-scaling-0.01-v", {"timestep_scaling": 0.01, "prediction_type": "v_prediction"}, 8)
+    add(LCMScheduler, "clip", {"clip_sample": True}, 4)
+    add(LCMScheduler, "thresholding", {"thresholding": True, "sample_max_value": 1.5}, 4)
+    add(LCMScheduler, "zsnr-v", {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction"}, 4)
+    # keys LCMScheduler keeps but never uses
+    add(LCMScheduler, "unused-keys", {"set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "trailing"}, 4)
+    add(LCMScheduler, "img2img-strength-0.5", {}, 4, set_kwargs={"strength": 0.5})
+    add(LCMScheduler, "img2img-strength-0.3-v", {"prediction_type": "v_prediction"}, 2, set_kwargs={"strength": 0.3})
+    add(LCMScheduler, "img2img-begin-2", {}, 4, begin=2)
+    add(LCMScheduler, "img2img-begin-5-v", {"prediction_type": "v_prediction"}, 8, begin=5)
+
+    for g in [0.0, 0.3, 1.0]:
+        for p in ["eps", "v"]:
+            for n in [1, 2, 4, 8]:
+                add(TCDScheduler, f"{p}-gamma{g}-{n}", {"prediction_type": PREDS[p]}, n, {"eta": g})
+    add(TCDScheduler, "x0-gamma0.3", {"prediction_type": "sample"}, 4, {"eta": 0.3})
+    add(TCDScheduler, "linear-eps-gamma0.3", {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}, 4,
+        {"eta": 0.3})
+    add(TCDScheduler, "cos-v-gamma0.5", {**COS, "prediction_type": "v_prediction"}, 4, {"eta": 0.5})
+    add(TCDScheduler, "original-steps-20-gamma0.3", {"original_inference_steps": 20}, 8, {"eta": 0.3})
+    add(TCDScheduler, "zsnr-v-gamma0.3", {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction"}, 4,
+        {"eta": 0.3})
+    # gamma with (1 - gamma) * t' close to an integer: floor((1 - gamma) t') in float32 as torch does
+    add(TCDScheduler, "gamma0.7-8", {}, 8, {"eta": 0.7})
+    add(TCDScheduler, "img2img-strength-0.5-gamma0.3", {}, 4, {"eta": 0.3}, set_kwargs={"strength": 0.5})
+    add(TCDScheduler, "img2img-begin-1-gamma0.3", {}, 4, {"eta": 0.3}, begin=1)
+    add(TCDScheduler, "img2img-begin-6-v-gamma1", {"prediction_type": "v_prediction"}, 8, {"eta": 1.0}, begin=6)
     return out
 
 
@@ -255,7 +314,7 @@ def schedules():
 
 CLASSES = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
            EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler, PNDMScheduler,
-           LMSDiscreteScheduler]
+           LMSDiscreteScheduler, LCMScheduler, TCDScheduler]
 
 
 def conversions():
@@ -265,6 +324,7 @@ def conversions():
         "ddim-sd-full": (DDIMScheduler, {**SCALED, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}),
         "dpm-karras-full": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True, "prediction_type": "v_prediction"}),
         "euler-a-zsnr-full": (EulerAncestralDiscreteScheduler, ZSNR),
+        "lcm-full": (LCMScheduler, {"original_inference_steps": 25, "timestep_scaling": 5.0, "prediction_type": "v_prediction"}),
     }
     out = []
     with tempfile.TemporaryDirectory() as d:
@@ -295,16 +355,34 @@ def conversions():
     return result
 
 
+def guidance_embedding():
+    """LatentConsistencyModelPipeline.get_guidance_scale_embedding(w, d): the pipeline passes w = guidance − 1."""
+    out = []
+    for w, d in [([0.0, 1.5, 7.5], 256), ([3.0], 7), ([0.25, 14.0], 4), ([7.5], 1)]:
+        e = LatentConsistencyModelPipeline.get_guidance_scale_embedding(None, torch.tensor(w), embedding_dim=d)
+        out.append({"w": w, "dim": d, "embedding": flat(e)})
+    return out
+
+
 def main():
+    # Optional arguments name the files to write (e.g. `LCMScheduler TCDScheduler conversions`):
+    # torch's float32 kernels differ in the last bits between CPUs (AVX2 / AVX-512), so
+    # regenerating every file on another machine churns goldens that have not changed.
+    only = set(sys.argv[1:])
+    def wanted(stem):
+        return not only or stem in only
     os.makedirs(OUT, exist_ok=True)
     meta = {"diffusers": diffusers.__version__, "torch": torch.__version__, "numpy": np.__version__}
-    for cls, cs in cases().items():
+    for cls, cs in cases(only).items():
         with open(os.path.join(OUT, cls + ".json"), "w") as f:
             json.dump({"meta": meta, "class": cls, "cases": cs}, f, separators=(",", ":"))
-    with open(os.path.join(OUT, "conversions.json"), "w") as f:
-        json.dump({"meta": meta, "conversions": conversions()}, f, separators=(",", ":"))
-    with open(os.path.join(OUT, "schedules.json"), "w") as f:
-        json.dump({"meta": meta, "schedules": schedules()}, f, separators=(",", ":"))
+    files = {"conversions": lambda: {"conversions": conversions()},
+             "guidance_embedding": lambda: {"cases": guidance_embedding()},
+             "schedules": lambda: {"schedules": schedules()}}
+    for stem, make in files.items():
+        if wanted(stem):
+            with open(os.path.join(OUT, stem + ".json"), "w") as f:
+                json.dump({"meta": meta, **make()}, f, separators=(",", ":"))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ public struct DDIMSampler: Sampler {
     public let useClippedModelOutput: Bool
     public let discreteTimesteps: [Int]
     let finalAlphaCumprod: Float
+    public var finalNoiseLevel: Float { (1 - finalAlphaCumprod).squareRoot() }
 
     public var timesteps: [Float] { discreteTimesteps.map(Float.init) }
     public var initNoiseSigma: Float { 1 }

@@ -33,6 +33,7 @@ public struct PNDMSampler: Sampler {
     public let prkCount: Int
     public let discreteTimesteps: [Int]
     let finalAlphaCumprod: Float
+    public var finalNoiseLevel: Float { (1 - finalAlphaCumprod).squareRoot() }
 
     public var timesteps: [Float] { discreteTimesteps.map(Float.init) }
     public var initNoiseSigma: Float { 1 }

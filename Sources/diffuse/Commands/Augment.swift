@@ -95,7 +95,8 @@ struct AugmentOptions: ParsableArguments {
         o.mode = mode
         o.perClass = perClass; o.total = total; o.balance = balance
         o.perSource = perSource; o.strength = sampling.strength ?? 0.5
-        o.sampler = sampling.sampler; o.steps = sampling.steps; o.guidance = sampling.guidance ?? SamplingOptions.classGuidance; o.seed = sampling.seed
+        if sampling.eta != nil { throw ValidationError("augment: --eta is not recorded in the manifest yet; leave it out") }
+        o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = sampling.steps; o.guidance = sampling.guidance ?? SamplingOptions.classGuidance; o.seed = sampling.seed
         o.batch = sampling.batch ?? 32
         var bar: Progress? = nil
         let r = try DatasetAugment.run(M.self, data: folder, modelDir: modelDir, out: outURL, options: o, warn: note) { done, total in

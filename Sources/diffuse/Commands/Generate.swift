@@ -124,7 +124,8 @@ extension GenerateImage {
         let count = options.count ?? 1
         let w = width ?? pipe.defaultSize, h = height ?? pipe.defaultSize
         let f = pipe.downFactor
-        var request = options.sampling.request(count: count, conditioning: .unconditional, defaultGuidance: 7.5)
+        var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
+                                               defaultGuidance: 7.5)
         if let latents = options.latents {
             request.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [count, pipe.unet.config.outChannels, h / f, w / f])
         }

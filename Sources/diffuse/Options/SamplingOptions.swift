@@ -10,9 +10,12 @@ extension SamplerName: ExpressibleByArgument {}
 /// How samples are drawn: every command that samples (generate image|audio|video, augment)
 /// declares these once, with one help text and one range check each (`SamplingRequest`'s ranges).
 struct SamplingOptions: ParsableArguments {
-    @Option(help: "Sampler.") var sampler: SamplerName = .dpmpp2m
+    @Option(help: "Sampler (default: the model folder's own when it is lcm or tcd, as a distilled model's is; else dpm++2m).")
+    var sampler: SamplerName?
     @Option(help: "Sampling steps (\(SamplingRequest.stepsRange.lowerBound)-\(SamplingRequest.stepsRange.upperBound)).")
     var steps = 20
+    @Option(help: "Stochasticity of the sampler's steps, 0-1: DDIM's eta (default 0), TCD's gamma (default 0.3); other samplers have none.")
+    var eta: Float?
     @Option(help: "Seed: the same seed draws the same noise for each sample whatever --batch and --threads are.")
     var seed: UInt64 = 0
     @Option(help: "Classifier-free guidance scale (1 = none; 0-50; default 2 for class models, 7.5 with --prompt).")
@@ -30,15 +33,25 @@ struct SamplingOptions: ParsableArguments {
         if !SamplingRequest.guidanceRescaleRange.contains(guidanceRescale) { throw ValidationError("--guidance-rescale must be within 0-1") }
         if let batch, !SamplingRequest.batchRange.contains(batch) { throw ValidationError("--batch must be between 1 and 4096") }
         if let strength, let p = SamplingRequest.strengthProblem(strength) { throw ValidationError("--strength \(p)") }
+        if let eta, !SamplingRequest.etaRange.contains(eta) { throw ValidationError("--eta must be within 0-1") }
+        if eta != nil, let sampler, ![.ddim, .tcd].contains(sampler) {
+            throw ValidationError("--eta applies to --sampler ddim or tcd, not \(sampler.rawValue)")
+        }
     }
 
     /// The guidance scale of class models when --guidance is not given.
     static let classGuidance: Float = 2
 
-    /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`).
-    func request(count: Int, conditioning: Conditioning, defaultGuidance: Float = classGuidance) -> SamplingRequest {
-        SamplingRequest(count: count, conditioning: conditioning, sampler: sampler, steps: steps, seed: seed,
-                        guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
+    /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`;
+    /// --sampler, else the default for the model folder's `scheduler`).
+    func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig,
+                 defaultGuidance: Float = classGuidance) throws -> SamplingRequest {
+        let chosen = sampler ?? .default(for: scheduler)
+        if eta != nil, ![.ddim, .tcd].contains(chosen) {
+            throw ValidationError("--eta applies to the ddim and tcd samplers; the model folder's default is \(chosen.rawValue)")
+        }
+        return SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps, eta: eta, seed: seed,
+                               guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
     }
 }
 
@@ -94,7 +107,7 @@ struct GenerateOptions: ParsableArguments {
         } else if classes.isConditional {
             conditioning = .labels(classes.cycling(count: count))
         }
-        var r = sampling.request(count: count, conditioning: conditioning)
+        var r = try sampling.request(count: count, conditioning: conditioning, scheduler: pipeline.scheduler)
         if hasInput && self.classes == nil { r.guidance = 1 }
         return r
     }
