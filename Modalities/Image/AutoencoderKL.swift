@@ -205,3 +205,25 @@ public struct DiagonalGaussian {
         return GradMode.withoutGrad { mean + std * noise }
     }
 }
+
+// MARK: Training
+
+extension AutoencoderKL {
+    /// The loss of training the autoencoder on images x [N, Cin, H, W] in [-1, 1], as the
+    /// latent-diffusion autoencoders were trained without their adversarial term:
+    /// mean |x − decode(z)| with z = mean + std·noise from the posterior, plus `klWeight` times
+    /// the KL divergence to N(0, I) per latent element. `noise` is [N, latent, H/f, W/f].
+    /// Recorded for autograd; the batch is encoded and decoded at once (no per-sample split).
+    public func trainingLoss(_ x: Tensor, noise: Tensor, klWeight: Float) -> (loss: Tensor, reconstruction: Tensor) {
+        let moments = encodeMoments(x)
+        let parts = moments.chunked(2, axis: 1)
+        let mean = parts[0], logvar = parts[1].clamped(min: -30, max: 20)
+        precondition(noise.shape == mean.shape, "noise \(noise.shape) for latents \(mean.shape)")
+        let z = mean + (logvar * 0.5).exp() * noise
+        let recon = decodeWhole(z)
+        let l1 = (recon - x).abs().mean()
+        // KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² − 1 − log σ²), averaged over latent elements.
+        let kl = ((mean.square() + logvar.exp() - logvar) - 1).mean() * 0.5
+        return (l1 + kl * klWeight, recon)
+    }
+}

@@ -103,6 +103,29 @@ public final class StableDiffusionPipeline {
                                        unet: unet, vae: vae, scheduler: try decode(layout.schedulerConfig, SchedulerConfig.self, "scheduler"))
     }
 
+    /// Writes the pipeline as a diffusers folder `StableDiffusionPipeline.from_pretrained` loads:
+    /// model_index.json, tokenizer/, text_encoder/ (transformers' names), unet/, vae/, scheduler/;
+    /// weights as `dtype` (F16 for a bundled model). No safety checker or feature extractor.
+    public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
+        try tokenizer.save(to: dir.appendingPathComponent("tokenizer"))
+        try textEncoder.save(to: dir.appendingPathComponent("text_encoder"), dtype: dtype)
+        try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
+        try vae.save(to: dir.appendingPathComponent("vae"), dtype: dtype)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("scheduler"), withIntermediateDirectories: true)
+        try AtomicFile.write(try scheduler.jsonData(), to: dir.appendingPathComponent("scheduler/scheduler_config.json"))
+        let index: [String: JSONValue] = [
+            "_class_name": .string("StableDiffusionPipeline"), "_diffusers_version": .string(ConfigWriter.diffusersVersion),
+            "tokenizer": .array([.string("transformers"), .string("CLIPTokenizer")]),
+            "text_encoder": .array([.string("transformers"), .string("CLIPTextModel")]),
+            "unet": .array([.string("diffusers"), .string(UNet2DConditionConfig.className)]),
+            "vae": .array([.string("diffusers"), .string(AutoencoderKLConfig.className)]),
+            "scheduler": .array([.string("diffusers"), .string(scheduler.className)]),
+            "safety_checker": .array([.null, .null]), "feature_extractor": .array([.null, .null]),
+            "image_encoder": .array([.null, .null]), "requires_safety_checker": .bool(false),
+        ]
+        try ConfigFile.write(index, to: dir.appendingPathComponent("model_index.json"))
+    }
+
     /// Merges LoRA files into the unet and text encoder (`FILE[:SCALE]` each, in order);
     /// returns, per file, the tensors that found no weight (the caller warns: none is dropped
     /// silently). A LoRA for another model is an error naming its file.

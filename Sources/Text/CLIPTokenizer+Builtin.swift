@@ -54,3 +54,35 @@ private final class BuiltinCache: @unchecked Sendable {
         return v
     }
 }
+
+extension CLIPTokenizer {
+    /// Writes this tokenizer as a folder transformers reads: the vocabulary files it was read from
+    /// (vocab.json, merges.txt, tokenizer.json and special_tokens_map.json, where present), and
+    /// tokenizer_config.json with `model_max_length` = `maxLength` (default: this tokenizer's) and
+    /// the pad token it uses. Each file atomically.
+    public func save(to dir: URL, maxLength: Int? = nil) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        let same = dir.standardizedFileURL.resolvingSymlinksInPath().path == folder.standardizedFileURL.resolvingSymlinksInPath().path
+        if !same {
+            for name in ["vocab.json", "merges.txt", "tokenizer.json", "special_tokens_map.json"] {
+                let src = folder.appendingPathComponent(name)
+                guard fm.fileExists(atPath: src.path) else { continue }
+                let data = try Self.readFile(src, limit: Self.maxFileBytes)
+                try data.write(to: dir.appendingPathComponent(name), options: .atomic)
+            }
+        }
+        let configURL = folder.appendingPathComponent("tokenizer_config.json")
+        var config = (try Self.readJSONObject(configURL)) ?? ["tokenizer_class": "CLIPTokenizer", "do_lower_case": true]
+        config["model_max_length"] = maxLength ?? self.maxLength
+        config["pad_token"] = pad.content
+        let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: dir.appendingPathComponent("tokenizer_config.json"), options: .atomic)
+    }
+
+    /// The built-in CLIP tokenizer written as a folder with sequences of `maxLength` tokens
+    /// (a small text encoder trained here takes fewer than 77 positions).
+    public static func writeBuiltinFolder(to dir: URL, maxLength: Int) throws {
+        try builtin().save(to: dir, maxLength: maxLength)
+    }
+}

@@ -20,7 +20,7 @@ public enum TrainingRun {
     /// unless `resume`, and to resume with a recipe that does not match. Returns the recipe as
     /// written (a resumed run keeps what its extras carry over, such as where it started).
     @discardableResult
-    public static func prepare<M: Modality>(_ given: Recipe<M>, out: URL, resume: Bool) throws -> Recipe<M> {
+    public static func prepare<R: RunRecipe>(_ given: R, out: URL, resume: Bool) throws -> R {
         var recipe = given
         let fm = FileManager.default
         try fm.createDirectory(at: out.appendingPathComponent("previews"), withIntermediateDirectories: true)
@@ -30,13 +30,13 @@ public enum TrainingRun {
                 throw TrainingRunError(path: out.path, reason: "holds checkpoints of an earlier run: pass --resume, or choose another --out")
             }
             if let data = try? Data(contentsOf: recipeURL) {
-                guard let old = try? JSONDecoder().decode(Recipe<M>.self, from: data) else {
+                guard let old = try? JSONDecoder().decode(R.self, from: data) else {
                     throw TrainingRunError(path: recipeURL.path, reason: "is not a readable recipe")
                 }
                 guard old.canResume(as: recipe) else {
                     throw TrainingRunError(path: recipeURL.path, reason: "differs from this run's recipe; resume with the same settings (only --steps may change)")
                 }
-                recipe.extras = recipe.extras.resumed(from: old.extras)
+                recipe = recipe.resumed(from: old)
             }
         }
         let enc = JSONEncoder()
@@ -88,6 +88,22 @@ public enum TrainingRun {
         let objective = DiffusionObjective(schedule: try scheduler.noiseSchedule(), prediction: try scheduler.parameterization().prediction,
                                            labelDropout: null == nil ? 0 : labelDropout, nullLabel: null)
         return (objective, null)
+    }
+}
+
+/// What a run folder's recipe.json holds: a resumed run must match it (`canResume`).
+public protocol RunRecipe: Codable {
+    /// Whether a run made with `self` can go on with `other` (what training reads must match).
+    func canResume(as other: Self) -> Bool
+    /// This recipe for a run resumed from one made with `old` (what carries over).
+    func resumed(from old: Self) -> Self
+}
+
+extension Recipe: RunRecipe {
+    public func resumed(from old: Recipe) -> Recipe {
+        var r = self
+        r.extras = extras.resumed(from: old.extras)
+        return r
     }
 }
 

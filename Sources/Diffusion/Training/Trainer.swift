@@ -94,8 +94,12 @@ public struct TrainingStep: Sendable {
 /// from a checkpoint takes the same batches, timesteps and noise as an uninterrupted one:
 /// with the same thread count its weights are bit-identical.
 public final class Trainer {
-    public let model: DiffusionModel
-    public let objective: DiffusionObjective
+    public let model: any Module
+    /// The diffusion objective, when the trainer was made with one (nil: a custom `loss`).
+    public let objective: DiffusionObjective?
+    /// The loss of one micro-batch x [N, ...] with its labels; every random draw from the generator.
+    public typealias Loss = (_ x: Tensor, _ labels: [Int]?, _ rng: inout RandomGenerator) -> Tensor
+    private let loss: Loss
     public let options: TrainerOptions
     public let optimizer: AdamW
     public let ema: EMA?
@@ -103,10 +107,24 @@ public final class Trainer {
     public private(set) var step = 0
     private let parameters: [Tensor]
 
-    public init(model: DiffusionModel, objective: DiffusionObjective, options: TrainerOptions) throws {
+    public convenience init(model: DiffusionModel, objective: DiffusionObjective, options: TrainerOptions) throws {
+        try self.init(module: model, objective: objective, options: options) { x, labels, rng in
+            objective.loss(model, x0: x, labels: labels, rng: &rng)
+        }
+    }
+
+    /// A trainer of any module with its own loss (an autoencoder's reconstruction, a text
+    /// encoder trained jointly with a denoiser): the same optimizer, schedule, clipping, EMA,
+    /// checkpoints and resumption as the diffusion trainer.
+    public convenience init(module: any Module, options: TrainerOptions, loss: @escaping Loss) throws {
+        try self.init(module: module, objective: nil, options: options, loss: loss)
+    }
+
+    private init(module model: any Module, objective: DiffusionObjective?, options: TrainerOptions, loss: @escaping Loss) throws {
         try options.validate()
         self.model = model
         self.objective = objective
+        self.loss = loss
         self.options = options
         parameters = model.trainableParameters()
         optimizer = AdamW(parameters, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
@@ -131,7 +149,7 @@ public final class Trainer {
         let micro = options.gradientAccumulation
         for _ in 0..<micro {
             let (x0, labels) = try batch(&rng)
-            let loss = objective.loss(model, x0: x0, labels: labels, rng: &rng)
+            let loss = self.loss(x0, labels, &rng)
             let scaled = micro == 1 ? loss : loss * (1 / Float(micro))
             scaled.backward()
             total += loss.item() / Float(micro)
