@@ -51,6 +51,30 @@ public enum PNGCodec {
             png_image_free(&image)
             throw MediaError.invalidData(file: path, reason: reason)
         }
+        return try finishRead(&image, mode: mode, background: background, limits: limits, name: path)
+    }
+
+    /// Decodes a PNG held in memory (a PNG embedded in another file, such as a colour font's
+    /// bitmap) into 8-bit interleaved pixels, as `readPixels(_:)` does for a file.
+    /// - Parameter name: what errors name, e.g. "NotoColorEmoji.ttf glyph 1234".
+    public static func decodePixels(_ bytes: UnsafeRawBufferPointer, name: String, mode: Mode = .keep,
+                                    background: UInt8 = 255, limits: Limits = Limits()) throws -> Pixels {
+        guard let base = bytes.baseAddress, bytes.count >= 8 else {
+            throw MediaError.invalidData(file: name, reason: "\(bytes.count) bytes, too short for a PNG")
+        }
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        guard png_image_begin_read_from_memory(&image, base, bytes.count) != 0 else {
+            let reason = message(image)
+            png_image_free(&image)
+            throw MediaError.invalidData(file: name, reason: reason)
+        }
+        return try finishRead(&image, mode: mode, background: background, limits: limits, name: name)
+    }
+
+    /// The part of reading after the header: limits, output format, pixels. Frees `image`.
+    private static func finishRead(_ image: inout png_image, mode: Mode, background: UInt8, limits: Limits,
+                                   name path: String) throws -> Pixels {
         defer { png_image_free(&image) }
 
         let width = Int(image.width), height = Int(image.height)
@@ -146,6 +170,40 @@ public enum PNGCodec {
                 try Data(bytes).write(to: URL(fileURLWithPath: temp))
             }
         }
+    }
+
+    /// Encodes 8-bit pixels as PNG bytes in memory (for writers that place many files
+    /// themselves, e.g. into a folder renamed into place once complete).
+    /// - Parameter name: what errors name (the file the bytes are meant for).
+    public static func encode(_ pixels: Pixels, name: String) throws -> [UInt8] {
+        try MediaLimits.check(pixels.width, max: Limits().maxDimension, "width", file: name)
+        try MediaLimits.check(pixels.height, max: Limits().maxDimension, "height", file: name)
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(pixels.width)
+        image.height = UInt32(pixels.height)
+        switch pixels.channels {
+        case 1: image.format = UInt32(PNG_FORMAT_GRAY)
+        case 2: image.format = UInt32(PNG_FORMAT_GA)
+        case 3: image.format = UInt32(PNG_FORMAT_RGB)
+        default: image.format = UInt32(PNG_FORMAT_RGB | PNG_FORMAT_FLAG_ALPHA)
+        }
+        defer { png_image_free(&image) }
+        let stride = Int32(pixels.width * pixels.channels)
+        // First call sizes the output (memory nil), the second fills it.
+        var size = 0
+        let sized = pixels.bytes.withUnsafeBytes { buf in
+            png_image_write_to_memory(&image, nil, &size, 0, buf.baseAddress, stride, nil)
+        }
+        guard sized != 0, size > 0 else { throw MediaError.writeFailed(file: name, reason: message(image)) }
+        var out = [UInt8](repeating: 0, count: size)
+        let ok = out.withUnsafeMutableBytes { dst in
+            pixels.bytes.withUnsafeBytes { buf in
+                png_image_write_to_memory(&image, dst.baseAddress, &size, 0, buf.baseAddress, stride, nil)
+            }
+        }
+        guard ok != 0 else { throw MediaError.writeFailed(file: name, reason: message(image)) }
+        return Array(out.prefix(size))
     }
 
     /// A tEXt chunk (Latin-1 keyword of 1–79 characters; ASCII text), or an iTXt chunk (UTF-8 text).

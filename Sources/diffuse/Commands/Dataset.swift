@@ -2,12 +2,13 @@ import ArgumentParser
 import Foundation
 import Audio
 import Image
+import Tensor
 import Video
 
 struct Dataset: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a labelled training set from tools on this machine.",
-        subcommands: [DatasetNotes.self, DatasetDigits.self, DatasetFashionMNIST.self, DatasetMovingFashion.self]
+        subcommands: [DatasetNotes.self, DatasetDigits.self, DatasetFashionMNIST.self, DatasetMovingFashion.self, DatasetEmoji.self]
     )
 }
 
@@ -178,5 +179,75 @@ struct DatasetFashionMNIST: ParsableCommand {
             progress?.update(done)
         }
         print("\(n) images in \(out) (\(split.rawValue) split, \(FashionMNIST.names.count) classes)")
+    }
+}
+
+struct DatasetEmoji: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emoji",
+        abstract: "Captioned colour emoji (Noto Color Emoji + Unicode's CLDR names) as a text-to-image folder.",
+        discussion: """
+        Every fully-qualified emoji of emoji-test.txt (Debian unicode-data) that the font (Debian \
+        fonts-noto-color-emoji) draws as one colour bitmap, composited on white, padded to a square \
+        and area-resized to --size, captioned with its CLDR name ("red apple", "woman firefighter: \
+        medium skin tone"). Writes the Hugging Face imagefolder layout:
+          OUT/<code points>.png            e.g. 1f34e.png, 1f469-1f3fd-200d-1f692.png
+          OUT/metadata.jsonl               {"file_name", "text", "group", "subgroup", "codepoints"}
+          OUT/holdout/<code points>.png    held-out names, never trained on
+          OUT/holdout/metadata.jsonl       their lines; OUT/holdout.jsonl: the same, names relative to OUT
+        Held-out rule: an emoji is held out when a hash of its name (64-bit FNV-1a of the UTF-8 \
+        name, then SplitMix64's finaliser) falls in the lowest --holdout-fraction of its range, \
+        except the first emoji of each subgroup, always trained on. The rule depends on the name \
+        alone, so a name is held out or not whatever --size or --limit.
+        Deterministic (same bytes every run); OUT is written under a temporary name and renamed into \
+        place. Emoji the font cannot draw are skipped and counted by reason.
+        """
+    )
+
+    @Option(help: "Output folder (new, empty, or one this command made: it is replaced).") var out: String
+    @Option(help: "Image side in pixels.") var size = 64
+    @Option(help: "Fraction of the names held out (see the rule below).") var holdoutFraction = 0.1
+    @Option(help: "Only the first N fully-qualified emoji of emoji-test.txt (small sets for tests).") var limit: Int?
+    @Option(help: "Also write a grid of 64 training emoji spread over the set as this PNG.") var preview: String?
+    @Option(help: "The CBDT colour font.") var font = EmojiDataset.defaultFont.path
+    @Option(help: "Unicode's emoji-test.txt.") var emojiTest = EmojiDataset.defaultEmojiTest.path
+
+    func options() -> EmojiDataset.Options {
+        var o = EmojiDataset.Options()
+        o.size = size
+        o.holdoutFraction = holdoutFraction
+        o.limit = limit
+        o.font = URL(fileURLWithPath: font)
+        o.emojiTest = URL(fileURLWithPath: emojiTest)
+        return o
+    }
+
+    func validate() throws {
+        do { try options().validate() } catch let e as MediaError { throw ValidationError("\(e.file): \(e.reason)") }
+    }
+
+    func run() throws {
+        let start = Date()
+        let outURL = URL(fileURLWithPath: out)
+        let (summary, images) = try EmojiDataset.write(to: outURL, options: options())
+        let seconds = Date().timeIntervalSince(start)
+        print("\(summary.written + summary.heldOut) emoji of \(size)×\(size) in \(out) in \(String(format: "%.1f", seconds)) s: "
+              + "\(summary.written) for training (metadata.jsonl), \(summary.heldOut) held out (holdout/, holdout.jsonl), "
+              + "\(summary.skipped.count) skipped")
+        for (reason, count) in summary.skippedByReason {
+            let examples = summary.skipped.filter { EmojiDataset.reasonKind($0.reason) == reason }.prefix(3)
+                .map { "\($0.entry.name) [\($0.entry.codePointsText)]" }
+            print("  skipped \(count): \(reason) (e.g. \(examples.joined(separator: "; ")))")
+        }
+        if let preview, !images.isEmpty {
+            let n = Swift.min(64, images.count)
+            let batch = Tensor.zeros([n, 3, size, size])
+            for k in 0..<n {
+                let t = images[k * images.count / n].tensor()
+                (batch.data + k * 3 * size * size).update(from: t.data, count: 3 * size * size)
+            }
+            try ImageGrid.write(batch, columns: 8, padValue: 1, to: URL(fileURLWithPath: preview))
+            print("preview: \(preview)")
+        }
     }
 }
