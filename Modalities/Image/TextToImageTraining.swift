@@ -69,11 +69,11 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
             "clip_sample": .bool(false), "steps_offset": .number(1), "timestep_spacing": .string("leading"),
         ])
         var vt = TrainerOptions()
-        vt.steps = 1500; vt.batchSize = 16; vt.learningRate = 5e-4; vt.warmupSteps = 100
-        vt.emaDecay = 0; vt.checkpointEvery = 250
+        vt.steps = 1000; vt.batchSize = 8; vt.learningRate = 5e-4; vt.warmupSteps = 100
+        vt.emaDecay = 0; vt.checkpointEvery = 200
         var t = TrainerOptions()
-        t.steps = 4000; t.batchSize = 32; t.learningRate = 3e-4; t.warmupSteps = 200
-        t.emaDecay = 0.999; t.checkpointEvery = 250
+        t.steps = 4000; t.batchSize = 16; t.learningRate = 3e-4; t.warmupSteps = 200
+        t.emaDecay = 0.999; t.checkpointEvery = 200
         return TextToImageRecipe(vae: vae, textEncoder: text, unet: unet, scheduler: scheduler, vaeTraining: vt, klWeight: 1e-5,
                                  training: t, captionDropout: 0.1, previewEvery: 500,
                                  previewPrompts: ["red apple", "grinning face", "cat face", "sun", "pizza", "red heart",

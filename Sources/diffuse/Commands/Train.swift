@@ -67,23 +67,75 @@ struct TrainingOptions: ParsableArguments {
 struct TrainImage: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
-        abstract: "Train a class-conditional image model (UNet2DModel) into a run folder.",
+        abstract: "Train a class-conditional image model (UNet2DModel), or a text-to-image model from captions, into a run folder.",
         discussion: """
         RUN receives recipe.json, checkpoints/ (resumable), model/ (a diffusers pipeline folder with \
         the EMA weights, usable with `diffuse generate image --model RUN/model`), previews/, \
         loss.csv and loss.png. Without --config the Fashion-MNIST recipe is used (the bundled \
         model's), following the data's classes and colour.
+
+        Text to image: when DIR holds metadata.jsonl or metadata.csv with a `text` column (the \
+        Hugging Face imagefolder layout `diffuse dataset emoji` writes), a Stable Diffusion \
+        pipeline is trained from scratch in two stages: the autoencoder (RUN/vae/), then the \
+        conditional unet with a CLIP text encoder trained jointly (caption dropout for guidance). \
+        RUN/model is a StableDiffusionPipeline folder for `generate image --model RUN/model \
+        --prompt ...` and diffusers. Without --config the emoji recipe is used (64×64 images); \
+        --steps, --batch and --lr set the unet stage, --vae-steps the autoencoder's.
         """
     )
 
     @Option(help: "Training data: builtin:fashion-mnist, or a folder DIR/<class>/*.png (flat: unconditional).") var data: String
     @OptionGroup var options: TrainingOptions
     @Flag(help: "Mirror training images left-right at random (overrides the recipe).") var randomFlip = false
+    @Option(help: "Text to image: autoencoder training steps (overrides the recipe).") var vaeSteps: Int?
 
-    func validate() throws { try TrainingOptions.check(data: data, ImageModality.self) }
+    func validate() throws {
+        try TrainingOptions.check(data: data, ImageModality.self)
+        if let vaeSteps, vaeSteps < 1 || vaeSteps > 10_000_000 { throw ValidationError("--vae-steps must be between 1 and 10000000") }
+    }
+
+    /// Whether DIR is a captioned folder (metadata.jsonl / metadata.csv).
+    var isCaptioned: Bool {
+        ["metadata.jsonl", "metadata.csv"].contains { FileManager.default.fileExists(atPath: URL(fileURLWithPath: data).appendingPathComponent($0).path) }
+    }
 
     func run() throws {
+        if isCaptioned { return try trainTextToImage() }
+        if vaeSteps != nil { throw ValidationError("--vae-steps is for captioned data (a folder with metadata.jsonl)") }
         try options.train(ImageModality.self, data: data) { if randomFlip { $0.randomFlip = true } }
+    }
+
+    func trainTextToImage() throws {
+        if randomFlip { throw ValidationError("--random-flip is not used for captioned data (a flipped \"left arrow\" is no longer one)") }
+        options.runtime.apply()
+        var recipe = try options.config.map { try TextToImageRecipe.load(URL(fileURLWithPath: $0)) } ?? .emoji()
+        if let s = options.steps { recipe.training.steps = s }
+        if let b = options.batch { recipe.training.batchSize = b }
+        if let lr = options.lr { recipe.training.learningRate = lr }
+        if let vaeSteps { recipe.vaeTraining.steps = vaeSteps }
+        try recipe.validate()
+        let size = recipe.vae.sampleSize
+        let folder = try CaptionedImageFolder(URL(fileURLWithPath: data), size: (size[0], size[1]))
+        let (images, captions) = try folder.loadAll()
+        print("\(folder.count) captioned images \(size[1])×\(size[0]) from \(folder.folder.metadata.path)")
+        let out = URL(fileURLWithPath: options.out)
+        var progress: Progress?
+        var stageName = ""
+        var lossAvg: Float = 0
+        try TextToImageTraining.run(recipe: recipe, images: images, captions: captions, out: out, resume: options.resume,
+                                    note: { print($0) }) { stage, r in
+            if stage.name != stageName {
+                progress = Progress(total: stage.steps, label: stage.name)
+                stageName = stage.name
+                lossAvg = 0
+            }
+            lossAvg = lossAvg == 0 ? r.loss : 0.98 * lossAvg + 0.02 * r.loss
+            progress?.update(r.step, status: String(format: "loss %.4f", lossAvg))
+            return true
+        }
+        print("autoencoder: \(out.appendingPathComponent("vae/model").path) (loss curve vae/loss.png, reconstructions vae/previews/)")
+        print("model: \(out.appendingPathComponent("model").path) — diffuse generate image --model \(out.appendingPathComponent("model").path) --prompt \"...\"")
+        print("loss curve: \(out.appendingPathComponent("loss.png").path), previews: \(out.appendingPathComponent("previews").path)")
     }
 }
 
