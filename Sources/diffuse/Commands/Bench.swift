@@ -5,7 +5,7 @@ import Tensor
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the engine's kernels and whole models.",
-        subcommands: [Kernels.self, Model.self, Core.self]
+        subcommands: [Kernels.self, Model.self, Jobs.self, Core.self]
     )
 
     struct Kernels: ParsableCommand {
