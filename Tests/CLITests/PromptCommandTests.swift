@@ -39,6 +39,26 @@ final class PromptCommandTests: XCTestCase {
         let step = zip(again.scalars, image.scalars).map { abs($0 - $1) }.max() ?? 1
         XCTAssertLessThanOrEqual(step, 2.5 / 255, "the first of two images against the image made alone")
         XCTAssert(FileManager.default.fileExists(atPath: folder.appendingPathComponent("0001.png").path))
+        // --prompt-file: one prompt per line (blank lines skipped), --count of each, each PNG carrying its own prompt;
+        // the first image of the file's first prompt is the one --prompt made alone.
+        let prompts = dir.appendingPathComponent("prompts.txt")
+        try Data("a red apple\n\n  a cat face \n".utf8).write(to: prompts)
+        let listed = dir.appendingPathComponent("listed")
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt-file", prompts.path, "--negative-prompt", "blurry",
+                                   "--width", "64", "--height", "96", "--steps", "3", "--seed", "7", "--count", "2", "--out", listed.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let names = try FileManager.default.contentsOfDirectory(atPath: listed.path).sorted()
+        XCTAssertEqual(names, ["0000.png", "0001.png", "0002.png", "0003.png"])
+        for (i, want) in ["a red apple", "a red apple", "a cat face", "a cat face"].enumerated() {
+            let text = try PNGCodec.textChunks(listed.appendingPathComponent(names[i])).first { $0.0 == "parameters" }?.1 ?? ""
+            XCTAssert(text.hasPrefix(want + "\n") && text.contains("Sample: \(i)"), "\(names[i]): \(text)")
+        }
+        let first = try PNGCodec.read(listed.appendingPathComponent("0000.png"), mode: .rgb)
+        XCTAssertLessThanOrEqual(zip(first.scalars, image.scalars).map { abs($0 - $1) }.max() ?? 1, 2.5 / 255)
+        try Data("\n  \n".utf8).write(to: prompts)
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt-file", prompts.path, "--out", one.path])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains(prompts.path) && r.stderr.contains("no prompt"), r.stderr)
         // img2img and inpainting start from that picture.
         for extra in [["--strength", "0.5"], ["--mask", URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Recorded/in-mask.png").path]] {
             r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt", "a green apple", "--init", one.path,

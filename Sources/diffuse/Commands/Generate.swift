@@ -19,7 +19,8 @@ struct GenerateImage: ParsableCommand {
         commandName: "image",
         abstract: "Generate images (PNG) with an image model.",
         discussion: """
-        Without --model the bundled model in samples/image/ is used. --out NAME.png writes one \
+        Without --model the bundled model in samples/image/ is used (with --prompt: samples/text-to-image/, \
+        a small model trained here on emoji: "red apple", "cat face"). --out NAME.png writes one \
         file (several images: a grid, a column per class); --out DIR writes one PNG per image. \
         --init PHOTO.png starts from a picture (image-to-image, --strength), --mask MASK.png \
         regenerates only its white part (inpainting).
@@ -40,6 +41,8 @@ struct GenerateImage: ParsableCommand {
     var columns: Int?
     @Option(help: "Output: a .png file (one image, or a grid of several) or a folder (one PNG per image).") var out: String
     @Option(help: "Text-to-image models: what to draw.") var prompt: String?
+    @Option(help: "Text-to-image models: a text file of prompts, one per line (blank lines skipped), --count images of each, in one batch (a grid has a row per prompt).")
+    var promptFile: String?
     @Option(help: "Text-to-image models: what to steer away from (the unconditional side of guidance).") var negativePrompt: String?
     @Option(help: "Text-to-image models: image width in pixels, a multiple of 8 (default: the model's size).") var width: Int?
     @Option(help: "Text-to-image models: image height in pixels, a multiple of 8 (default: the model's size).") var height: Int?
@@ -59,8 +62,9 @@ struct GenerateImage: ParsableCommand {
             if let v, v < 8 || v > 4096 || v % 8 != 0 { throw ValidationError("\(name) must be a multiple of 8 within 8-4096") }
         }
         if let clipSkip, clipSkip < 0 || clipSkip > 24 { throw ValidationError("--clip-skip must be within 0-24") }
-        if prompt != nil && options.classes != nil { throw ValidationError("--prompt and --class: a model takes one or the other") }
-        if prompt == nil && (negativePrompt != nil || width != nil || height != nil || clipSkip != nil || !lora.isEmpty) {
+        if prompt != nil && promptFile != nil { throw ValidationError("--prompt and --prompt-file: give one of them") }
+        if (prompt != nil || promptFile != nil) && options.classes != nil { throw ValidationError("--prompt and --class: a model takes one or the other") }
+        if prompt == nil && promptFile == nil && (negativePrompt != nil || width != nil || height != nil || clipSkip != nil || !lora.isEmpty) {
             throw ValidationError("--negative-prompt, --width, --height, --clip-skip and --lora go with --prompt")
         }
         for l in lora {
@@ -74,11 +78,15 @@ struct GenerateImage: ParsableCommand {
         options.runtime.apply()
         if let dir = options.model.map({ URL(fileURLWithPath: $0) }),
            StableDiffusionPipeline.isPipelineFolder(dir) || StableDiffusionPipeline.isSingleFile(dir) {
-            guard let prompt else { throw ValidationError("\(dir.path) is a text-to-image model: say what to draw with --prompt") }
-            return try runPrompt(prompt, model: dir)
+            guard let prompts = try prompts() else { throw ValidationError("\(dir.path) is a text-to-image model: say what to draw with --prompt") }
+            return try runPrompt(prompts, model: dir)
         }
-        if prompt != nil {
-            throw ValidationError("--prompt needs a text-to-image model: --model a Stable Diffusion pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)")
+        if let prompts = try prompts() {
+            guard options.model == nil, let bundled = bundledModel("text-to-image") else {
+                throw ValidationError("--prompt needs a text-to-image model: --model a Stable Diffusion pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)"
+                                      + (options.model == nil ? "; no bundled one was found in samples/text-to-image" : ""))
+            }
+            return try runPrompt(prompts, model: bundled)
         }
         let (pipeline, dir) = try options.pipeline(ImageModality.self)
         let count = options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
@@ -115,13 +123,35 @@ extension GenerateImage {
     /// Text-to-image with a Stable Diffusion pipeline folder: txt2img, img2img (--init,
     /// --strength, default 0.75) and inpainting (--mask: a 9-channel inpainting unet where the
     /// folder has one, else the kept latents blended in at every step).
-    func runPrompt(_ prompt: String, model dir: URL) throws {
+    /// --prompt, or the lines of --prompt-file; nil when neither is given.
+    func prompts() throws -> [String]? {
+        if let prompt { return [prompt] }
+        guard let promptFile else { return nil }
+        let url = URL(fileURLWithPath: promptFile)
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int else {
+            throw MediaError.cannotOpen(file: url.path, reason: "cannot read the prompt file")
+        }
+        guard size <= 1 << 20 else { throw MediaError.limitExceeded(file: url.path, reason: "a prompt file is at most 1 MB") }
+        guard let text = String(data: try Data(contentsOf: url), encoding: .utf8) else {
+            throw MediaError.invalidData(file: url.path, reason: "is not UTF-8 text")
+        }
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !lines.isEmpty else { throw MediaError.invalidData(file: url.path, reason: "holds no prompt (one per line)") }
+        guard lines.count * (options.count ?? 1) <= SamplingRequest.countRange.upperBound else {
+            throw MediaError.limitExceeded(file: url.path, reason: "\(lines.count) prompts × --count \(options.count ?? 1) is more than \(SamplingRequest.countRange.upperBound) images")
+        }
+        return lines
+    }
+
+    func runPrompt(_ given: [String], model dir: URL) throws {
         let pipe = try StableDiffusionPipeline.load(dir)
         for (file, unused) in try pipe.applyLoRAs(lora.compactMap(LoRA.parseArgument)) where !unused.isEmpty {
             note("warning: \(file): \(unused.count) tensors apply to nothing in this model and were not used: "
                  + unused.prefix(6).joined(separator: ", ") + (unused.count > 6 ? ", …" : ""))
         }
-        let count = options.count ?? 1
+        let each = options.count ?? 1
+        let prompts = given.flatMap { [String](repeating: $0, count: each) }
+        let count = prompts.count
         let w = width ?? pipe.defaultSize, h = height ?? pipe.defaultSize
         let f = pipe.downFactor
         var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
@@ -155,7 +185,7 @@ extension GenerateImage {
                 request.initial = (x0, options.sampling.strength ?? 0.75)
             }
         }
-        let conditioning = PromptConditioning(prompts: [String](repeating: prompt, count: count), negativePrompt: negativePrompt ?? "",
+        let conditioning = PromptConditioning(prompts: prompts, negativePrompt: negativePrompt ?? "",
                                               clipSkip: clipSkip)
         let (latents, samples) = try pipe.generate(conditioning, request: request, height: h, width: w, inpaintingInputs: inpainting,
                                                    progress: Progress.steps(label: "generate"))
@@ -166,7 +196,7 @@ extension GenerateImage {
         let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
         let hash = ((StableDiffusionPipeline.isSingleFile(dir) ? try? SHA256.hex(file: dir) : try? DatasetAugment.modelHash(dir)) ?? "").prefix(10)
         func parameters(_ i: Int) -> [(String, String)] {
-            var p = prompt
+            var p = prompts[i]
             if let negativePrompt { p += "\nNegative prompt: \(negativePrompt)" }
             p += "\nSteps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), CFG scale: \(request.guidance), "
                 + "Seed: \(request.seed), Sample: \(i), Size: \(w)x\(h), Model hash: \(hash), Model: \(dir.lastPathComponent)"
@@ -178,7 +208,7 @@ extension GenerateImage {
             try PNGCodec.write(images.item(0), to: outURL, text: parameters(0))
             print(outURL.path)
         } else if singleFile {
-            try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, columns ?? 8)), to: outURL)
+            try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, columns ?? (each > 1 ? each : 8))), to: outURL)
             print("\(outURL.path) (\(count) images in a grid)")
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
