@@ -99,14 +99,14 @@ extension EvaluateImage {
                 + "; accuracy on the held-out names' real images: subgroup \(num(p.heldOutSubgroupAccuracy)), group \(num(p.heldOutGroupAccuracy))"
                 + " (on its own training images: \(num(p.seenSubgroupAccuracy)))",
         ]
-        let header = pad("", 10) + pad("prompts", 10) + lpad("subgroup", 9) + lpad("group", 7) + lpad("nearest", 9) + lpad("top-5", 7)
+        let header = pad("", 10) + pad("prompts", 13) + lpad("subgroup", 9) + lpad("group", 7) + lpad("nearest", 9) + lpad("top-5", 7)
             + lpad("FD (× floor)", 17) + lpad("precision", 11) + lpad("recall", 8) + lpad("s", 7)
         func rows(_ point: PromptEvaluationReport.Point, _ label: String) -> [String] {
             var out: [String] = []
             for (name, s) in [("seen", point.seen), ("held-out", point.heldOut)] {
                 guard let s else { continue }
                 let fd = s.fd.map { String(format: "%.2f (%.2f×)", $0.generated, $0.ratio) } ?? "n/a"
-                out.append(pad(out.isEmpty ? label : "", 10) + pad("\(name) \(s.prompts)", 10) + lpad(num(s.subgroupAccuracy), 9)
+                out.append(pad(out.isEmpty ? label : "", 10) + pad("\(name) \(s.prompts)", 13) + lpad(num(s.subgroupAccuracy), 9)
                            + lpad(num(s.groupAccuracy), 7) + lpad(num(s.nearestIsNamed), 9) + lpad(num(s.namedInNearest5), 7) + lpad(fd, 17)
                            + lpad(num(s.precisionRecall?.precision), 11) + lpad(num(s.precisionRecall?.recall), 8)
                            + lpad(out.isEmpty ? String(format: "%.0f", point.seconds) : "", 7))
