@@ -388,3 +388,8 @@ extension UNet1DConfig {
         return c
     }
 }
+
+extension UNet1DConfig: FloatTypedConfig {
+    /// The keys `UNet1DModel.__init__` types as float (diffusers 0.42.1).
+    public static let floatKeys: Set<String> = ["freq_shift"]
+}

@@ -171,3 +171,8 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
     /// diffusers' `tile_latent_min_size`: int(sample_size / 2^(levels − 1)) (64 for SD 1.5).
     public var tileLatentMinSize: Int { Int(Double(sampleSize[0]) / Double(downFactor)) }
 }
+
+extension AutoencoderKLConfig: FloatTypedConfig {
+    /// The keys `AutoencoderKL.__init__` types as float (diffusers 0.42.1).
+    public static let floatKeys: Set<String> = ["scaling_factor", "shift_factor"]
+}

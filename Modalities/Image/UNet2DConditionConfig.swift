@@ -376,3 +376,8 @@ public struct UNet2DConditionConfig: Codable, Equatable, Sendable {
         return total
     }
 }
+
+extension UNet2DConditionConfig: FloatTypedConfig {
+    /// The keys `UNet2DConditionModel.__init__` types as float (diffusers 0.42.1).
+    public static let floatKeys: Set<String> = ["mid_block_scale_factor", "dropout", "norm_eps", "resnet_out_scale_factor"]
+}

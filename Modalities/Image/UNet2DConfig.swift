@@ -168,3 +168,8 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
     public var timeEmbedDim: Int { timeEmbeddingDim ?? blockOutChannels[0] * 4 }
     public var isClassConditional: Bool { numClassEmbeds != nil || classEmbedType == .timestep }
 }
+
+extension UNet2DConfig: FloatTypedConfig {
+    /// The keys `UNet2DModel.__init__` types as float (diffusers 0.42.1).
+    public static let floatKeys: Set<String> = ["mid_block_scale_factor", "dropout", "norm_eps"]
+}

@@ -75,3 +75,8 @@ public struct VideoUNetConfig: Codable, Equatable, Sendable {
     /// Frame height and width (the spatial `sample_size`, 32×32 when unset).
     public var frameSize: [Int] { spatial.sampleSize ?? [32, 32] }
 }
+
+extension VideoUNetConfig: FloatTypedConfig {
+    /// The spatial UNet2DModel's float keys, and the frame rate.
+    public static let floatKeys: Set<String> = UNet2DConfig.floatKeys.union(["frame_rate"])
+}

@@ -187,35 +187,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
 
     /// Parses the file's bytes. Python's bare `Infinity` / `-Infinity` / `NaN` are accepted.
     public static func decode(_ data: Data) throws -> SchedulerConfig {
-        try JSONDecoder().decode(SchedulerConfig.self, from: quotingNonFiniteLiterals(data))
-    }
-
-    /// Rewrites bare `-Infinity`, `Infinity`, `NaN` outside strings as JSON strings.
-    static func quotingNonFiniteLiterals(_ data: Data) -> Data {
-        let bytes = [UInt8](data)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + 16)
-        var i = 0, inString = false
-        let words: [[UInt8]] = [Array("-Infinity".utf8), Array("Infinity".utf8), Array("NaN".utf8)]
-        while i < bytes.count {
-            let b = bytes[i]
-            if inString {
-                out.append(b)
-                if b == UInt8(ascii: "\\"), i + 1 < bytes.count { out.append(bytes[i + 1]); i += 2; continue }
-                if b == UInt8(ascii: "\"") { inString = false }
-                i += 1
-                continue
-            }
-            if b == UInt8(ascii: "\"") { inString = true; out.append(b); i += 1; continue }
-            if let w = words.first(where: { i + $0.count <= bytes.count && Array(bytes[i..<i + $0.count]) == $0 }) {
-                out.append(UInt8(ascii: "\"")); out.append(contentsOf: w); out.append(UInt8(ascii: "\""))
-                i += w.count
-                continue
-            }
-            out.append(b)
-            i += 1
-        }
-        return Data(out)
+        try JSONDecoder().decode(SchedulerConfig.self, from: ConfigFile.quotingNonFiniteLiterals(data))
     }
 
     /// JSON with sorted keys and two-space indent, as diffusers' `save_config` writes.
@@ -224,11 +196,18 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Infinite numbers are encoded as the strings "-Infinity"/"Infinity"; diffusers reads
         // (and writes) them as bare Python literals.
-        var text = String(decoding: try e.encode(self), as: UTF8.self)
+        var text = String(decoding: ConfigFile.markingFloats(try e.encode(self), keys: Self.floatKeys), as: UTF8.self)
         text = text.replacingOccurrences(of: "\"-Infinity\"", with: "-Infinity")
             .replacingOccurrences(of: "\"Infinity\"", with: "Infinity")
         return Data((text + "\n").utf8)
     }
+
+    /// Keys that every scheduler class with them types as `float` in its `__init__` (diffusers
+    /// 0.42.1; UniPC's `sigma_max` is untyped there): written as `1.0`, not `1`.
+    public static let floatKeys: Set<String> = [
+        "beta_start", "beta_end", "clip_sample_range", "dynamic_thresholding_ratio", "flow_shift", "lambda_min_clipped",
+        "sample_max_value", "sigma_max", "sigma_min", "timestep_scaling",
+    ]
 
     /// The class this config selects; throws for classes we do not reproduce.
     public func schedulerClass() throws -> SchedulerClass {

@@ -164,3 +164,13 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
 
     public var hasProjection: Bool { architectures?.contains("CLIPTextModelWithProjection") ?? false }
 }
+
+extension CLIPTextConfig: FloatTypedConfig {
+    /// transformers 5's `@strict` CLIPTextConfig refuses `1` where it types a float (`layer_norm_eps`,
+    /// `initializer_range`, `initializer_factor`); `attention_dropout` is `int | float` and
+    /// `dropout` and the generation floats are transformers 4's, written as floats as it wrote them.
+    public static let floatKeys: Set<String> = [
+        "layer_norm_eps", "attention_dropout", "initializer_range", "initializer_factor", "dropout",
+        "temperature", "top_p", "typical_p", "repetition_penalty", "length_penalty", "diversity_penalty",
+    ]
+}

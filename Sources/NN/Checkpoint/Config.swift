@@ -142,12 +142,95 @@ public enum ConfigFile {
         }
     }
 
-    /// Writes a config as pretty JSON with sorted keys (atomically).
-    public static func write<T: Encodable>(_ value: T, to url: URL) throws {
+    /// Writes a config as pretty JSON with sorted keys (atomically). The top-level keys in
+    /// `floatKeys` (default: the type's `FloatTypedConfig.floatKeys`) are written as floats.
+    public static func write<T: Encodable>(_ value: T, to url: URL, floatKeys: Set<String>? = nil) throws {
+        try AtomicFile.write(try jsonData(value, floatKeys: floatKeys), to: url)
+    }
+
+    /// The bytes `write` writes: pretty JSON with sorted keys, two-space indent, a final newline.
+    public static func jsonData<T: Encodable>(_ value: T, floatKeys: Set<String>? = nil) throws -> Data {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var data = try enc.encode(value)
+        let keys = floatKeys ?? (T.self as? FloatTypedConfig.Type)?.floatKeys ?? []
+        var data = try markingFloats(enc.encode(value), keys: keys)
         data.append(0x0A)
-        try AtomicFile.write(data, to: url)
+        return data
     }
+
+    /// Pretty-printed JSON (one top-level key per line, two-space indent, as JSONEncoder and
+    /// Python's `json.dumps(indent=2)` write it) with every integral number at a top-level key of
+    /// `keys` written as a float: `"initializer_factor" : 1` becomes `... : 1.0`. JSONEncoder
+    /// writes 1.0 as `1`, and transformers 5's strict configs refuse an int where they type a
+    /// float. Other lines are left byte for byte.
+    public static func markingFloats(_ json: Data, keys: Set<String>) -> Data {
+        if keys.isEmpty { return json }
+        var lines = String(decoding: json, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        for (i, line) in lines.enumerated() {
+            guard line.hasPrefix("  \""), !line.hasPrefix("   ") else { continue }
+            let rest = line.dropFirst(3)
+            guard let close = rest.firstIndex(of: "\""), keys.contains(String(rest[..<close])) else { continue }
+            var value = rest[rest.index(after: close)...].drop(while: { $0 == " " })
+            guard value.first == ":" else { continue }
+            value = value.dropFirst().drop(while: { $0 == " " })
+            let comma = value.hasSuffix(",")
+            let number = comma ? value.dropLast() : value
+            let digits = number.first == "-" ? number.dropFirst() : number
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { continue }
+            lines[i] = String(line.dropLast(comma ? 1 : 0)) + ".0" + (comma ? "," : "")
+        }
+        return Data(lines.joined(separator: "\n").utf8)
+    }
+
+    /// Rewrites bare `-Infinity`, `Infinity`, `NaN` outside strings as JSON strings
+    /// (Python's json writes ±inf and nan so; Foundation's decoder rejects them).
+    public static func quotingNonFiniteLiterals(_ data: Data) -> Data {
+        let bytes = [UInt8](data)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 16)
+        var i = 0, inString = false
+        let words: [[UInt8]] = [Array("-Infinity".utf8), Array("Infinity".utf8), Array("NaN".utf8)]
+        while i < bytes.count {
+            let b = bytes[i]
+            if inString {
+                out.append(b)
+                if b == UInt8(ascii: "\\"), i + 1 < bytes.count { out.append(bytes[i + 1]); i += 2; continue }
+                if b == UInt8(ascii: "\"") { inString = false }
+                i += 1
+                continue
+            }
+            if b == UInt8(ascii: "\"") { inString = true; out.append(b); i += 1; continue }
+            if let w = words.first(where: { i + $0.count <= bytes.count && Array(bytes[i..<i + $0.count]) == $0 }) {
+                out.append(UInt8(ascii: "\"")); out.append(contentsOf: w); out.append(UInt8(ascii: "\""))
+                i += w.count
+                continue
+            }
+            out.append(b)
+            i += 1
+        }
+        return Data(out)
+    }
+
+    /// Repairs a config file that wrote integral floats as integers (diffuse before it marked
+    /// them, or any other writer): `markingFloats` on its bytes, so nothing else changes. A file
+    /// that is not a pretty-printed JSON object is left as it is. Returns whether it changed.
+    @discardableResult
+    public static func repairFloats(at url: URL, floatKeys: Set<String>) throws -> Bool {
+        let old: Data
+        do { old = try Data(contentsOf: url) } catch { throw ConfigError(key: url.lastPathComponent, reason: "cannot read \(url.path)") }
+        let parse = { (d: Data) in try? JSONDecoder().decode([String: JSONValue].self, from: quotingNonFiniteLiterals(d)) }
+        guard let before = parse(old) else {
+            throw ConfigError(key: url.lastPathComponent, reason: "\(url.path) is not a JSON object")
+        }
+        let new = markingFloats(old, keys: floatKeys)
+        guard new != old, parse(new) == before else { return false }
+        try AtomicFile.write(new, to: url)
+        return true
+    }
+}
+
+/// A config whose reference class (diffusers' or transformers') types some keys as `float`:
+/// `ConfigFile.write` writes their values as floats (`1.0`, not `1`), as Python writes them.
+public protocol FloatTypedConfig {
+    static var floatKeys: Set<String> { get }
 }

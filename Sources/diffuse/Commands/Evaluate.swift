@@ -72,11 +72,16 @@ struct EvaluateImage: ParsableCommand {
         --out DIR` writes them, or builtin:fashion-mnist / builtin:fashion-mnist-test; all are resized \
         to --size. Trained probes are cached in $XDG_CACHE_HOME/diffuse/probes (~/.cache/diffuse/probes) \
         under a hash of the real folder's file names, sizes and modification times and the settings.
+        Prompt mode, for a text-to-image model: `--prompts DIR --model M` draws images of the names \
+        of a captioned folder (seen ones, and held-out ones from its holdout.jsonl) and judges them \
+        with a probe trained on the seen names' real images by subgroup: subgroup and group \
+        accuracy, how often the nearest real image is the named one, FD and precision/recall, over \
+        a guidance sweep and a steps sweep (--guidance, --steps, --max-prompts bounds the time).
         """
     )
 
-    @Option(help: "Real images: DIR/<class>/*.png, builtin:fashion-mnist or builtin:fashion-mnist-test.") var real: String
-    @Option(help: "Generated images: DIR/<class>/*.png or DIR/NNNN-<class>.png.") var generated: String
+    @Option(help: "Real images: DIR/<class>/*.png, builtin:fashion-mnist or builtin:fashion-mnist-test.") var real: String?
+    @Option(help: "Generated images: DIR/<class>/*.png or DIR/NNNN-<class>.png.") var generated: String?
     @Option(help: "Held-out real images for --augmentation-gain (then all of --real trains; default: the held-out half of --real).")
     var test: String?
     @Flag(help: "Also train the probe on real only and on real + generated, and compare their accuracy on held-out real images.")
@@ -89,10 +94,18 @@ struct EvaluateImage: ParsableCommand {
     @Option(help: "Probe training steps (default: 64 epochs of its training images, within 500-1000).") var probeSteps: Int?
     @Flag(help: "Train the probe afresh and keep it out of the cache.") var noCache = false
     @Flag(help: "JSON output.") var json = false
+    @OptionGroup var promptMode: PromptModeOptions
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
-        for (flag, value) in [("--real", real), ("--test", test ?? "")] where value.hasPrefix("builtin:") {
+        if promptMode.prompts != nil {
+            if real != nil || generated != nil || test != nil || limit != nil || augmentationGain {
+                throw ValidationError("--prompts (prompt mode) takes no --real, --generated, --test, --limit or --augmentation-gain")
+            }
+        } else if real == nil || generated == nil {
+            throw ValidationError("give --real and --generated (class models), or --prompts and --model (a text-to-image model)")
+        }
+        for (flag, value) in [("--real", real ?? ""), ("--test", test ?? "")] where value.hasPrefix("builtin:") {
             if !ImageSource.builtins.contains(value) {
                 throw ValidationError("\(flag): the built-in sets are \(ImageSource.builtins.joined(separator: ", "))")
             }
@@ -103,6 +116,8 @@ struct EvaluateImage: ParsableCommand {
     }
 
     func run() throws {
+        if let prompts = promptMode.prompts, let model = promptMode.model { return try runPrompts(prompts, model: model) }
+        guard let real, let generated else { return }  // validate() requires both
         runtime.apply()
         let started = Date()
         let realSet = try ImageSource.load(real, channels: nil, size: size, limit: limit, seed: seed)
