@@ -139,6 +139,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// Fills in place (not recorded by autograd).
     public func fill(_ value: Float) {
+        if storage === Tensor.noElements { return }  // a placeholder: nothing behind it to fill
         let p = SendablePointer(data)
         Parallel.chunks(count, grain: 1 << 16) { s, e in
             (p.p + s).initialize(repeating: value, count: e - s)
