@@ -38,7 +38,7 @@ demo: build
 FUZZ_SECONDS ?= 10
 FUZZ_TARGETS ?= png wav mp4 safetensors checkpoint config tokenizer manifest
 fuzz: deps
-	$(SWIFT) build --package-path Fuzz -c release -Xswiftc -sanitize=fuzzer
+	$(SWIFT) build --package-path Fuzz -c release -Xswiftc -sanitize=fuzzer -Xswiftc -use-ld=lld
 	cd Fuzz && for t in $(FUZZ_TARGETS); do \
 	  extra=""; \
 	  case $$t in png) extra=../Tests/ImageTests/Formats;; wav) extra=../Tests/AudioTests/Corrupt;; \

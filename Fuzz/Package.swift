@@ -2,7 +2,7 @@
 // libFuzzer targets for every parser of user files (issue 21), outside the main package so that
 // `swift build` there never needs libFuzzer. Built and run by `make fuzz` (see ../Makefile):
 //
-//     swift build --package-path Fuzz -c release -Xswiftc -sanitize=fuzzer
+//     swift build --package-path Fuzz -c release -Xswiftc -sanitize=fuzzer -Xswiftc -use-ld=lld  (gold cannot link it)
 //     Fuzz/.build/release/diffuse-fuzz TARGET [libFuzzer flags] [corpus folders]
 //
 // TARGET: png, wav, mp4, safetensors, config, tokenizer, manifest, checkpoint.
