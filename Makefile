@@ -3,7 +3,7 @@ SWIFT ?= swift
 # Tests run on the optimised build: numeric Swift in debug is 10-50x slower.
 TEST_FLAGS ?= -c release -Xswiftc -enable-testing
 
-.PHONY: deps build test demo clean
+.PHONY: deps build test demo clean fuzz
 
 deps:
 	scripts/install-deps
@@ -32,5 +32,22 @@ demo: build
 	@echo "demo/ now holds:"; ls -l demo
 	@echo "the grid of all ten classes: demo/fashion-mnist-grid.png"
 
+# libFuzzer over every parser of user files (Fuzz/, a package of its own): each target for
+# FUZZ_SECONDS (default 10, CI-sized; a long run: make fuzz FUZZ_SECONDS=3600), starting from
+# Fuzz/Corpus/<target> plus the test corpora. A crash leaves crash-* in Fuzz/ and fails the run.
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS ?= png wav mp4 safetensors checkpoint config tokenizer manifest
+fuzz: deps
+	$(SWIFT) build --package-path Fuzz -c release -Xswiftc -sanitize=fuzzer -Xswiftc -use-ld=lld
+	cd Fuzz && for t in $(FUZZ_TARGETS); do \
+	  extra=""; \
+	  case $$t in png) extra=../Tests/ImageTests/Formats;; wav) extra=../Tests/AudioTests/Corrupt;; \
+	    mp4) extra=../Tests/VideoTests/Corrupt;; safetensors|checkpoint) extra=../Tests/NNTests/Corrupt;; \
+	    config) extra=../Tests/CLITests/Hostile/configs;; esac; \
+	  echo "== $$t"; \
+	  .build/release/diffuse-fuzz $$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	    Corpus/$$t $$extra || exit 1; \
+	done
+
 clean:
-	rm -rf .build demo
+	rm -rf .build demo Fuzz/.build

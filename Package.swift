@@ -113,7 +113,7 @@ let package = Package(
                     path: "Tests/VideoModelTests"),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "TestSupport", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests",
-                    exclude: ["Recorded"]),
+                    exclude: ["Recorded", "Hostile"]),
         // Metrics against closed forms, the probe, and `diffuse evaluate image|video` end to end (runs the executable).
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "TestSupport", "Image", "Video", "NN", "Tensor"],
                     path: "Tests/EvaluationTests"),

@@ -32,6 +32,22 @@ public struct AudioClip {
         return AudioClip(samples: out, sampleRate: sampleRate)
     }
 
+    /// The first `length` samples at `rate` (fewer when the clip is shorter): cut before
+    /// resampling to the input they need, so a long or low-rate file never resamples more than
+    /// is used.
+    public func window(rate: Int, length: Int) -> AudioClip {
+        // Input samples behind `length` outputs, plus the resampling filter's reach.
+        let need = Int((Double(length) * Double(sampleRate) / Double(rate)).rounded(.up)) + 2 * Resampler(from: sampleRate, to: rate).halfTaps + 1
+        var clip = self
+        if need < self.length {
+            let c = channels, n = self.length
+            let t = Tensor.zeros([c, need])
+            for ch in 0..<c { (t.data + ch * need).update(from: samples.data + ch * n, count: need) }
+            clip = AudioClip(samples: t, sampleRate: sampleRate)
+        }
+        return clip.resampled(to: rate)
+    }
+
     /// The clip at another sample rate, through a band-limited Kaiser-windowed sinc filter.
     public func resampled(to rate: Int) -> AudioClip {
         if rate == sampleRate { return self }
@@ -49,10 +65,17 @@ public enum AudioCodec {
         public var maxSampleRate: Int
         /// Total samples over all channels.
         public var maxSamples: Int
-        public init(maxChannels: Int = 64, maxSampleRate: Int = 768_000, maxSamples: Int = 1 << 31) {
+        /// Below this a header's rate is nonsense (and resampling it up would multiply the samples).
+        public var minSampleRate: Int
+        /// Read only the first seconds (nil: all): what a model's window can use.
+        public var maxSeconds: Double?
+        public init(maxChannels: Int = 64, maxSampleRate: Int = 768_000, maxSamples: Int = 1 << 31,
+                    minSampleRate: Int = 1000, maxSeconds: Double? = nil) {
             self.maxChannels = maxChannels
             self.maxSampleRate = maxSampleRate
             self.maxSamples = maxSamples
+            self.minSampleRate = minSampleRate
+            self.maxSeconds = maxSeconds
         }
     }
 

@@ -40,8 +40,8 @@ public final class AudioFolder {
         var out = [Float](repeating: 0, count: length)
         let url = files[i].url
         do {
-            var clip = try AudioCodec.read(url).mono()
-            if clip.sampleRate != sampleRate { clip = clip.resampled(to: sampleRate) }
+            let clip = try AudioCodec.read(url, limits: .init(maxSeconds: Double(length) / Double(sampleRate) + 1)).mono()
+                .window(rate: sampleRate, length: length)
             let n = Swift.min(length, clip.length)
             for j in 0..<n { out[j] = clip.samples.data[j] }
         } catch {

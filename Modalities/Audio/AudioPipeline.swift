@@ -95,6 +95,17 @@ extension UNet1DModel: FolderModel {
         return [config.inChannels, Swift.max(config.minimumLength, (config.sampleSize ?? 65_536) / k * k)]
     }
 
+    /// Per block: the skip state and a block's intermediates (~6 + layers) at its width, the
+    /// length halving from level to level at most once per block.
+    public func activationBytes(_ shape: [Int]) -> Double {
+        var total = 0.0, length = Double(shape[2])
+        for c in config.blockOutChannels {
+            total += 4 * Double(shape[0]) * Double(c) * length * Double(config.layersPerBlock + 6)
+            length = Swift.max(1, length / 2)
+        }
+        return total
+    }
+
     public func problem(with shape: [Int]) -> String? {
         let c = config
         guard shape.count == 3, shape[1] == c.inChannels, shape[0] >= 1 else {
@@ -124,9 +135,9 @@ extension Pipeline where M == AudioModality {
     /// An audio file as `count` copies [N, C, length]: mixed to mono (or the first channels),
     /// resampled to the model's rate, cut or zero-padded at the end.
     public func loadClip(_ url: URL, count: Int, length: Int) throws -> Tensor {
-        var clip = try AudioCodec.read(url)
+        var clip = try AudioCodec.read(url, limits: .init(maxSeconds: Double(length) / Double(sampleRate) + 1))
         if channels == 1 { clip = clip.mono() }
-        if clip.sampleRate != sampleRate { clip = clip.resampled(to: sampleRate) }
+        clip = clip.window(rate: sampleRate, length: length)
         let one = Tensor.zeros([1, channels, length])
         for c in 0..<channels {
             let src = Swift.min(c, clip.channels - 1)

@@ -23,6 +23,11 @@ enum SndFile {
         let channels = Int(info.channels), rate = Int(info.samplerate)
         try MediaLimits.check(channels, max: limits.maxChannels, "channel count", file: path)
         try MediaLimits.check(rate, max: limits.maxSampleRate, "sample rate", file: path)
+        guard rate >= limits.minSampleRate else {
+            throw MediaError.limitExceeded(file: path, reason: "sample rate is \(rate) Hz, below the minimum \(limits.minSampleRate) Hz")
+        }
+        // Frames wanted: all, or the first maxSeconds.
+        let wanted = limits.maxSeconds.map { Int(Swift.min(Double(Int.max / 2), ($0 * Double(rate)).rounded(.up))) } ?? Int.max
         let declared = info.frames
         if declared != Int64.max {
             guard declared >= 0, declared <= Int64(limits.maxSamples / channels) else {
@@ -36,8 +41,9 @@ enum SndFile {
         samples.reserveCapacity(min(Int(max(declared, 0)), 1 << 22) * channels)
         var chunk = [Float](repeating: 0, count: chunkFrames * channels)
         var total = 0
-        while true {
-            let got = chunk.withUnsafeMutableBufferPointer { sf_readf_float(sf, $0.baseAddress, sf_count_t(chunkFrames)) }
+        while total < wanted {
+            let ask = Swift.min(chunkFrames, wanted - total)
+            let got = chunk.withUnsafeMutableBufferPointer { sf_readf_float(sf, $0.baseAddress, sf_count_t(ask)) }
             if got <= 0 { break }
             total += Int(got)
             guard total * channels <= limits.maxSamples else {
@@ -49,7 +55,7 @@ enum SndFile {
         if err != 0 {
             throw MediaError.invalidData(file: path, reason: String(cString: sf_strerror(sf)))
         }
-        if declared != Int64.max && Int64(total) < declared {
+        if declared != Int64.max && Int64(total) < declared && total < wanted {
             throw MediaError.invalidData(file: path, reason: "truncated: header declares \(declared) frames, only \(total) decode")
         }
         guard total > 0 else {

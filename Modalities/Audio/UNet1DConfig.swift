@@ -175,10 +175,19 @@ public struct UNet1DConfig: Codable, Equatable, Sendable {
     /// Follows channels and length (as a level: the input halved `level` times) through the
     /// blocks exactly as diffusers wires them, checking each block's expectations.
     func plan() throws -> Plan {
+        typealias C = ConfigCheck
         let ch = blockOutChannels, n = ch.count
-        guard n >= 1, ch.allSatisfy({ $0 > 0 }) else {
-            throw ConfigError(key: "block_out_channels", reason: "needs at least one positive width, got \(ch)")
-        }
+        try C.ints("block_out_channels", ch, 1...C.maxWidth, maxCount: 2 * C.maxBlocks)
+        try C.int("in_channels", inChannels, 1...C.maxWidth)
+        try C.int("out_channels", outChannels, 1...C.maxWidth)
+        try C.int("extra_in_channels", extraInChannels, 0...C.maxWidth)
+        try C.int("layers_per_block", layersPerBlock, 0...C.maxLayers)
+        try C.int("time_embedding_dim", timeEmbeddingDim, 1...C.maxWidth)
+        try C.int("num_class_embeds", numClassEmbeds, 1...C.maxEmbeddings)
+        try C.int("sample_size", sampleSize, 1...C.maxLength)
+        try C.int("sample_rate", sampleRate, 1...768_000)
+        try C.int("norm_num_groups", normNumGroups, 1...C.maxWidth)
+        try C.finite("freq_shift", freqShift)
         guard downBlockTypes.count == n else {
             throw ConfigError(key: "down_block_types", reason: "\(downBlockTypes.count) blocks for \(n) block_out_channels")
         }

@@ -124,6 +124,10 @@ extension UNet2DModel: FolderModel {
         return [config.inChannels, s[0], s[1]]
     }
 
+    public func activationBytes(_ shape: [Int]) -> Double {
+        config.activationBytes(batch: Double(shape[0]), height: shape[2], width: shape[3])
+    }
+
     public func problem(with shape: [Int]) -> String? {
         let c = config
         guard shape.count == 4, shape[1] == c.inChannels, shape[0] >= 1 else {

@@ -78,7 +78,7 @@ public struct LoRA {
             for n in [dn, un] where ![2, 4].contains(file.entry(n)!.shape.count) {
                 throw invalid("LoRA factor \(n) has shape \(file.entry(n)!.shape); 2 or 4 dims were expected")
             }
-            let down = try file.tensor(dn), up = try file.tensor(un)
+            let down = try file.weight(dn), up = try file.weight(un)
             guard down.rank == 2 || down.rank == 4, up.rank == 2 || up.rank == 4, up.shape[1] == down.shape[0],
                   up.shape.dropFirst(2).allSatisfy({ $0 == 1 }) else {
                 throw invalid("LoRA factors \(dn) \(down.shape) and \(un) \(up.shape) do not form a rank-r product")

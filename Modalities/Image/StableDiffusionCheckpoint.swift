@@ -389,7 +389,7 @@ public struct SingleFileComponent: TensorSource {
         guard let r = recipes[name] else {
             throw MediaError.invalidData(file: file.url.path, reason: "no \(component) tensor named '\(name)'")
         }
-        let t = try file.tensor(r.source)
+        let t = try file.weight(r.source)
         switch r.transform {
         case .copy: return t
         case .squeeze: return t.reshaped(r.shape)

@@ -214,7 +214,7 @@ public enum TextToImageTraining {
                                  onStep: (TrainingStep) -> Bool) throws -> AutoencoderKL {
         try FileManager.default.createDirectory(at: out.appendingPathComponent("previews"), withIntermediateDirectories: true)
         NNInit.seed(recipe.vaeTraining.seed)
-        let vae = try AutoencoderKL(config: recipe.vae)
+        let vae = try NNInit.budgeted("training an AutoencoderKL", bytesPerParameter: NNInit.training) { try AutoencoderKL(config: recipe.vae) }
         let n = images.shape[0], f = vae.downFactor
         let latentShape = [recipe.vae.latentChannels, images.shape[2] / f, images.shape[3] / f]
         let trainer = try Trainer(module: vae, options: recipe.vaeTraining) { x, _, rng in
@@ -272,8 +272,8 @@ public enum TextToImageTraining {
         let tokenizer = try CLIPTokenizer(folder: tokenizerDir)
         let tokens = captions.map { tokenizer($0) } + [tokenizer("")]
         NNInit.seed(recipe.training.seed)
-        let textEncoder = try CLIPTextModel(config: recipe.textEncoder)
-        let unet = try UNet2DConditionModel(config: recipe.unet)
+        let textEncoder = try NNInit.budgeted("training a CLIPTextModel", bytesPerParameter: NNInit.training) { try CLIPTextModel(config: recipe.textEncoder) }
+        let unet = try NNInit.budgeted("training a UNet2DConditionModel", bytesPerParameter: NNInit.training) { try UNet2DConditionModel(config: recipe.unet) }
         let denoiser = CaptionTableDenoiser(unet: unet, textEncoder: textEncoder, tokens: tokens)
         let objective = DiffusionObjective(schedule: try recipe.scheduler.noiseSchedule(),
                                            prediction: try recipe.scheduler.parameterization().prediction,

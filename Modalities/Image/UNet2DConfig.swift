@@ -132,37 +132,72 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
         try w.setOptional("num_train_timesteps", numTrainTimesteps)
     }
 
-    /// Impossible combinations, as a `ConfigError` naming the key.
+    /// Impossible combinations and out-of-range numbers, as a `ConfigError` naming the key,
+    /// before anything is allocated (whether the model fits in memory is `MemoryBudget`'s call).
     public func validate() throws {
+        typealias C = ConfigCheck
+        try C.ints("block_out_channels", blockOutChannels, 1...C.maxWidth)
         let n = blockOutChannels.count
-        guard n >= 1, blockOutChannels.allSatisfy({ $0 > 0 }) else {
-            throw ConfigError(key: "block_out_channels", reason: "needs at least one positive width, got \(blockOutChannels)")
-        }
         guard downBlockTypes.count == n else {
             throw ConfigError(key: "down_block_types", reason: "\(downBlockTypes.count) blocks for \(n) block_out_channels")
         }
         guard upBlockTypes.count == n else {
             throw ConfigError(key: "up_block_types", reason: "\(upBlockTypes.count) blocks for \(n) block_out_channels")
         }
-        guard inChannels > 0, outChannels > 0 else { throw ConfigError(key: "in_channels", reason: "channels must be positive") }
-        guard layersPerBlock >= 1 else { throw ConfigError(key: "layers_per_block", reason: "must be >= 1") }
+        try C.int("in_channels", inChannels, 1...C.maxWidth)
+        try C.int("out_channels", outChannels, 1...C.maxWidth)
+        try C.int("layers_per_block", layersPerBlock, 1...C.maxLayers)
+        try C.int("time_embedding_dim", timeEmbeddingDim, 1...C.maxWidth)
+        try C.int("downsample_padding", downsamplePadding, 0...2)
+        try C.float("dropout", dropout, 0...0.999)
+        try C.positive("norm_eps", normEps)
+        try C.finite("freq_shift", freqShift)
+        try C.finite("mid_block_scale_factor", midBlockScaleFactor)
+        guard midBlockScaleFactor != 0 else { throw ConfigError(key: "mid_block_scale_factor", reason: "must not be 0 (the attention output is divided by it)") }
         let groups = normNumGroups ?? Swift.min(blockOutChannels[0] / 4, 32)
-        for c in blockOutChannels where groups < 1 || c % groups != 0 {
-            throw ConfigError(key: "norm_num_groups", reason: "\(groups) groups do not divide block width \(c)")
-        }
+        try C.groups("norm_num_groups", groups, divide: blockOutChannels)
+        // Attention widths: the Attn blocks' channels, and the mid block's (the last width).
+        var attended = zip(downBlockTypes, blockOutChannels).filter { $0.0 == .attnDownBlock2D }.map(\.1)
+            + zip(upBlockTypes, blockOutChannels.reversed()).filter { $0.0 == .attnUpBlock2D }.map(\.1)
+        let midAttends = midBlockType != nil && addAttention
+        if midAttends { attended.append(blockOutChannels[n - 1]) }
         if let h = attentionHeadDim {
-            guard h > 0 else { throw ConfigError(key: "attention_head_dim", reason: "must be positive") }
+            for c in attended where h < 1 || c % h != 0 {
+                throw ConfigError(key: "attention_head_dim", reason: "\(h) does not divide attention width \(c) (heads = width / head_dim)")
+            }
+        }
+        if midAttends, let g = attnNormNumGroups ?? (resnetTimeScaleShift == .default ? groups : nil) {
+            try C.groups(attnNormNumGroups == nil ? "norm_num_groups" : "attn_norm_num_groups", g, divide: [blockOutChannels[n - 1]])
         }
         if timeEmbeddingType == .learned && (numTrainTimesteps ?? 0) < 1 {
             throw ConfigError(key: "num_train_timesteps", reason: "required for time_embedding_type \"learned\"")
         }
+        try C.int("num_train_timesteps", numTrainTimesteps, 1...C.maxEmbeddings)
         if classEmbedType == .identity {
             throw ConfigError(key: "class_embed_type", reason: "\"identity\" (raw embeddings as labels) is not supported")
         }
-        if let k = numClassEmbeds, k < 1 { throw ConfigError(key: "num_class_embeds", reason: "must be >= 1") }
-        if let s = sampleSize, s.count != 2 || s.contains(where: { $0 < 1 }) {
-            throw ConfigError(key: "sample_size", reason: "must be a positive int or [height, width], got \(s)")
+        try C.int("num_class_embeds", numClassEmbeds, 1...C.maxEmbeddings)
+        if let s = sampleSize {
+            guard s.count == 2, s.allSatisfy({ (1...C.maxSide).contains($0) }) else {
+                throw ConfigError(key: "sample_size", reason: "must be an int or [height, width] in 1...\(C.maxSide), got \(s)")
+            }
+            let f = 1 << (n - 1)
+            guard s.allSatisfy({ $0 % f == 0 }) else {
+                throw ConfigError(key: "sample_size", reason: "\(s) is not a multiple of \(f), what \(n - 1) downsamplings need")
+            }
         }
+    }
+
+    /// Roughly the bytes a forward pass over `batch` images of height × width holds: per level
+    /// the skip states (layers + 1) and a resnet's intermediates (~5) at that level's width and
+    /// size. Attention is chunked (never quadratic in the pixels).
+    public func activationBytes(batch: Double, height: Int, width: Int) -> Double {
+        var total = 0.0, pixels = Double(height) * Double(width)
+        for c in blockOutChannels {
+            total += 4 * batch * Double(c) * pixels * Double(layersPerBlock + 6)
+            pixels /= 4
+        }
+        return total
     }
 
     public var timeEmbedDim: Int { timeEmbeddingDim ?? blockOutChannels[0] * 4 }

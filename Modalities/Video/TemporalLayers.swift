@@ -111,8 +111,8 @@ public final class TemporalConv: Module {
 
     public init(channels: Int, groups: Int, eps: Float = 1e-5) {
         norm = GroupNorm(groups: groups, channels: channels, eps: eps)
-        weight = Tensor.zeros([channels, channels, 3, 1], requiresGrad: true)
-        bias = Tensor.zeros([channels], requiresGrad: true)
+        weight = NNInit.constant([channels, channels, 3, 1], 0)
+        bias = NNInit.constant([channels], 0)
     }
 
     public var channels: Int { norm.channels }

@@ -67,7 +67,7 @@ public enum VideoModality: Modality {
     /// the run resumes from a checkpoint. Before the trainer exists: its EMA starts from these weights.
     public static func makeModel(for recipe: VideoRecipe, resuming: Bool) throws -> VideoUNetModel {
         NNInit.seed(recipe.training.seed)
-        let unet = try VideoUNetModel(config: recipe.model)
+        let unet = try NNInit.budgeted("training a VideoUNetModel", bytesPerParameter: NNInit.training) { try VideoUNetModel(config: recipe.model) }
         if let from = recipe.extras.initFrom, !resuming {
             try unet.loadSpatial(from: try UNet2DModel.load(URL(fileURLWithPath: from)), source: from)
         }
@@ -165,6 +165,11 @@ extension VideoUNetModel: FolderModel {
     public var sampleShape: [Int] {
         let s = config.frameSize
         return [config.spatial.inChannels, config.numFrames, s[0], s[1]]
+    }
+
+    /// The spatial U-Net's over every frame (the temporal layers add one level's worth at most).
+    public func activationBytes(_ shape: [Int]) -> Double {
+        config.spatial.activationBytes(batch: Double(shape[0]) * Double(shape[2]), height: shape[3], width: shape[4]) * 1.2
     }
 
     public func problem(with shape: [Int]) -> String? {

@@ -105,7 +105,22 @@ public final class Tensor: @unchecked Sendable {
     /// The first element's address. Kernels read and write through it.
     public var data: UnsafeMutablePointer<Float> {
         precondition(half == nil, "tensor \(shape) is held as 16-bit floats: read it through materialized()")
+        precondition(storage !== Tensor.noElements || count == 0, "tensor \(shape) is a placeholder (counted, never allocated)")
         return storage.pointer
+    }
+
+    /// The storage of every placeholder: no elements.
+    static let noElements = Storage(unpooled: 0)
+
+    /// A tensor of `shape` with no elements behind it, to count a model's parameters before
+    /// allocating them (`NNInit.counting`); reading or writing its data traps.
+    public static func placeholder(_ shape: [Int]) -> Tensor { Tensor(placeholderShape: shape) }
+
+    private init(placeholderShape shape: [Int]) {
+        precondition(shape.count <= Tensor.maxRank && shape.allSatisfy { $0 >= 0 }, "Tensor.placeholder: bad shape \(shape)")
+        self.shape = shape
+        self.storage = Tensor.noElements
+        self.requiresGrad = false
     }
 
     /// A copy of the elements in row-major order.
@@ -124,6 +139,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// Fills in place (not recorded by autograd).
     public func fill(_ value: Float) {
+        if storage === Tensor.noElements { return }  // a placeholder: nothing behind it to fill
         let p = SendablePointer(data)
         Parallel.chunks(count, grain: 1 << 16) { s, e in
             (p.p + s).initialize(repeating: value, count: e - s)

@@ -276,10 +276,16 @@ extension CLIPTextModel {
         do { config = try ConfigFile.read(CLIPTextConfig.self, from: configURL) } catch let e as ConfigError {
             throw TextEncoderError(path: configURL.path, reason: e.description)
         }
-        guard let weightsURL else { return try CLIPTextModel(config: config) }
         // Every parameter comes from the file (a strict load): no random draws first.
-        let model = try NNInit.skippingRandomInit { try CLIPTextModel(config: config) }
-        try model.load(safetensors: weightsURL, keepHalf: keepHalf)
+        let model: CLIPTextModel
+        do {
+            model = try NNInit.budgeted("CLIPTextModel", bytesPerParameter: keepHalf ? 2 : 4) {
+                try weightsURL == nil ? CLIPTextModel(config: config) : NNInit.skippingRandomInit { try CLIPTextModel(config: config) }
+            }
+        } catch let e as MemoryBudgetError {
+            throw TextEncoderError(path: configURL.path, reason: e.description)
+        }
+        if let weightsURL { try model.load(safetensors: weightsURL, keepHalf: keepHalf) }
         return model
     }
 

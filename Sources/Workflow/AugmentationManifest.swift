@@ -73,13 +73,28 @@ public enum AugmentationManifest {
         return d
     }
 
-    /// Appends records (and fsyncs), creating the file when needed.
-    public static func append(_ records: [AugmentationRecord], to url: URL) throws {
-        if !FileManager.default.fileExists(atPath: url.path) { try Data().write(to: url) }
-        let fh = try FileHandle(forWritingTo: url)
-        defer { try? fh.close() }
-        try fh.seekToEnd()
-        for r in records { try fh.write(contentsOf: line(r)) }
-        try fh.synchronize()
+    /// OUT/manifest.jsonl opened for appending and locked for as long as an augmentation run
+    /// writes into OUT: a second run into the same folder stops with a message instead of racing
+    /// it (the lock dies with the process, so a killed run never blocks the next).
+    public static func open(in out: URL) throws -> FileLock {
+        guard let l = try FileLock.tryLock(out.appendingPathComponent("manifest.jsonl")) else {
+            throw AugmentationBusy(folder: out.path)
+        }
+        return l
+    }
+
+    /// Appends records in one `O_APPEND` write (and fsyncs) through the run's lock.
+    public static func append(_ records: [AugmentationRecord], to manifest: FileLock) throws {
+        var d = Data()
+        for r in records { d.append(try line(r)) }
+        try manifest.append(d)
+    }
+}
+
+/// Another augmentation run is writing into the same output folder.
+public struct AugmentationBusy: Error, CustomStringConvertible {
+    public var folder: String
+    public var description: String {
+        "\(folder): another augment run is writing into this folder; wait for it to finish (this run would then keep its files) or choose another --out"
     }
 }

@@ -117,6 +117,9 @@ public enum DatasetAugment {
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default
         try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        let manifest = try AugmentationManifest.open(in: out)
+        defer { manifest.unlock() }
+        AtomicFile.removeLeftovers(in: out)
         let manifestURL = out.appendingPathComponent("manifest.jsonl")
         var done: [String: AugmentationRecord] = [:]
         for r in try AugmentationManifest.read(manifestURL) { done[r.file] = r }
@@ -170,7 +173,7 @@ public enum DatasetAugment {
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
                 try M.write(samples.item(i), of: pipeline, to: url)
             }
-            try AugmentationManifest.append(g.map(\.record), to: manifestURL)
+            try AugmentationManifest.append(g.map(\.record), to: manifest)
             outcome.made += g.count
             finished += g.count
             progress(finished, pending.count)

@@ -25,6 +25,10 @@ public protocol FolderModel: FolderModule, DiffusionModel {
     var sampleShape: [Int] { get }
     /// Why a batch of `shape` [N, C, …] does not fit the model, or nil when it does.
     func problem(with shape: [Int]) -> String?
+    /// Roughly the bytes one forward pass on a batch of `shape` [N, C, …] holds at once (the
+    /// skip states and a block's intermediates, level by level): what generation weighs against
+    /// `MemoryBudget` before it starts. Only called on shapes `problem(with:)` accepts.
+    func activationBytes(_ shape: [Int]) -> Double
     /// Labels a batch may carry are 0..<labelRange; nil for a model that takes none.
     var labelRange: Int? { get }
     /// A few lines describing the model for `diffuse inspect` (sizes, blocks, conditioning).
@@ -48,9 +52,15 @@ extension FolderModule {
     /// `keepHalf`: F16/BF16 layer weights stay 16-bit in memory (inference only; see `Module.load`).
     public static func load(_ url: URL, keepHalf: Bool = false) throws -> Self {
         let (config, weightsURL) = try ModelFolder.config(Config.self, at: url, className: className, component: component)
-        guard let weightsURL else { return try Self(config: config) }
-        let model = try NNInit.skippingRandomInit { try Self(config: config) }
-        try model.load(safetensors: weightsURL, keepHalf: keepHalf)
+        let model: Self
+        do {
+            model = try NNInit.budgeted(className, bytesPerParameter: keepHalf ? 2 : 4) {
+                try weightsURL == nil ? Self(config: config) : NNInit.skippingRandomInit { try Self(config: config) }
+            }
+        } catch let e as MemoryBudgetError {
+            throw ModelFolderError(path: url.path, reason: e.description)
+        }
+        if let weightsURL { try model.load(safetensors: weightsURL, keepHalf: keepHalf) }
         return model
     }
 
@@ -154,7 +164,7 @@ extension Modality {
     public static func validate(_ recipe: Recipe<Self>) throws {}
     public static func makeModel(for recipe: Recipe<Self>, resuming: Bool) throws -> Model {
         NNInit.seed(recipe.training.seed)
-        return try Model(config: recipe.model)
+        return try NNInit.budgeted("training a \(Model.className)", bytesPerParameter: NNInit.training) { try Model(config: recipe.model) }
     }
     public static func previewRequest(classes: Int?, guided: Bool) -> SamplingRequest {
         var r = SamplingRequest(count: 4, sampler: .dpmpp2m, steps: 20, seed: 1, guidance: guided ? 2 : 1)

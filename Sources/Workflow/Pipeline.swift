@@ -55,6 +55,11 @@ public final class Pipeline<M: Modality> {
         if let problem = unet.problem(with: [request.count] + sampleShape) {
             throw SamplingRequestError(setting: "size", reason: "a sample of \(sampleShape) \(problem)")
         }
+        // One model call's activations (guidance doubles its batch), plus the samples kept.
+        let batch = Swift.min(request.count, request.batchSize ?? request.count) * (guidance(for: request) == nil ? 1 : 2)
+        let kept = 3 * 4 * Double(request.count) * sampleShape.reduce(1.0) { $0 * Double($1) }
+        try MemoryBudget.check(unet.activationBytes([batch] + sampleShape) + kept,
+                               "generating \(request.count) sample\(request.count == 1 ? "" : "s") of shape \(sampleShape) in batches of \(batch)")
         let x = try Generation.batched(model: unet, sampleShape: sampleShape, request: request, scheduler: scheduler,
                                        guidance: guidance(for: request), progress: progress)
         return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x

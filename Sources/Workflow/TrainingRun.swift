@@ -23,6 +23,14 @@ public enum TrainingRun {
     public static func prepare<R: RunRecipe>(_ given: R, out: URL, resume: Bool) throws -> R {
         var recipe = given
         let fm = FileManager.default
+        // A folder of the user's (not empty, not a run) is never written into: its recipe.json
+        // and loss.csv would be overwritten or appended to.
+        let entries = ((try? fm.contentsOfDirectory(atPath: out.path)) ?? []).filter { !$0.hasPrefix(".") }
+        let stranger = entries.filter { !Self.runEntries.contains($0) }
+        if !entries.isEmpty && (!stranger.isEmpty || !entries.contains("previews")) {
+            throw TrainingRunError(path: out.path, reason: "is not empty and not a training run (it holds \((stranger.isEmpty ? entries : stranger).sorted().prefix(3).joined(separator: ", "))); choose an empty or new folder for --out")
+        }
+        AtomicFile.removeLeftovers(in: out)
         try fm.createDirectory(at: out.appendingPathComponent("previews"), withIntermediateDirectories: true)
         let recipeURL = out.appendingPathComponent("recipe.json")
         if Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")) != nil {
@@ -45,6 +53,9 @@ public enum TrainingRun {
         return recipe
     }
 
+    /// What a run folder may hold (`prepare` creates previews/ first).
+    static let runEntries: Set<String> = ["recipe.json", "previews", "checkpoints", "model", "loss.csv", "loss.png", "vae", "tokenizer"]
+
     /// Trains to `trainer.options.steps` (resuming from RUN/checkpoints), logging every step to
     /// loss.csv, calling `preview(step)` every `previewEvery` steps and `export()` at every
     /// checkpoint and at the end — both with the EMA weights swapped in.
@@ -52,9 +63,14 @@ public enum TrainingRun {
                            batch: (inout RandomGenerator) throws -> (Tensor, [Int]?),
                            preview: @escaping (Int) throws -> Void, export: @escaping () throws -> Void,
                            onStep: (TrainingStep) -> Bool) throws {
-        let fm = FileManager.default
         let logURL = out.appendingPathComponent("loss.csv")
-        if !fm.fileExists(atPath: logURL.path) { try AtomicFile.write(Data("step,loss,learning_rate,grad_norm\n".utf8), to: logURL) }
+        // The rows up to the step the run resumes from: the steps after it are trained again.
+        let header = "step,loss,learning_rate,grad_norm"
+        let resumed = Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")).flatMap(Trainer.step(of:)) ?? 0
+        let rows = ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").split(separator: "\n").filter { line in
+            line.split(separator: ",").first.flatMap { Int($0) }.map { $0 <= resumed } ?? false
+        }
+        try AtomicFile.write(Data(([header] + rows.map(String.init)).map { $0 + "\n" }.joined().utf8), to: logURL)
         let log = try FileHandle(forWritingTo: logURL)
         defer { try? log.close() }
         try log.seekToEnd()

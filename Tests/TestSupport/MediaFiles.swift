@@ -112,14 +112,26 @@ public let diffuseExecutable: URL = {
 }()
 
 /// What a `diffuse` run returned.
-public struct DiffuseResult { public var status: Int32; public var stdout: String; public var stderr: String }
+public struct DiffuseResult {
+    public var status: Int32; public var stdout: String; public var stderr: String
+    /// Killed by a signal (a trap is SIGILL or SIGTRAP, the OOM killer SIGKILL): `status` is the signal.
+    public var signalled = false
+}
 
 /// Runs `diffuse args...` and collects its exit status and output.
 /// `env` adds to (or overrides) this process' environment; `unset` names variables to leave out.
-public func runDiffuseCommand(_ args: [String], env: [String: String] = [:], unset: [String] = []) throws -> DiffuseResult {
+/// `memoryLimitBytes`: the address space the process may map (`ulimit -v`), so that an
+/// unbounded allocation fails inside it rather than taking the machine down.
+public func runDiffuseCommand(_ args: [String], env: [String: String] = [:], unset: [String] = [],
+                              memoryLimitBytes: Int? = nil) throws -> DiffuseResult {
     let p = Process()
-    p.executableURL = diffuseExecutable
-    p.arguments = args
+    if let limit = memoryLimitBytes {
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -v \(limit / 1024) && exec \"$0\" \"$@\"", diffuseExecutable.path] + args
+    } else {
+        p.executableURL = diffuseExecutable
+        p.arguments = args
+    }
     p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }.filter { !unset.contains($0.key) }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
@@ -134,7 +146,7 @@ public func runDiffuseCommand(_ args: [String], env: [String: String] = [:], uns
     group.wait()
     p.waitUntilExit()
     return DiffuseResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                         stderr: String(decoding: errData.data, as: UTF8.self))
+                         stderr: String(decoding: errData.data, as: UTF8.self), signalled: p.terminationReason == .uncaughtSignal)
 }
 
 /// Bytes filled in by another thread (read only after it is done).

@@ -247,6 +247,12 @@ public final class Trainer {
         return FileManager.default.fileExists(atPath: u.appendingPathComponent("trainer_state.json").path) ? u : nil
     }
 
+    /// The step a checkpoint folder was saved at (nil when its trainer_state.json is unreadable).
+    public static func step(of checkpoint: URL) -> Int? {
+        guard let d = try? Data(contentsOf: checkpoint.appendingPathComponent("trainer_state.json")) else { return nil }
+        return (try? JSONDecoder().decode(CheckpointState.self, from: d))?.step
+    }
+
     /// Restores model, EMA, optimizer and step from a checkpoint folder.
     public func resume(from checkpoint: URL) throws {
         let stateURL = checkpoint.appendingPathComponent("trainer_state.json")
@@ -258,7 +264,7 @@ public final class Trainer {
         var modelTensors: [String: Tensor] = [:]
         var optim: [String: Tensor] = [:]
         for n in file.names {
-            if n.hasPrefix("model.") { modelTensors[String(n.dropFirst(6))] = try file.tensor(n) }
+            if n.hasPrefix("model.") { modelTensors[String(n.dropFirst(6))] = try file.weight(n) }
             else if n.hasPrefix("optimizer.") { optim[String(n.dropFirst(10))] = try file.tensor(n) }
         }
         try model.load(from: modelTensors)
@@ -268,7 +274,7 @@ public final class Trainer {
                 guard file.entry("ema.\(i)") != nil else {
                     throw SafeTensorsError(file: file.url.path, reason: "no EMA tensor ema.\(i)")
                 }
-                let t = try file.tensor("ema.\(i)")
+                let t = try file.weight("ema.\(i)")
                 guard t.shape == s.shape else {
                     throw SafeTensorsError(file: file.url.path, reason: "ema.\(i) has shape \(t.shape), the model needs \(s.shape)")
                 }

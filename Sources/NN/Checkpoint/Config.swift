@@ -64,6 +64,61 @@ public struct ConfigError: Error, CustomStringConvertible {
     public var description: String { "config key '\(key)': \(reason)" }
 }
 
+/// Ranges every model config checks its numbers against before anything is allocated: far above
+/// every published diffusers model, far below what overflows an `Int` when multiplied out.
+/// Within them a model can still be too big for the machine; `MemoryBudget` decides that.
+public enum ConfigCheck {
+    /// Channels of a block, an embedding width.
+    public static let maxWidth = 16_384
+    /// Down (or up) blocks of a U-Net.
+    public static let maxBlocks = 16
+    /// Layers in one block.
+    public static let maxLayers = 64
+    /// Rows of a class (or timestep) embedding.
+    public static let maxEmbeddings = 1_000_000
+    /// Pixels along one side of an image, samples of an audio window.
+    public static let maxSide = 1 << 16, maxLength = 1 << 24
+
+    /// `value` must lie in `range`.
+    public static func int(_ key: String, _ value: Int, _ range: ClosedRange<Int>) throws {
+        guard range.contains(value) else { throw ConfigError(key: key, reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
+    }
+
+    /// `value`, when present, must lie in `range`.
+    public static func int(_ key: String, _ value: Int?, _ range: ClosedRange<Int>) throws {
+        if let value { try int(key, value, range) }
+    }
+
+    /// Every element of `values` must lie in `range` (and there must be 1...`maxCount` of them).
+    public static func ints(_ key: String, _ values: [Int], _ range: ClosedRange<Int>, maxCount: Int = maxBlocks) throws {
+        guard (1...maxCount).contains(values.count), values.allSatisfy(range.contains) else {
+            throw ConfigError(key: key, reason: "needs 1 to \(maxCount) values in \(range.lowerBound)...\(range.upperBound), got \(values)")
+        }
+    }
+
+    /// `value` must be finite and lie in `range` (NaN never does).
+    public static func float<F: BinaryFloatingPoint>(_ key: String, _ value: F, _ range: ClosedRange<F>) throws {
+        guard value.isFinite, range.contains(value) else { throw ConfigError(key: key, reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
+    }
+
+    /// `value` must be finite and positive (epsilons, rates).
+    public static func positive<F: BinaryFloatingPoint>(_ key: String, _ value: F) throws {
+        guard value.isFinite, value > 0 else { throw ConfigError(key: key, reason: "must be a positive number, got \(value)") }
+    }
+
+    /// `value` must be finite (scales, shifts).
+    public static func finite<F: BinaryFloatingPoint>(_ key: String, _ value: F) throws {
+        guard value.isFinite else { throw ConfigError(key: key, reason: "must be a finite number, got \(value)") }
+    }
+
+    /// `groups` must divide each of `widths` (group norms).
+    public static func groups(_ key: String, _ groups: Int, divide widths: [Int]) throws {
+        for c in widths where groups < 1 || c % groups != 0 {
+            throw ConfigError(key: key, reason: "\(groups) groups do not divide block width \(c)")
+        }
+    }
+}
+
 /// Reads a diffusers config: known keys with their defaults (a key present in the file always
 /// wins), everything else kept in `remaining()` so it is written back unchanged.
 public final class ConfigReader {

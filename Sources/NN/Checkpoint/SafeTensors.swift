@@ -154,7 +154,9 @@ public final class SafeTensorsFile {
     /// The tensor `name` as Float32 (integers and booleans converted).
     public func tensor(_ name: String) throws -> Tensor {
         guard let e = byName[name] else { throw SafeTensorsError(file: url.path, reason: "no tensor named '\(name)'") }
-        precondition(e.shape.count <= 5, "tensor '\(name)' has rank \(e.shape.count); the engine holds rank <= 5")
+        guard e.shape.count <= 5 else {
+            throw SafeTensorsError(file: url.path, reason: "tensor '\(name)' has rank \(e.shape.count); at most 5 dimensions are supported")
+        }
         let t = Tensor.uninitialized(e.shape)  // every element written below
         let src = UnsafeRawPointer(base!) + dataStart + e.range.lowerBound
         let n = t.count, dst = t.data
@@ -173,6 +175,20 @@ public final class SafeTensorsFile {
         return t
     }
 
+    /// The weight `name` as Float32: a float dtype (F32, F16, BF16, F64; integers here are a
+    /// relabelled or foreign file) and every value finite, else an error naming the tensor.
+    public func weight(_ name: String) throws -> Tensor {
+        if let e = byName[name], ![.F32, .F16, .BF16, .F64].contains(e.dtype) {
+            throw SafeTensorsError(file: url.path, reason: "tensor '\(name)' is \(e.dtype.rawValue): weights must be F32, F16, BF16 or F64")
+        }
+        let t = try tensor(name)
+        let p = t.data
+        for i in 0..<t.count where !p[i].isFinite {
+            throw SafeTensorsError(file: url.path, reason: "tensor '\(name)' holds \(p[i]) at element \(i): weights must be finite")
+        }
+        return t
+    }
+
     /// Loads `name` — or the `target.count` elements from `elementOffset` on (a row range) — into
     /// `target` in 16-bit form, when the file holds it as F16 or BF16; false for other dtypes.
     public func loadHalf(_ name: String, elementOffset: Int, into target: Tensor) throws -> Bool {
@@ -185,6 +201,15 @@ public final class SafeTensorsFile {
         }
         precondition(elementOffset >= 0 && elementOffset + target.count <= e.shape.reduce(1, *), "loadHalf: \(name) range")
         let lo = dataStart + e.range.lowerBound + 2 * elementOffset
+        // All exponent bits set: Inf or NaN, in either format.
+        let exponent: UInt16 = format == .f16 ? 0x7C00 : 0x7F80
+        let bits = UnsafeRawPointer(base!) + lo
+        for i in 0..<target.count {
+            let b = UInt16(littleEndian: bits.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+            if b & exponent == exponent {
+                throw SafeTensorsError(file: url.path, reason: "tensor '\(name)' holds \(b & 0x03FF == 0 && format == .f16 || b & 0x7F == 0 && format == .bf16 ? "an infinity" : "NaN") at element \(elementOffset + i): weights must be finite")
+            }
+        }
         target.assignHalf(bits: UnsafeRawPointer(base!) + lo, format: format)
         releasePages(lo, lo + 2 * target.count)
         return true

@@ -51,7 +51,7 @@ extension SafeTensorsFile: TensorSource {
     public var sourceName: String { url.path }
     public var tensorNames: [String] { names }
     public func shape(of name: String) -> [Int]? { entry(name)?.shape }
-    public func tensor(named name: String) throws -> Tensor { try tensor(name) }
+    public func tensor(named name: String) throws -> Tensor { try weight(name) }
     public func loadHalf(named name: String, into target: Tensor) throws -> Bool {
         try loadHalf(name, elementOffset: 0, into: target)
     }

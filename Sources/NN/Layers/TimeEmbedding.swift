@@ -54,7 +54,7 @@ public final class GaussianFourierProjection: Module {
     public let flipSinToCos: Bool
 
     public init(embeddingSize: Int = 256, scale: Float = 1, log: Bool = true, flipSinToCos: Bool = false) {
-        weight = NNInit.normal([embeddingSize]) * scale
+        weight = NNInit.normal([embeddingSize], std: scale)
         weight.requiresGrad = false
         self.log = log
         self.flipSinToCos = flipSinToCos

@@ -258,9 +258,11 @@ struct GenerateAudio: ParsableCommand {
     @Option(help: "Output: NAME.wav|flac|ogg (clips joined) or a folder (one WAV per clip).") var out: String
 
     static let fileExtensions: Set<String> = ["wav", "flac", "ogg"]
+    /// The longest clip generated (--seconds, --init).
+    static let maxSeconds: Double = 60
 
     func validate() throws {
-        if let seconds, !(seconds > 0 && seconds <= 60) { throw ValidationError("--seconds must be in (0, 60]") }
+        if let seconds, !(seconds > 0 && seconds <= Self.maxSeconds) { throw ValidationError("--seconds must be in (0, 60]") }
         if (maskFrom != nil || maskTo != nil) && initClip == nil { throw ValidationError("--mask-from/--mask-to need --init (the clip to fill)") }
         if let a = maskFrom, let b = maskTo, !(a >= 0 && b > a) { throw ValidationError("--mask-from must be ≥ 0 and before --mask-to") }
         if !(fadeMs >= 0 && fadeMs <= 1000) { throw ValidationError("--fade-ms must be within 0-1000") }
@@ -278,8 +280,13 @@ struct GenerateAudio: ParsableCommand {
         if let initClip {
             let url = URL(fileURLWithPath: initClip)
             if seconds == nil {
-                // The whole clip, rounded up to a length the model takes.
-                length = pipeline.length(seconds: try AudioCodec.read(url).duration)
+                // The whole clip, rounded up to a length the model takes — up to the longest a
+                // clip may be (--seconds' limit): a longer file is read only that far.
+                let clip = try AudioCodec.read(url, limits: .init(maxSeconds: Self.maxSeconds))
+                if clip.duration >= Self.maxSeconds {
+                    note("--init: using the first \(Int(Self.maxSeconds)) s of \(url.path) (the longest clip; --seconds picks less)")
+                }
+                length = pipeline.length(seconds: Swift.min(clip.duration, Self.maxSeconds))
             }
             let x0 = try pipeline.loadClip(url, count: n, length: length)
             if maskFrom != nil || maskTo != nil {
