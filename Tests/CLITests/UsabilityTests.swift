@@ -114,4 +114,25 @@ final class UsabilityTests: XCTestCase {
         try ClassFolder.writeOrder(["T-shirt_top", "Ankle_boot"], in: data)
         XCTAssertEqual(try ClassFolder(data, extensions: ["png"]).classNames, ["T-shirt_top", "Ankle_boot"])
     }
+
+    // 13: the README's quick start runs as written (with --steps 2 and the outputs in a temporary folder).
+    func testReadmeQuickStartRuns() throws {
+        let readme = Self.samples.deletingLastPathComponent().appendingPathComponent("README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        guard let a = text.range(of: "<!-- quick start"), let b = text.range(of: "<!-- end quick start -->") else {
+            return XCTFail("README has no quick start block")
+        }
+        let commands = text[a.upperBound..<b.lowerBound].split(separator: "\n").map(String.init).filter { $0.hasPrefix("diffuse ") }
+        XCTAssertEqual(commands.count, 3, "the quick start's commands")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("video/model_index.json").path))
+        for c in commands {
+            var args = c.split(separator: " ").dropFirst().map(String.init)
+            for i in args.indices.dropLast() where args[i] == "-o" || args[i] == "--out" || args[i] == "--spectrogram" {
+                args[i + 1] = path(args[i + 1])
+            }
+            let r = try run(args + ["--steps", "2"])
+            XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")
+        }
+        for f in ["sneakers.png", "melody.wav", "melody.png", "bag.gif"] { XCTAssert(exists(f), f) }
+    }
 }
