@@ -135,4 +135,45 @@ final class UsabilityTests: XCTestCase {
         }
         for f in ["sneakers.png", "melody.wav", "melody.png", "bag.gif"] { XCTAssert(exists(f), f) }
     }
+
+    // 7: an installed binary finds the models in PREFIX/share/diffuse; a copied one without them names DIFFUSE_SAMPLES.
+    func testInstalledLayoutAndACopiedBinary() throws {
+        let fm = FileManager.default
+        let bin = tmp.appendingPathComponent("prefix/bin")
+        try fm.createDirectory(at: bin, withIntermediateDirectories: true)
+        try fm.copyItem(at: diffuseExecutable, to: bin.appendingPathComponent("diffuse"))
+        func copied(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let p = Process()
+            p.executableURL = bin.appendingPathComponent("diffuse")
+            p.arguments = args
+            p.currentDirectoryURL = tmp
+            p.environment = ProcessInfo.processInfo.environment.filter { $0.key != "DIFFUSE_SAMPLES" }
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out; p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        var r = try copied(["generate", "image", "--class", "bag", "--count", "1", "--steps", "1", "--out", path("a.png")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("DIFFUSE_SAMPLES") && r.stderr.contains("make install"), r.stderr)
+        let share = tmp.appendingPathComponent("prefix/share/diffuse")
+        try fm.createDirectory(at: share, withIntermediateDirectories: true)
+        try fm.copyItem(at: Self.samples.appendingPathComponent("image"), to: share.appendingPathComponent("image"))
+        r = try copied(["generate", "image", "--class", "bag", "--count", "1", "--steps", "1", "--out", path("a.png")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    // 12: the same index names the same class on the image and video models; summaries name the classes.
+    func testClassIndicesAgreeAcrossBundledModels() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("video/model_index.json").path))
+        for m in ["image", "video"] {
+            let r = try run(["generate", m, "--class", "0,9", "--count", "2", "--steps", "1"] + (m == "video" ? ["--frames", "2"] : [])
+                            + ["--out", path(m), "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            XCTAssertEqual(obj?["classes"] as? [String], ["t-shirt", "ankle-boot"], m)
+        }
+    }
 }
