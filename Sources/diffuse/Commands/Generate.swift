@@ -55,7 +55,8 @@ struct GenerateImage: ParsableCommand {
     func validate() throws {
         if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
         if grid && !singleFile { throw ValidationError("--grid writes one file: give --out NAME.png") }
-        let n = prompt != nil ? (options.count ?? 1) : options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
+        let textModel = options.model.map { StableDiffusionPipeline.isPipelineFolder(URL(fileURLWithPath: $0)) || StableDiffusionPipeline.isSingleFile(URL(fileURLWithPath: $0)) } ?? false
+        let n = prompt != nil || textModel ? (options.count ?? 1) : options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
         if singleFile && !grid && n > 1 {
             throw ValidationError("--out \(out) names one file and this makes \(n) images: add --grid for one grid PNG, --count 1 for one image, or give a folder (--out DIR) for one PNG each")
         }
