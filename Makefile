@@ -51,3 +51,19 @@ fuzz: deps
 
 clean:
 	rm -rf .build demo Fuzz/.build
+
+# `make install [PREFIX=/usr/local]`: the binary to $(PREFIX)/bin and the bundled models to
+# $(PREFIX)/share/diffuse/<image|audio|video>, where an installed `diffuse` finds them without
+# DIFFUSE_SAMPLES; shell completions for bash, zsh and fish beside them.
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/diffuse
+	install -m 755 .build/release/diffuse $(DESTDIR)$(PREFIX)/bin/diffuse
+	for m in image audio video; do \
+	  if [ -f samples/$$m/model_index.json ]; then rm -rf $(DESTDIR)$(PREFIX)/share/diffuse/$$m; cp -R samples/$$m $(DESTDIR)$(PREFIX)/share/diffuse/$$m; fi; \
+	done
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	.build/release/diffuse --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/diffuse
+	.build/release/diffuse --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_diffuse
+	.build/release/diffuse --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/diffuse.fish

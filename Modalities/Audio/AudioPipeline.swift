@@ -154,6 +154,30 @@ extension Pipeline where M == AudioModality {
         return mask
     }
 
+    /// A filled gap blended into the clip it was cut from, so the seams do not click: over
+    /// `fade` samples at each end of `gap` (inside it), an equal-power crossfade from the
+    /// original into the generated sound and back. What lies outside the gap is `original`'s,
+    /// unchanged. clips, original: [N, C, L].
+    public static func crossfadeSeams(_ clips: Tensor, original: Tensor, gap: Range<Int>, fade: Int) -> Tensor {
+        precondition(clips.shape == original.shape && clips.shape.count == 3, "crossfadeSeams: \(clips.shape) vs \(original.shape)")
+        let rows = clips.shape[0] * clips.shape[1], l = clips.shape[2]
+        let g = gap.clamped(to: 0..<l), f = Swift.max(0, Swift.min(fade, g.count / 2))
+        let out = Tensor(shape: clips.shape, scalars: clips.scalars)
+        for r in 0..<rows {
+            let o = original.data + r * l, y = out.data + r * l
+            for j in 0..<l where !g.contains(j) { y[j] = o[j] }
+            guard f > 0 else { continue }
+            for j in 0..<f {
+                // generated weight sin(π/2·t), original cos(π/2·t), t from 0 at the seam to 1 inside
+                let t = Double(j) / Double(f), a = Float(sin(Double.pi / 2 * t)), b = Float(cos(Double.pi / 2 * t))
+                let head = g.lowerBound + j, tail = g.upperBound - 1 - j
+                y[head] = a * y[head] + b * o[head]
+                y[tail] = a * y[tail] + b * o[tail]
+            }
+        }
+        return out
+    }
+
     /// Clips [N, C, L] joined one after another into one clip [C, ·] with `fade` samples of
     /// equal-power crossfade between neighbours (a melody from one note per class).
     public static func join(_ clips: Tensor, fade: Int) -> Tensor {

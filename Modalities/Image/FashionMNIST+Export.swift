@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+import Workflow
 
 extension FashionMNIST {
     /// Writes images as PNG class folders, `dir/<class name>/<index>.png` (index: the image's
@@ -27,6 +28,7 @@ extension FashionMNIST {
         for name in Self.names {
             try FileManager.default.createDirectory(at: dir.appendingPathComponent(name), withIntermediateDirectories: true)
         }
+        try ClassFolder.writeOrder(Self.names, in: dir)
         let image = Tensor.zeros([1, size.height, size.width])
         for (k, i) in chosen.enumerated() {
             let c = try load(i, into: image.data)

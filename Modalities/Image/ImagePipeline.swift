@@ -75,6 +75,29 @@ public enum ImageModality: Modality {
     public static func read(_ url: URL, for pipeline: ImagePipeline) throws -> Tensor { try pipeline.loadImage(url, count: 1) }
 
     public static func write(_ sample: Tensor, of pipeline: ImagePipeline, to url: URL) throws { try PNGCodec.write(sample, to: url) }
+
+    /// [C, H, W] of a PNG: 1 channel for gray (with or without alpha), else 3.
+    public static func fileShape(_ url: URL) throws -> [Int]? {
+        let p = try PNGCodec.readPixels(url)
+        return [p.channels <= 2 ? 1 : 3, p.height, p.width]
+    }
+
+    /// The sample [C, h, w] made back into an image of `shape` [C', H, W]: resized bilinearly
+    /// (the inverse of how inputs are fitted to the model: a centre crop of the output's aspect),
+    /// gray made RGB by copying, RGB made gray by averaging.
+    public static func write(_ sample: Tensor, of pipeline: ImagePipeline, to url: URL, shape: [Int]?) throws {
+        guard let shape, shape.count == 3, shape != sample.shape else { return try write(sample, of: pipeline, to: url) }
+        let c = sample.shape[0], (oc, h, w) = (shape[0], shape[1], shape[2])
+        let resized = Tensor.zeros([c, h, w])
+        ImageFolder.cropResize(sample, height: h, width: w, into: resized.data)
+        guard oc != c else { return try PNGCodec.write(resized, to: url) }
+        let out = Tensor.zeros([oc, h, w]), plane = h * w
+        for i in 0..<plane {
+            if oc == 3 { for k in 0..<3 { out.data[k * plane + i] = resized.data[i] } }
+            else { out.data[i] = (0..<c).reduce(Float(0)) { $0 + resized.data[$1 * plane + i] } / Float(c) }
+        }
+        try PNGCodec.write(out, to: url)
+    }
 }
 
 public typealias ImagePipeline = Pipeline<ImageModality>

@@ -1,6 +1,7 @@
 import Foundation
 import Tensor
 import Image
+import Workflow
 
 /// Moving-MNIST-style clips (Srivastava et al. 2015) with Fashion-MNIST items: one or two items
 /// of one class glide in straight lines over a black square canvas and bounce off its edges.
@@ -175,6 +176,8 @@ public enum MovingFashion {
         let fm = FileManager.default
         var written = 0
         let total = classNames.count * perClass
+        try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        try ClassFolder.writeOrder(classNames, in: out)
         for (label, name) in classNames.enumerated() {
             guard !pools[label].isEmpty else { throw MediaError.invalidData(file: out.path, reason: "no items of class \(name)") }
             let dir = out.appendingPathComponent(name)

@@ -28,10 +28,13 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
     /// written before it was recorded: the file is then made alone.)
     public var batchFirst: Int?
     public var batchSize: Int?
+    /// The file's shape [C, …] when it differs from the model's sample: the inputs' (their class's
+    /// first file, or the varied source), the sample resized back to it (`Modality.write(_:of:to:shape:)`).
+    public var shape: [Int]?
 
     enum CodingKeys: String, CodingKey {
         case file, className = "class", label, mode, source, strength, index, seed, sampler, steps, guidance
-        case model, modelSHA256 = "model_sha256", batchFirst = "batch_first", batchSize = "batch_size"
+        case model, modelSHA256 = "model_sha256", batchFirst = "batch_first", batchSize = "batch_size", shape
     }
 
     public init(file: String, className: String, label: Int, mode: String, source: String?, strength: Float?, index: Int,
@@ -59,7 +62,7 @@ public enum AugmentationManifest {
         for (i, line) in lines.enumerated() {
             do { out.append(try JSONDecoder().decode(AugmentationRecord.self, from: Data(line))) } catch {
                 if i == lines.count - 1 { break }  // a line cut short by a killed run
-                throw ConfigError(key: "manifest", reason: "\(url.path) line \(i + 1) is not a record: \(error)")
+                throw ConfigError(key: "manifest", reason: "\(url.path) line \(i + 1) is not a record: \(DecodingProblem.sentence(error))")
             }
         }
         return out

@@ -42,6 +42,15 @@ public enum DatasetAugment {
         public var made = 0
         public var kept = 0
         public var skipped: [(file: String, reason: String)] = []
+        /// Class folders matched to a model class of another spelling (`Ankle_boot` → ankle-boot).
+        public var matched: [(folder: String, className: String)] = []
+        /// Every file made, relative to the output folder.
+        public var files: [String] = []
+    }
+
+    /// Each class folder's model label: the class of its name however spelled (`ClassLabels.matching`).
+    public static func modelLabels(_ data: ClassFolder, _ classes: ClassLabels) -> [Int?] {
+        data.classNames.map { classes.matching($0) }
     }
 
     /// How many new samples each class gets.
@@ -63,7 +72,7 @@ public enum DatasetAugment {
     public static func plan(data: ClassFolder, classes: ClassLabels, fileExtension ext: String, modelDir: URL,
                             modelSHA256: String, options o: Options) throws -> [Job] {
         let names = data.classNames.isEmpty ? [""] : data.classNames
-        func modelLabel(_ name: String) -> Int? { name.isEmpty ? nil : classes.names.firstIndex(of: name) }
+        func modelLabel(_ name: String) -> Int? { name.isEmpty ? nil : classes.matching(name) }
         var jobs: [Job] = []
         func record(_ file: String, _ c: Int, _ source: String?, _ index: Int, guidance: Float) -> AugmentationRecord {
             AugmentationRecord(file: file, className: names[c], label: modelLabel(names[c]) ?? -1, mode: o.mode.rawValue,
@@ -113,7 +122,7 @@ public enum DatasetAugment {
                                                    progress: (Int, Int) -> Void = { _, _ in }) throws -> Outcome {
         precondition(o.batch >= 1 && o.steps >= 1 && o.perSource >= 1, "augment: bad options")
         let pipeline = try Pipeline<M>.load(modelDir)
-        let jobs = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
+        let jobs0 = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default
         try fm.createDirectory(at: out, withIntermediateDirectories: true)
@@ -124,6 +133,27 @@ public enum DatasetAugment {
         var done: [String: AugmentationRecord] = [:]
         for r in try AugmentationManifest.read(manifestURL) { done[r.file] = r }
         var outcome = Outcome()
+        for (folder, label) in zip(data.classNames, modelLabels(data, pipeline.classes)) {
+            if let label, pipeline.classes.names.indices.contains(label), pipeline.classes.names[label] != folder {
+                outcome.matched.append((folder, pipeline.classes.names[label]))
+            }
+        }
+        // Files come back in their inputs' shape (a vary source's, else their class's first file's).
+        let modelShape = pipeline.unet.sampleShape
+        var shapes: [String: [Int]?] = [:]
+        func shape(of url: URL) -> [Int]? {
+            if let s = shapes[url.path] { return s }
+            let s = (try? M.fileShape(url)).flatMap { $0 }.flatMap { $0 == modelShape ? nil : $0 }
+            shapes[url.path] = s
+            return s
+        }
+        let firstFile = Dictionary(data.files.map { (data.classNames.isEmpty ? "" : data.classNames[$0.label], $0.url) },
+                                   uniquingKeysWith: { a, _ in a })
+        var jobs = jobs0
+        for i in jobs.indices {
+            let r = jobs[i].record
+            if let u = r.source.map({ URL(fileURLWithPath: $0) }) ?? firstFile[r.className] { jobs[i].record.shape = shape(of: u) }
+        }
         var pending: [Job] = []
         for j in jobs {
             let exists = fm.fileExists(atPath: out.appendingPathComponent(j.record.file).path)
@@ -171,7 +201,8 @@ public enum DatasetAugment {
             for (i, j) in g.enumerated() {
                 let url = out.appendingPathComponent(j.record.file)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try M.write(samples.item(i), of: pipeline, to: url)
+                try M.write(samples.item(i), of: pipeline, to: url, shape: j.record.shape)
+                outcome.files.append(j.record.file)
             }
             try AugmentationManifest.append(g.map(\.record), to: manifest)
             outcome.made += g.count
@@ -226,7 +257,7 @@ public enum DatasetAugment {
             return x
         }
         let samples = try render(records, labels: [Int?](repeating: label, count: size), inputs: x0, pipeline: pipeline, batch: size)
-        try M.write(samples.item(r.index - first), of: pipeline, to: url)
+        try M.write(samples.item(r.index - first), of: pipeline, to: url, shape: r.shape)
     }
 
     /// SHA-256 of a pipeline or model folder's weights file.

@@ -156,10 +156,19 @@ public protocol Modality {
     static func read(_ url: URL, for pipeline: Pipeline<Self>) throws -> Tensor
     /// Writes one sample [C, …] in [-1, 1] to `url` (`fileExtension`).
     static func write(_ sample: Tensor, of pipeline: Pipeline<Self>, to url: URL) throws
+    /// The shape [C, …] of the file at `url` as `write(_:of:to:shape:)` can give it back, or nil
+    /// when files are written in the model's shape whatever the inputs are (default).
+    static func fileShape(_ url: URL) throws -> [Int]?
+    /// Writes `sample` (the model's shape) in `shape` (a `fileShape`), or as `write` does when nil.
+    static func write(_ sample: Tensor, of pipeline: Pipeline<Self>, to url: URL, shape: [Int]?) throws
 }
 
 extension Modality {
     public static var pipelineClass: String { "DiffusionPipeline" }
+    public static func fileShape(_ url: URL) throws -> [Int]? { nil }
+    public static func write(_ sample: Tensor, of pipeline: Pipeline<Self>, to url: URL, shape: [Int]?) throws {
+        try write(sample, of: pipeline, to: url)
+    }
     public static func mismatch(_ recipe: Recipe<Self>, _ data: Data) -> String? { nil }
     public static func validate(_ recipe: Recipe<Self>) throws {}
     public static func makeModel(for recipe: Recipe<Self>, resuming: Bool) throws -> Model {

@@ -51,7 +51,7 @@ public enum ModelFolder {
                                             component: String = "unet") throws -> (config: T, weights: URL?) {
         let (configURL, weightsURL) = try locate(url, component: component)
         if let className, let name = try ModelFolder.className(ofConfig: configURL), name != className {
-            throw ModelFolderError(path: configURL.path, reason: "declares a \(name), not a \(className)")
+            throw ModelFolderError(path: url.path, reason: wrongKind(found: name, wanted: className))
         }
         do { return (try ConfigFile.read(T.self, from: configURL), weightsURL) } catch let e as ConfigError {
             throw ModelFolderError(path: configURL.path, reason: e.description)
@@ -68,6 +68,25 @@ public enum ModelFolder {
             throw ModelFolderError(path: url.path, reason: "not a JSON object")
         }
         return obj["_class_name"] as? String
+    }
+
+    /// What each model class is for, and the command that runs it.
+    public static let kinds: [String: (what: String, command: String)] = [
+        "UNet2DModel": ("an image model", "diffuse generate image"),
+        "UNet1DModel": ("an audio model", "diffuse generate audio"),
+        "VideoUNetModel": ("a video model", "diffuse generate video"),
+        "UNet2DConditionModel": ("a text-to-image model's denoiser", "diffuse generate image --prompt with its pipeline folder"),
+        "AutoencoderKL": ("a VAE (part of a text-to-image pipeline)", "diffuse generate image --prompt with its pipeline folder"),
+    ]
+
+    /// Why a model of class `found` cannot stand in for a `wanted` one, and what to run instead:
+    /// "this is an audio model (UNet1DModel), not an image model (UNet2DModel): use `diffuse generate audio`".
+    public static func wrongKind(found: String, wanted: String) -> String {
+        guard let f = kinds[found] else {
+            return "declares a \(found), not a \(wanted) (models this tool runs: \(kinds.keys.sorted().joined(separator: ", ")))"
+        }
+        let w = kinds[wanted].map { "\($0.what) (\(wanted))" } ?? "a \(wanted)"
+        return "this is \(f.what) (\(found)), not \(w): use `\(f.command)`"
     }
 
     /// The `_class_name` of the model at `url` (folder, pipeline folder or config file).

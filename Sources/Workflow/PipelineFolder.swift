@@ -33,11 +33,52 @@ public struct ClassLabels: Sendable, Equatable {
         return Guidance(scale: scale, rescale: rescale, nullLabel: null)
     }
 
-    /// A label from what a user typed: a class name (any case) wins over an index.
+    /// A label from what a user typed: a class name (any case, or spelled as `matching` allows)
+    /// wins over an index.
     public func label(_ s: String) -> Int? {
         let s = s.trimmingCharacters(in: .whitespaces)
-        if let i = names.firstIndex(where: { $0.caseInsensitiveCompare(s) == .orderedSame }) { return i }
+        if let i = matching(s) { return i }
         if let i = Int(s), i >= 0, i < (labelCount ?? 0), i != nullLabel { return i }
+        return nil
+    }
+
+    /// The class a name means, however a dataset or a file system spells it: any case, words
+    /// joined by `_`, `-`, `/`, `.` or spaces, plurals (`Ankle_boots` → ankle-boot), and a name
+    /// that adds words after a class's (`T-shirt_top` → t-shirt). Exact (case-insensitive) names
+    /// win; a looser spelling that fits more than one class matches none. Never an index.
+    public func matching(_ name: String) -> Int? {
+        if let i = names.firstIndex(where: { $0.caseInsensitiveCompare(name) == .orderedSame }) { return i }
+        let words = Self.words(name)
+        guard !words.isEmpty else { return nil }
+        let all = names.map(Self.words)
+        let same = all.indices.filter { all[$0] == words }
+        if same.count == 1 { return same[0] }
+        if !same.isEmpty { return nil }
+        let prefix = all.indices.filter { i in
+            let a = all[i], (short, long) = a.count < words.count ? (a, words) : (words, a)
+            return !short.isEmpty && Array(long.prefix(short.count)) == short
+        }
+        return prefix.count == 1 ? prefix[0] : nil
+    }
+
+    /// A name's words, lower-cased and made singular (`Ankle_Boots` → ["ankle", "boot"]).
+    static func words(_ name: String) -> [String] {
+        name.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map { w -> String in
+            let w = String(w)
+            if w.count > 4 && w.hasSuffix("ies") { return String(w.dropLast(3)) + "y" }
+            if w.count > 4 && ["sses", "shes", "ches", "xes"].contains(where: w.hasSuffix) { return String(w.dropLast(2)) }
+            if w.count > 3 && w.hasSuffix("s") && !w.hasSuffix("ss") && !w.hasSuffix("us") { return String(w.dropLast()) }
+            return w
+        }
+    }
+
+    /// The class an input file stands for, from its folder's name (`…/sneaker/x.png`) or its own
+    /// (`sneaker.png`, `0003-sneaker.png`, `60.wav`): nil when neither names a class.
+    public func label(ofFile url: URL) -> Int? {
+        let stem = url.deletingPathExtension().lastPathComponent
+        let named = stem.drop(while: { $0.isNumber }).drop(while: { $0 == "-" || $0 == "_" || $0 == " " })
+        let candidates = [url.deletingLastPathComponent().lastPathComponent, stem] + (named.isEmpty || named.count == stem.count ? [] : [String(named)])
+        for c in candidates { if let i = matching(c), i != nullLabel { return i } }
         return nil
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Tensor
 
 @main
@@ -6,12 +7,25 @@ struct Diffuse: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diffuse",
         abstract: "Diffusion models on the CPU: train, generate, augment, measure.",
+        discussion: "`diffuse COMMAND --help` shows every option of a command (`diffuse generate image --help`).",
         version: "0.1.0",
         subcommands: [Train.self, Generate.self, Augment.self, Dataset.self, Evaluate.self, Inspect.self, Forward.self, Tokenize.self, Export.self, SpectrogramCommand.self, Bench.self]
     )
 
+    /// ArgumentParser's `main`, except that a usage error found while a command runs (a class the
+    /// model lacks, a bad frame list) shows that command's usage rather than the top level's.
     static func main() {
-        main(attachingNegativeValues(Array(CommandLine.arguments.dropFirst())))
+        var command: ParsableCommand
+        do { command = try parseAsRoot(attachingNegativeValues(Array(CommandLine.arguments.dropFirst()))) } catch { exit(withError: error) }
+        do { try command.run() } catch let e as ValidationError {
+            let sub = type(of: command)
+            let usage = usageString(for: sub)
+            let name = usage.split(separator: " ").prefix { !$0.hasPrefix("[") && !$0.hasPrefix("<") && !$0.hasPrefix("-") }.joined(separator: " ")
+            note("Error: \(e.message)\nUsage: \(usage)\n  See '\(name) --help' for more information.")
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        } catch {
+            exit(withError: error)
+        }
     }
 
     /// `--count -5` as `--count=-5`: ArgumentParser reads a value that starts with a dash as

@@ -17,3 +17,44 @@ func printJSON<T: Encodable>(_ value: T) throws {
     enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     print(String(decoding: try enc.encode(value), as: UTF8.self))
 }
+
+/// `n` and the word, pluralised: "1 image", "3 images", "1 clip".
+func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+
+/// What a `generate` run wrote, as the end summary (text) or `--json`: the files (every one,
+/// extra files such as a spectrogram included), the samples' classes, the seed and settings, and
+/// how long it took.
+struct GenerationSummary: Encodable {
+    var files: [String]
+    var samples: Int
+    /// "image", "clip".
+    var kind: String
+    var classes: [String]?
+    /// How the class was chosen when no --class was given for an input (nil otherwise).
+    var classNote: String?
+    var seed: UInt64
+    var randomSeed: Bool
+    var sampler: String
+    var steps: Int
+    var guidance: Float
+    var strength: Float?
+    var model: String
+    var seconds: Double
+    var detail: String?
+
+    func report(json: Bool) throws {
+        if json { return try printJSON(self) }
+        var what = plural(samples, kind)
+        if let detail { what += " (\(detail))" }
+        var parts = [what]
+        if let classNote { parts.append("class \(classNote)") } else if let classes {
+            var distinct: [String] = []
+            for c in classes where !distinct.contains(c) { distinct.append(c) }
+            parts.append((distinct.count == 1 ? "class " : "classes ") + distinct.joined(separator: ", "))
+        }
+        parts.append("seed \(seed)\(randomSeed ? " (random; --seed \(seed) makes it again)" : "")")
+        parts.append(String(format: "%.1f s", seconds))
+        print(parts.joined(separator: ", ") + ":")
+        for f in files { print("  " + f) }
+    }
+}

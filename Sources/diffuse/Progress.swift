@@ -5,7 +5,7 @@ import Foundation
 final class Progress {
     let total: Int
     let label: String
-    let start = Date()
+    private(set) var start = Date()
     private var lastPrint = Date.distantPast
     /// Work already done before this process (a resumed run): not counted in the rate.
     private var base: Int? = nil
@@ -14,16 +14,19 @@ final class Progress {
     init(total: Int, label: String) { self.total = total; self.label = label }
 
     func update(_ done: Int, status: String = "") {
-        if base == nil { base = Swift.max(0, done - 1) }
         let now = Date()
+        // The first tick starts the clock: the work before it (a resumed run's steps, or the
+        // step just finished as the bar opens) is not counted, so no rate is shown yet.
+        let first = base == nil
+        if first { base = done; start = now }
         let final = done >= total
         if !final && now.timeIntervalSince(lastPrint) < (tty ? 0.2 : 5) { return }
         lastPrint = now
         let elapsed = now.timeIntervalSince(start)
         let rate = elapsed > 0 ? Double(done - (base ?? 0)) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        let line = String(format: "%@ %d/%d  %.2f it/s  ETA %@%@", label, done, total, rate, Self.clock(eta),
-                          status.isEmpty ? "" : "  " + status)
+        let speed = first || rate <= 0 ? "-- it/s  ETA --" : String(format: "%.2f it/s  ETA %@", rate, Self.clock(eta))
+        let line = String(format: "%@ %d/%d  %@%@", label, done, total, speed, status.isEmpty ? "" : "  " + status)
         if tty {
             let width = 24, filled = total > 0 ? width * done / total : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)

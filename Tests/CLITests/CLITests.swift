@@ -152,7 +152,7 @@ final class TrainGenerateCommandTests: XCTestCase {
         r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--class", "bag",
                             "--count", "1", "--steps", "3", "--init-image", initPNG.path, "--mask", maskPNG.path, "--out", inpainted.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let kept = try PNGCodec.read(inpainted.appendingPathComponent("0000-bag.png"), mode: .gray)
+        let kept = try PNGCodec.read(inpainted.appendingPathComponent("init-0000.png"), mode: .gray)  // named after its input
         let original = try PNGCodec.read(initPNG, mode: .gray)
         XCTAssertEqual(Array(kept.scalars[0..<512]), Array(original.scalars[0..<512]))
         r = try runDiffuse(["generate", "image", "--model", run.appendingPathComponent("model").path, "--count", "1",

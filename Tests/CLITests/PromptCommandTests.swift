@@ -55,6 +55,10 @@ final class PromptCommandTests: XCTestCase {
         }
         let first = try PNGCodec.read(listed.appendingPathComponent("0000.png"), mode: .rgb)
         XCTAssertLessThanOrEqual(zip(first.scalars, image.scalars).map { abs($0 - $1) }.max() ?? 1, 2.5 / 255)
+        // Several images into one NAME.png ask for --grid.
+        r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt-file", prompts.path, "--steps", "1", "--out", one.path])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("--grid"), r.stderr)
         try Data("\n  \n".utf8).write(to: prompts)
         r = try runDiffuseCommand(["generate", "image", "--model", Self.model, "--prompt-file", prompts.path, "--out", one.path])
         XCTAssertEqual(r.status, 1)

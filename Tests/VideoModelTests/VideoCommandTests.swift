@@ -20,7 +20,9 @@ final class VideoCommandTests: XCTestCase {
         let data = tmp.file("data")
         var r = try run(["dataset", "moving-fashion", "--out", data.path, "--per-class", "1", "--frames", "8"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: data.path).sorted(), FashionMNIST.names.sorted())
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: data.path).sorted(), (FashionMNIST.names + ["classes.json"]).sorted())
+        // The dataset's own class order (Fashion-MNIST's 0-9), not the folders' sort order.
+        XCTAssertEqual(try ClassFolder(data, extensions: ["mp4"]).classNames, FashionMNIST.names)
         let bagClip = data.appendingPathComponent("bag/00000.mp4")
         let probe = try ffprobe(bagClip)
         XCTAssert(["h264", "mpeg4"].contains(probe["codec_name"] ?? ""), "\(probe)")

@@ -27,7 +27,7 @@ struct Augment: ParsableCommand {
 /// The options every `augment` modality shares.
 struct AugmentOptions: ParsableArguments {
     @Option(help: "The labelled folder to augment: DIR/<class>/<files>.") var data: String?
-    @Option(help: "Output folder (OUT/<class>/..., OUT/manifest.jsonl); with --reproduce, the file to write.") var out: String
+    @Option(name: [.long, .customShort("o")], help: "Output folder (OUT/<class>/..., OUT/manifest.jsonl); with --reproduce, the file to write.") var out: String
     @Option(help: "generate (new samples from noise) or vary (variations of every real sample).") var mode: DatasetAugment.Mode = .generate
     @Option(help: "generate: new samples per class.") var perClass: Int?
     @Option(help: "generate: new samples in all, spread over the classes.") var total: Int?
@@ -37,6 +37,7 @@ struct AugmentOptions: ParsableArguments {
     @Option(help: "Train a model on --data for this many steps first (the modality's default recipe) and use it.") var trainSteps: Int?
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "Make one manifest line's file again (the JSON line) into --out.") var reproduce: String?
+    @Flag(help: "Print what was written as JSON (files, classes, seed, settings, seconds).") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -56,14 +57,21 @@ struct AugmentOptions: ParsableArguments {
     /// recipe fitted to the data into OUT/.model-run (resumable) and uses that model.
     func run<M: Modality>(_ type: M.Type) throws {
         runtime.apply()
+        let started = Date()
         let outURL = URL(fileURLWithPath: out)
         if let reproduce {
             let record: AugmentationRecord
             do { record = try JSONDecoder().decode(AugmentationRecord.self, from: Data(reproduce.utf8)) } catch {
-                throw ValidationError("--reproduce: not a manifest line: \(error)")
+                throw ValidationError("--reproduce: not a line of manifest.jsonl: \(DecodingProblem.sentence(error))")
             }
             try DatasetAugment.reproduce(M.self, record, to: outURL)
-            print(outURL.path)
+            if json {
+                try printJSON(AugmentSummary(files: [outURL.path], made: 1, kept: 0, skipped: [], classes: [record.className], matched: [:],
+                                             seed: record.seed, manifest: nil, seconds: Date().timeIntervalSince(started)))
+            } else {
+                print(String(format: "1 file (class %@, seed %llu), %.1f s:\n  %@", record.className, record.seed,
+                             Date().timeIntervalSince(started), outURL.path))
+            }
             return
         }
         let dataURL = URL(fileURLWithPath: data!)
@@ -86,7 +94,7 @@ struct AugmentOptions: ParsableArguments {
             modelDir = run.appendingPathComponent("model")
         } else {
             guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
-                throw ModelFolderError(path: "samples/\(M.name)", reason: "no bundled \(M.name) model: pass --model or --train-steps")
+                throw ModelFolderError(path: "samples/\(M.name)", reason: noBundledModel(M.name, alternative: "--model DIR or --train-steps N"))
             }
             modelDir = dir
         }
@@ -94,7 +102,7 @@ struct AugmentOptions: ParsableArguments {
         var o = DatasetAugment.Options()
         o.mode = mode
         o.perClass = perClass; o.total = total; o.balance = balance
-        o.perSource = perSource; o.strength = sampling.strength ?? 0.5
+        o.perSource = perSource; o.strength = sampling.strength ?? SamplingOptions.defaultStrength
         if sampling.eta != nil { throw ValidationError("augment: --eta is not recorded in the manifest yet; leave it out") }
         o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = sampling.steps; o.guidance = sampling.guidance ?? SamplingOptions.classGuidance; o.seed = sampling.seed
         o.batch = sampling.batch ?? 32
@@ -103,10 +111,39 @@ struct AugmentOptions: ParsableArguments {
             if bar == nil && total > 0 { bar = Progress(total: total, label: "augment") }
             bar?.update(done)
         }
-        print("\(r.made) new files in \(outURL.path)\(r.kept > 0 ? " (\(r.kept) already there)" : "")")
-        if !r.skipped.isEmpty { print("skipped \(r.skipped.count) unreadable input file\(r.skipped.count == 1 ? "" : "s")") }
-        print("manifest: \(outURL.appendingPathComponent("manifest.jsonl").path)")
+        let manifest = outURL.appendingPathComponent("manifest.jsonl").path
+        let seconds = Date().timeIntervalSince(started)
+        let classes = folder.classNames
+        if json {
+            try printJSON(AugmentSummary(files: r.files.map { outURL.appendingPathComponent($0).path }, made: r.made, kept: r.kept,
+                                         skipped: r.skipped.map(\.file), classes: classes,
+                                         matched: Dictionary(r.matched.map { ($0.folder, $0.className) }, uniquingKeysWith: { a, _ in a }),
+                                         seed: o.seed, manifest: manifest, seconds: seconds))
+            return
+        }
+        for m in r.matched { print("class folder \(m.folder) → the model's class \(m.className)") }
+        var line = "\(plural(r.made, "new file")) in \(outURL.path)"
+        if r.kept > 0 { line += " (\(r.kept) already there)" }
+        if !classes.isEmpty { line += ", " + (classes.count == 1 ? "class " : "classes ") + classes.joined(separator: ", ") }
+        line += String(format: ", seed %llu, %.1f s", o.seed, seconds)
+        print(line)
+        if !r.skipped.isEmpty { print("skipped \(plural(r.skipped.count, "unreadable input file"))") }
+        print("manifest: \(manifest)")
     }
+}
+
+/// What an `augment` run wrote (`--json`).
+struct AugmentSummary: Encodable {
+    var files: [String]
+    var made: Int
+    var kept: Int
+    var skipped: [String]
+    var classes: [String]
+    /// Class folders matched to a model class of another spelling: folder → class.
+    var matched: [String: String]
+    var seed: UInt64
+    var manifest: String?
+    var seconds: Double
 }
 
 extension DatasetAugment.Mode: ExpressibleByArgument {}
@@ -115,7 +152,7 @@ struct AugmentImage: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
         abstract: "New images for a folder DIR/<class>/*.png, written to OUT/<class>/ with OUT/manifest.jsonl.",
-        discussion: "See `diffuse augment --help`. Images are made at the model's size and channels."
+        discussion: "See `diffuse augment --help`. Images are made at the model's size and written back in the size and mode (gray or RGB) of their inputs: a varied file as its source, a generated one as its class's first file (resized bilinearly; the manifest's `shape` says so)."
     )
     @OptionGroup var options: AugmentOptions
 

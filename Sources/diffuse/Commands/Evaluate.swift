@@ -27,6 +27,7 @@ struct EvaluateAudio: ParsableCommand {
     @Option(help: "Sample rate the clips are measured at.") var rate = 16_000
     @Option(help: "Seconds of each clip measured.") var seconds = 1.0
     @Flag(help: "JSON output.") var json = false
+    @OptionGroup var runtime: RuntimeOptions
 
     func measure(_ path: String) throws -> AudioMetrics {
         let url = URL(fileURLWithPath: path)
@@ -43,6 +44,7 @@ struct EvaluateAudio: ParsableCommand {
     }
 
     func run() throws {
+        runtime.apply()
         let g = try measure(generated)
         let r = try real.map(measure)
         if json {

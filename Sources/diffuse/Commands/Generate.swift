@@ -15,22 +15,24 @@ struct Generate: ParsableCommand {
 }
 
 struct GenerateImage: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static var configuration: CommandConfiguration { CommandConfiguration(
         commandName: "image",
         abstract: "Generate images (PNG) with an image model.",
         discussion: """
-        Without --model the bundled model in samples/image/ is used (with --prompt: samples/text-to-image/, \
-        a small model trained here on emoji: "red apple", "cat face"). --out NAME.png writes one \
-        file (several images: a grid, a column per class); --out DIR writes one PNG per image. \
-        --init PHOTO.png starts from a picture (image-to-image, --strength), --mask MASK.png \
-        regenerates only its white part (inpainting).
+        Without --model the bundled model in samples/image/ is used\(bundledClassList("image")) \
+        (with --prompt: samples/text-to-image/, a small model trained here on emoji: "red apple", "cat face"). \
+        --out NAME.png writes one image (several: add --grid for one grid PNG, a column per class); \
+        --out DIR writes one PNG per image. --init PHOTO.png starts from a picture (image-to-image, \
+        --strength, default 0.5), --mask MASK.png regenerates only its white part (inpainting); \
+        without --class the picture keeps its own class (named by its folder or file name, e.g. \
+        sneaker.png) or its own content, and one image is made, named after it.
         With a text-to-image model (a Stable Diffusion 1.x/2.x pipeline folder in diffusers' layout, or \
         a single original-layout .safetensors file as A1111 and civitai distribute them) --prompt \
         says what to draw: `--model SD --prompt "a red apple" --negative-prompt "blurry" \
         --width 512 --height 512 --steps 20 --guidance 7.5`. Its PNGs carry the settings in a \
         `parameters` text chunk, as other tools write them.
         """
-    )
+    ) }
 
     @OptionGroup var options: GenerateOptions
     @Option(name: [.customLong("init"), .customLong("init-image")], help: "Image-to-image: start from this PNG, noised to --strength.")
@@ -39,7 +41,7 @@ struct GenerateImage: ParsableCommand {
     @Flag(help: "Write one grid PNG (what --out NAME.png does for several images).") var grid = false
     @Option(help: "Grid columns (default: the number of classes drawn, up to 16, so each column is one class; else 8).")
     var columns: Int?
-    @Option(help: "Output: a .png file (one image, or a grid of several) or a folder (one PNG per image).") var out: String
+    @Option(name: [.long, .customShort("o")], help: "Output: a .png file (one image, or with --grid a grid of several) or a folder (one PNG per image).") var out: String
     @Option(help: "Text-to-image models: what to draw.") var prompt: String?
     @Option(help: "Text-to-image models: a text file of prompts, one per line (blank lines skipped), --count images of each, in one batch (a grid has a row per prompt).")
     var promptFile: String?
@@ -56,6 +58,11 @@ struct GenerateImage: ParsableCommand {
     func validate() throws {
         if let columns, columns < 1 || columns > 256 { throw ValidationError("--columns must be between 1 and 256") }
         if grid && !singleFile { throw ValidationError("--grid writes one file: give --out NAME.png") }
+        let textModel = options.model.map { StableDiffusionPipeline.isPipelineFolder(URL(fileURLWithPath: $0)) || StableDiffusionPipeline.isSingleFile(URL(fileURLWithPath: $0)) } ?? false
+        let n = prompt != nil || promptFile != nil || textModel ? (options.count ?? 1) : options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
+        if singleFile && !grid && n > 1 {
+            throw ValidationError("--out \(out) names one file and this makes \(n) images: add --grid for one grid PNG, --count 1 for one image, or give a folder (--out DIR) for one PNG each")
+        }
         if mask != nil && initImage == nil { throw ValidationError("--mask needs --init (the picture to keep parts of)") }
         if let ext = outputExtension(out), ext != "png" { throw ValidationError("--out: write NAME.png or a folder (PNG is the image format)") }
         for (name, v) in [("--width", width), ("--height", height)] {
@@ -89,39 +96,52 @@ struct GenerateImage: ParsableCommand {
             return try runPrompt(prompts, model: bundled)
         }
         let (pipeline, dir) = try options.pipeline(ImageModality.self)
+        let started = Date()
         let count = options.sampleCount(fallback: 8, perEntry: false, hasInput: initImage != nil)
-        var request = try options.request(pipeline, model: dir, count: count, hasInput: initImage != nil)
-        if let initImage {
-            let x0 = try pipeline.loadImage(URL(fileURLWithPath: initImage), count: count)
+        let input = initImage.map { URL(fileURLWithPath: $0) }
+        var (request, classNote) = try options.request(pipeline, model: dir, count: count, input: input)
+        if let input {
+            let x0 = try pipeline.loadImage(input, count: count)
             if let mask {
                 request.known = KnownRegion(sample: x0, mask: try pipeline.loadMask(URL(fileURLWithPath: mask), count: count))
             } else {
-                request.initial = (x0, options.sampling.strength ?? 0.6)
+                request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
             }
         }
         let images = try options.generate(pipeline, request)
+        let names = options.classNames(request, pipeline)
+        func parameters(_ i: Int) -> [(String, String)] {
+            var p = "Class: \(names?[i] ?? "none"), Steps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), "
+                + "CFG scale: \(request.guidance), Seed: \(request.seed), Sample: \(i), Model: \(dir.lastPathComponent)"
+            if let s = request.initial?.strength { p += ", Denoising strength: \(s)" }
+            return [("parameters", p)]
+        }
         let outURL = URL(fileURLWithPath: out)
+        var files: [String] = []
         if singleFile && count == 1 && !grid {
-            try PNGCodec.write(images.item(0), to: outURL)
-            print(outURL.path)
+            try PNGCodec.write(images.item(0), to: outURL, text: parameters(0))
+            files = [outURL.path]
         } else if singleFile {
             let distinct = Set(request.conditioning.labels ?? []).count
             let cols = columns ?? (distinct > 1 && distinct <= 16 ? distinct : 8)
             try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, cols)), to: outURL)
-            print("\(outURL.path) (\(count) images in a grid)")
+            files = [outURL.path]
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<count {
-                try PNGCodec.write(images.item(i), to: outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: "png")))
+                let url = outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: "png", input: input))
+                try PNGCodec.write(images.item(i), to: url, text: parameters(i))
+                files.append(url.path)
             }
-            print("\(count) images in \(outURL.path)")
         }
+        try options.summary(files: files, samples: count, kind: "image", request: request, pipeline: pipeline, model: dir,
+                            classNote: classNote, started: started, detail: singleFile && count > 1 ? "in a grid" : nil)
     }
 }
 
 extension GenerateImage {
     /// Text-to-image with a Stable Diffusion pipeline folder: txt2img, img2img (--init,
-    /// --strength, default 0.75) and inpainting (--mask: a 9-channel inpainting unet where the
+    /// --strength, default 0.5 as everywhere) and inpainting (--mask: a 9-channel inpainting unet where the
     /// folder has one, else the kept latents blended in at every step).
     /// --prompt, or the lines of --prompt-file; nil when neither is given.
     func prompts() throws -> [String]? {
@@ -152,6 +172,9 @@ extension GenerateImage {
         let each = options.count ?? 1
         let prompts = given.flatMap { [String](repeating: $0, count: each) }
         let count = prompts.count
+        if singleFile && !grid && count > 1 {
+            throw ValidationError("--out \(out) names one file and this makes \(count) images (\(plural(given.count, "prompt")) × \(each)): add --grid for one grid PNG, or give a folder (--out DIR) for one PNG each")
+        }
         let w = width ?? pipe.defaultSize, h = height ?? pipe.defaultSize
         let f = pipe.downFactor
         var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
@@ -182,7 +205,7 @@ extension GenerateImage {
                 }
             } else {
                 let x0 = pipe.encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
-                request.initial = (x0, options.sampling.strength ?? 0.75)
+                request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
             }
         }
         let conditioning = PromptConditioning(prompts: prompts, negativePrompt: negativePrompt ?? "",
@@ -209,13 +232,13 @@ extension GenerateImage {
             print(outURL.path)
         } else if singleFile {
             try ImageGrid.write(images, columns: Swift.max(1, Swift.min(count, columns ?? (each > 1 ? each : 8))), to: outURL)
-            print("\(outURL.path) (\(count) images in a grid)")
+            print("\(outURL.path) (\(plural(count, "image")) in a grid)")
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<count {
                 try PNGCodec.write(images.item(i), to: outURL.appendingPathComponent(String(format: "%04d.png", i)), text: parameters(i))
             }
-            print("\(count) images in \(outURL.path)")
+            print("\(plural(count, "image")) in \(outURL.path)")
         }
     }
 
@@ -235,17 +258,19 @@ let mediaExtensions: Set<String> = ["png", "jpg", "jpeg", "webp", "gif", "bmp", 
                                     "mp4", "webm", "mkv", "avi", "mov", "m4v"]
 
 struct GenerateAudio: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static var configuration: CommandConfiguration { CommandConfiguration(
         commandName: "audio",
         abstract: "Generate audio clips (WAV) with a waveform model.",
         discussion: """
-        Without --model the bundled notes model in samples/audio/ is used. --out NAME.wav writes one \
-        file: the clips joined one after another (several classes make a melody: \
-        `--class 60,64,67,72`); --out DIR writes one WAV per clip. A class name wins over an index \
-        (on the notes model `--class 60` is MIDI pitch 60). --init CLIP varies a clip (--strength) \
-        or, with --mask-from/--mask-to, fills that stretch of it to match the rest.
+        Without --model the bundled notes model in samples/audio/ is used\(bundledClassList("audio")). \
+        --out NAME.wav writes one file: the clips joined one after another (several classes make a \
+        melody: `--class 60,64,67,72`); --out DIR writes one WAV per clip. A class name wins over an \
+        index (on the notes model `--class 60` is MIDI pitch 60). --init CLIP varies a clip \
+        (--strength, default 0.5) or, with --mask-from/--mask-to, fills that stretch of it to match \
+        the rest, crossfaded at the seams (--fade-ms); without --class it keeps its own class \
+        (named by its folder or file name, e.g. 60.wav) or its own content, and one clip is made.
         """
-    )
+    ) }
 
     @OptionGroup var options: GenerateOptions
     @Option(help: "Seconds per clip (default: the length the model was trained on, or --init's).") var seconds: Double?
@@ -253,9 +278,9 @@ struct GenerateAudio: ParsableCommand {
     var initClip: String?
     @Option(help: "Start of the gap to regenerate in --init (seconds).") var maskFrom: Double?
     @Option(help: "End of the gap to regenerate in --init (seconds).") var maskTo: Double?
-    @Option(help: "Crossfade between joined clips (milliseconds).") var fadeMs = 10.0
+    @Option(help: "Crossfade between joined clips and at the seams of a filled gap (milliseconds).") var fadeMs = 10.0
     @Option(help: "Also write the spectrogram(s) as a PNG.") var spectrogram: String?
-    @Option(help: "Output: NAME.wav|flac|ogg (clips joined) or a folder (one WAV per clip).") var out: String
+    @Option(name: [.long, .customShort("o")], help: "Output: NAME.wav|flac|ogg (clips joined) or a folder (one WAV per clip).") var out: String
 
     static let fileExtensions: Set<String> = ["wav", "flac", "ogg"]
     /// The longest clip generated (--seconds, --init).
@@ -274,49 +299,64 @@ struct GenerateAudio: ParsableCommand {
     func run() throws {
         options.runtime.apply()
         let (pipeline, dir) = try options.pipeline(AudioModality.self)
+        let started = Date()
         let n = options.sampleCount(fallback: 4, perEntry: true, hasInput: initClip != nil)
-        var request = try options.request(pipeline, model: dir, count: n, hasInput: initClip != nil)
+        let input = initClip.map { URL(fileURLWithPath: $0) }
+        var (request, classNote) = try options.request(pipeline, model: dir, count: n, input: input)
         var length = seconds.map { pipeline.length(seconds: $0) } ?? pipeline.length
-        if let initClip {
-            let url = URL(fileURLWithPath: initClip)
+        let rate = pipeline.sampleRate
+        var seams: (original: Tensor, gap: Range<Int>)? = nil
+        if let input {
             if seconds == nil {
                 // The whole clip, rounded up to a length the model takes — up to the longest a
                 // clip may be (--seconds' limit): a longer file is read only that far.
-                let clip = try AudioCodec.read(url, limits: .init(maxSeconds: Self.maxSeconds))
+                let clip = try AudioCodec.read(input, limits: .init(maxSeconds: Self.maxSeconds))
                 if clip.duration >= Self.maxSeconds {
-                    note("--init: using the first \(Int(Self.maxSeconds)) s of \(url.path) (the longest clip; --seconds picks less)")
+                    note("--init: using the first \(Int(Self.maxSeconds)) s of \(input.path) (the longest clip; --seconds picks less)")
                 }
                 length = pipeline.length(seconds: Swift.min(clip.duration, Self.maxSeconds))
             }
-            let x0 = try pipeline.loadClip(url, count: n, length: length)
+            let x0 = try pipeline.loadClip(input, count: n, length: length)
             if maskFrom != nil || maskTo != nil {
-                let rate = Double(pipeline.sampleRate)
-                let a = Swift.max(0, Int((maskFrom ?? 0) * rate)), b = Swift.min(length, Int((maskTo ?? Double(length) / rate) * rate))
-                guard a < b else { throw ValidationError("--mask-from/--mask-to: the gap lies outside the \(String(format: "%.2f", Double(length) / rate)) s clip") }
+                let r = Double(rate)
+                let a = Swift.max(0, Int((maskFrom ?? 0) * r)), b = Swift.min(length, Int((maskTo ?? Double(length) / r) * r))
+                guard a < b else { throw ValidationError("--mask-from/--mask-to: the gap lies outside the \(String(format: "%.2f", Double(length) / r)) s clip") }
                 request.known = KnownRegion(sample: x0, mask: AudioPipeline.gapMask(count: n, length: length, gap: a..<b))
+                seams = (x0, a..<b)
             } else {
-                request.initial = (x0, options.sampling.strength ?? 0.5)
+                request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
             }
         }
-        let clips = try options.generate(pipeline, request, shape: [pipeline.channels, length])
-        let rate = pipeline.sampleRate, c = clips.shape[1]
+        let fade = Int(fadeMs / 1000 * Double(rate))
+        let clips = try options.generate(pipeline, request, shape: [pipeline.channels, length]) { x in
+            seams.map { AudioPipeline.crossfadeSeams(x, original: $0.original, gap: $0.gap, fade: fade) } ?? x
+        }
+        let c = clips.shape[1]
         let outURL = URL(fileURLWithPath: out)
+        var files: [String] = []
+        var detail: String
         if outputExtension(out) != nil {
-            let joined = AudioPipeline.join(clips, fade: Int(fadeMs / 1000 * Double(rate)))
+            let joined = AudioPipeline.join(clips, fade: fade)
             try AudioCodec.write(AudioClip(samples: joined, sampleRate: rate), to: outURL)
-            print("\(outURL.path) (\(n) clip\(n == 1 ? "" : "s"), \(String(format: "%.2f", Double(joined.shape[1]) / Double(rate))) s)")
+            files.append(outURL.path)
+            detail = String(format: "%.2f s", Double(joined.shape[1]) / Double(rate)) + (n > 1 ? " joined" : "")
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<n {
-                try AudioCodec.write(AudioClip(samples: clips.item(i), sampleRate: rate),
-                                     to: outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: "wav")))
+                let url = outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: "wav", input: input))
+                try AudioCodec.write(AudioClip(samples: clips.item(i), sampleRate: rate), to: url)
+                files.append(url.path)
             }
-            print("\(n) clips in \(outURL.path)")
+            detail = String(format: "%.2f s each", Double(length) / Double(rate))
         }
         if let spectrogram {
             let m = c * length
-            try Spectrogram.write((0..<n).map { Array(clips.scalars[($0 * m)..<($0 * m + length)]) }, to: URL(fileURLWithPath: spectrogram))
+            let url = URL(fileURLWithPath: spectrogram)
+            try Spectrogram.write((0..<n).map { Array(clips.scalars[($0 * m)..<($0 * m + length)]) }, to: url)
+            files.append(url.path)
         }
+        try options.summary(files: files, samples: n, kind: "clip", request: request, pipeline: pipeline, model: dir,
+                            classNote: classNote, started: started, detail: detail)
     }
 }
 
@@ -335,18 +375,19 @@ func parseFrameList(_ s: String) throws -> Set<Int> {
 }
 
 struct GenerateVideo: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static var configuration: CommandConfiguration { CommandConfiguration(
         commandName: "video",
         abstract: "Generate short videos (MP4 or GIF) with a video model.",
         discussion: """
-        Without --model the bundled moving-fashion model in samples/video/ is used. --out NAME.mp4 \
+        Without --model the bundled moving-fashion model in samples/video/ is used\(bundledClassList("video")). --out NAME.mp4 \
         or NAME.gif writes one file, the clips tiled side by side (--columns per row); --out DIR \
         writes one file per clip (--format). MP4s are H.264 yuv420p (MPEG-4 Part 2 where FFmpeg \
         has no H.264 encoder). --init CLIP --keep-frames 0-3 continues a clip: those frames are \
         kept exactly and the others generated to match; --init without --keep-frames makes \
-        variations (--strength).
+        variations (--strength, default 0.5). Without --class an input keeps its own class (named by \
+        its folder or file name, e.g. sneaker.mp4) or its own content, and one clip is made.
         """
-    )
+    ) }
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case mp4, gif }
 
@@ -358,7 +399,7 @@ struct GenerateVideo: ParsableCommand {
     @Option(help: "Frames of --init kept as they are, e.g. 0-3 or 0,1,8-9 (the rest is generated).") var keepFrames: String?
     @Option(help: "Clips per row in a single output file (default: all in one row, up to 8).") var columns: Int?
     @Option(help: "File format with --out DIR.") var format: Format = .mp4
-    @Option(help: "Output: NAME.mp4 or NAME.gif (clips tiled), or a folder (one file per clip).") var out: String
+    @Option(name: [.long, .customShort("o")], help: "Output: NAME.mp4 or NAME.gif (clips tiled), or a folder (one file per clip).") var out: String
 
     var singleFile: Bool { outputExtension(out) != nil }
 
@@ -376,11 +417,13 @@ struct GenerateVideo: ParsableCommand {
     func run() throws {
         options.runtime.apply()
         let (pipeline, dir) = try options.pipeline(VideoModality.self)
+        let started = Date()
         let n = options.sampleCount(fallback: 4, perEntry: true, hasInput: initClip != nil)
-        var request = try options.request(pipeline, model: dir, count: n, hasInput: initClip != nil)
+        let input = initClip.map { URL(fileURLWithPath: $0) }
+        var (request, classNote) = try options.request(pipeline, model: dir, count: n, input: input)
         let f = frames ?? pipeline.frames
-        if let initClip {
-            let x0 = try pipeline.loadClip(URL(fileURLWithPath: initClip), count: n, frames: f)
+        if let input {
+            let x0 = try pipeline.loadClip(input, count: n, frames: f)
             if let keepFrames {
                 let kept = try parseFrameList(keepFrames)
                 guard kept.allSatisfy({ $0 < f }) else {
@@ -388,7 +431,7 @@ struct GenerateVideo: ParsableCommand {
                 }
                 request.known = KnownRegion(sample: x0, mask: VideoPipeline.frameMask(count: n, frames: f, kept: kept))
             } else {
-                request.initial = (x0, options.sampling.strength ?? 0.5)
+                request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
             }
         }
         let clips = try options.generate(pipeline, request, shape: [pipeline.channels, f, pipeline.size, pipeline.size])
@@ -398,16 +441,39 @@ struct GenerateVideo: ParsableCommand {
             if url.pathExtension.lowercased() == "gif" { try VideoCodec.writeGIF(frames, fps: rate, to: url); return "gif" }
             return try VideoCodec.writeMP4(frames, fps: rate, to: url)
         }
+        var files: [String] = []
+        var codec = format.rawValue
         if singleFile {
             let video = n == 1 ? VideoPipeline.clip(clips, 0) : VideoPipeline.tile(clips, columns: columns ?? Swift.min(n, 8))
-            let codec = try write(video, outURL)
-            print("\(outURL.path) (\(n) clip\(n == 1 ? "" : "s") of \(f) frames at \(String(format: "%g", rate)) fps, \(codec))")
+            codec = try write(video, outURL)
+            files.append(outURL.path)
         } else {
             try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
             for i in 0..<n {
-                _ = try write(VideoPipeline.clip(clips, i), outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: format.rawValue)))
+                let url = outURL.appendingPathComponent(options.fileName(i, request, pipeline, ext: format.rawValue, input: input))
+                codec = try write(VideoPipeline.clip(clips, i), url)
+                files.append(url.path)
             }
-            print("\(n) clips in \(outURL.path)")
         }
+        try options.summary(files: files, samples: n, kind: "clip", request: request, pipeline: pipeline, model: dir, classNote: classNote,
+                            started: started, detail: "\(f) frames at \(String(format: "%g", rate)) fps, \(codec)" + (singleFile && n > 1 ? ", tiled" : ""))
+    }
+}
+
+/// ": its classes are a, b, …" for a modality's bundled model (what `generate … --help` lists), or "".
+func bundledClassList(_ modality: String) -> String {
+    guard let dir = bundledModel(modality), let data = FileManager.default.contents(atPath: dir.appendingPathComponent("classes.json").path),
+          let names = try? JSONDecoder().decode([String].self, from: data), !names.isEmpty else { return "" }
+    return "; its classes (--class NAME or index 0-\(names.count - 1)): " + names.joined(separator: ", ")
+}
+
+extension GenerateOptions {
+    /// Prints the end summary (or --json) of a generate run.
+    func summary<M: Modality>(files: [String], samples: Int, kind: String, request: SamplingRequest, pipeline: Pipeline<M>, model: URL,
+                              classNote: String?, started: Date, detail: String?) throws {
+        try GenerationSummary(files: files, samples: samples, kind: kind, classes: classNames(request, pipeline), classNote: classNote,
+                              seed: request.seed, randomSeed: sampling.seedArgument < 0, sampler: request.sampler?.rawValue ?? "folder",
+                              steps: request.steps, guidance: request.guidance, strength: request.initial?.strength, model: model.path,
+                              seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }
 }

@@ -5,6 +5,7 @@ import NN
 import Image
 import Audio
 import Video
+import Workflow
 
 /// What a model folder holds: config, parameter count, tensors by block, file sizes.
 struct Inspect: ParsableCommand {
@@ -24,6 +25,8 @@ struct Inspect: ParsableCommand {
         var files: [String: Int]
         var weightsDType: String?
         var config: [String: JSONValue]
+        /// A pipeline folder's class names by label (classes.json), when it has them.
+        var classes: [String]?
     }
 
     func run() throws {
@@ -50,8 +53,12 @@ struct Inspect: ParsableCommand {
         }
         let cfg = try net.configJSON()
         let className = type(of: net).className
+        var classes: [String]? = nil
+        if isDir.boolValue, FileManager.default.fileExists(atPath: url.appendingPathComponent("classes.json").path) {
+            classes = try ClassLabels.load(url, labelCount: nil).names
+        }
         let r = Report(path: model, className: className, parameters: net.parameterCount,
-                       parametersByBlock: byBlock, files: files, weightsDType: dtype, config: cfg)
+                       parametersByBlock: byBlock, files: files, weightsDType: dtype, config: cfg, classes: classes)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -60,6 +67,10 @@ struct Inspect: ParsableCommand {
         }
         print("\(model): \(r.className), \(String(format: "%.3f", Double(r.parameters) / 1e6)) M parameters\(dtype.map { " (\($0) weights)" } ?? " (random weights from a bare config)")")
         for line in net.summary { print("  " + line) }
+        if let classes {
+            print("  classes (--class NAME or index):")
+            for (i, c) in classes.enumerated() { print("    " + lpad(String(i), 3) + "  " + c) }
+        }
         print("  parameters by block:")
         for (k, v) in byBlock.sorted(by: { $0.key < $1.key }) { print("    " + pad(k, 18) + lpad(String(v), 10)) }
         if !files.isEmpty {

@@ -19,7 +19,8 @@ struct SpectrogramCommand: ParsableCommand {
     @Option(help: "Sample rate the files are drawn at.") var rate = 16_000
     @Option(help: "Window length (a power of two).") var frame = 512
     @Option(help: "Hop between windows.") var hop = 128
-    @Option(help: "Output PNG.") var out: String
+    @Option(name: [.long, .customShort("o")], help: "Output PNG.") var out: String
+    @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one audio file") }
@@ -29,6 +30,7 @@ struct SpectrogramCommand: ParsableCommand {
     }
 
     func run() throws {
+        runtime.apply()
         let clips = try files.map { path -> [Float] in
             var clip = try AudioCodec.read(URL(fileURLWithPath: path)).mono()
             if clip.sampleRate != rate { clip = clip.resampled(to: rate) }

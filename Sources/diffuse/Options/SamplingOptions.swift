@@ -16,18 +16,29 @@ struct SamplingOptions: ParsableArguments {
     var steps = 20
     @Option(help: "Stochasticity of the sampler's steps, 0-1: DDIM's eta (default 0), TCD's gamma (default 0.3); other samplers have none.")
     var eta: Float?
-    @Option(help: "Seed: the same seed draws the same noise for each sample whatever --batch and --threads are.")
-    var seed: UInt64 = 0
-    @Option(help: "Classifier-free guidance scale (1 = none; 0-50; default 2 for class models, 7.5 with --prompt).")
+    @Option(name: .customLong("seed"), parsing: .unconditional,
+            help: "Seed: the same seed draws the same noise for each sample whatever --batch and --threads are; -1 picks a random one (printed in the summary).")
+    var seedArgument: Int64 = 0
+    @Option(name: [.long, .customLong("cfg-scale")], help: "Classifier-free guidance scale (1 = none; 0-50; default 2 for class models, 7.5 with --prompt).")
     var guidance: Float?
     @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
     var guidanceRescale: Float = 0
     @Option(help: "Samples per model call (default: all at once; augment: 32); the samples do not depend on it.")
     var batch: Int?
-    @Option(help: "How far an input (--init, or augment's vary sources) is noised: 0 keeps it, 1 replaces it (default 0.6 for images, 0.5 for clips).")
+    @Option(help: "How far an input (--init, or augment's vary sources) is noised: 0 keeps it, 1 replaces it (default 0.5 everywhere: the input's layout and class survive, its detail is redrawn).")
     var strength: Float?
 
+    /// --strength when not given, for every modality and command: half the schedule. On the bundled
+    /// models 0.5 keeps an item's kind, a note's pitch and a clip's motion; 0.6 already turned some
+    /// sneakers into other items.
+    static let defaultStrength: Float = 0.5
+
+    /// The seed --seed names; -1 is one random seed for the whole process (reported, so the run can be made again).
+    var seed: UInt64 { seedArgument < 0 ? Self.randomSeed : UInt64(seedArgument) }
+    static let randomSeed = UInt64.random(in: 1...UInt64(Int32.max))
+
     func validate() throws {
+        if seedArgument < -1 { throw ValidationError("--seed must be 0 or more, or -1 for a random seed") }
         if !SamplingRequest.stepsRange.contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
         if let guidance, !SamplingRequest.guidanceRange.contains(guidance) { throw ValidationError("--guidance must be between 0 and 50") }
         if !SamplingRequest.guidanceRescaleRange.contains(guidanceRescale) { throw ValidationError("--guidance-rescale must be within 0-1") }
@@ -68,6 +79,7 @@ struct GenerateOptions: ParsableArguments {
     @Option(help: "Starting noise: a safetensors file with key `latents` [N, C, …] (diffusers' `latents`).") var latents: String?
     @Option(help: "Also write the final float samples before quantisation (key `sample`) to this safetensors file.")
     var raw: String?
+    @Flag(help: "Print what was written as JSON (files, classes, seed, settings, seconds).") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -77,7 +89,7 @@ struct GenerateOptions: ParsableArguments {
     /// The pipeline of --model, or the bundled one of `M`.
     func pipeline<M: Modality>(_ type: M.Type) throws -> (Pipeline<M>, URL) {
         guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
-            throw ModelFolderError(path: "samples/\(M.name)", reason: "no bundled \(M.name) model: pass --model RUN/model")
+            throw ModelFolderError(path: "samples/\(M.name)", reason: noBundledModel(M.name))
         }
         return (try Pipeline<M>.load(dir), dir)
     }
@@ -94,42 +106,69 @@ struct GenerateOptions: ParsableArguments {
     /// The request for `count` samples: the labels --class asks for (a list given in turn), every
     /// class in turn when it is left out — or, with an input and no --class, the input's own
     /// content kept unconditioned (the null label, no guidance) instead of another class forced on it.
-    func request<M: Modality>(_ pipeline: Pipeline<M>, model dir: URL, count: Int, hasInput: Bool) throws -> SamplingRequest {
+    /// An input with no --class keeps its own class when its folder or file name names one
+    /// (`…/sneaker/x.png`, `0003-sneaker.png`, `60.wav`); else it is varied unconditioned.
+    func request<M: Modality>(_ pipeline: Pipeline<M>, model dir: URL, count: Int, input: URL?) throws -> (SamplingRequest, classNote: String?) {
         let classes = pipeline.classes
         var conditioning = Conditioning.unconditional
+        var classNote: String? = nil
+        var inputOwnContent = false
         if let list = self.classes {
             guard classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
             do { conditioning = .labels(try classes.labels(list, count: count)) } catch let e as UnknownClass {
                 throw ValidationError("--class \(e)")
             }
-        } else if hasInput {
-            if let null = classes.nullLabel { conditioning = .labels([Int](repeating: null, count: count)) }
+        } else if let input {
+            if classes.isConditional, let own = classes.label(ofFile: input) {
+                conditioning = .labels([Int](repeating: own, count: count))
+                classNote = "\(classes.name(own)), from the input's name"
+            } else {
+                if let null = classes.nullLabel { conditioning = .labels([Int](repeating: null, count: count)) }
+                inputOwnContent = true
+                classNote = classes.isConditional ? "none: the input's own content (its name names no class; --class sets one)" : nil
+            }
         } else if classes.isConditional {
             conditioning = .labels(classes.cycling(count: count))
         }
         var r = try sampling.request(count: count, conditioning: conditioning, scheduler: pipeline.scheduler)
-        if hasInput && self.classes == nil { r.guidance = 1 }
-        return r
+        if inputOwnContent { r.guidance = 1 }
+        return (r, classNote)
     }
 
     /// Runs `request` (start noise from --latents) with a progress bar, writes --raw, and
     /// returns the samples clamped to [-1, 1].
-    func generate<M: Modality>(_ pipeline: Pipeline<M>, _ request: SamplingRequest, shape: [Int]? = nil) throws -> Tensor {
+    func generate<M: Modality>(_ pipeline: Pipeline<M>, _ request: SamplingRequest, shape: [Int]? = nil,
+                               finish: (Tensor) -> Tensor = { $0 }) throws -> Tensor {
         var r = request
         if let latents {
             r.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [r.count] + (shape ?? pipeline.unet.sampleShape))
         }
-        let samples = try pipeline.generate(r, shape: shape, clamp: false, progress: Progress.steps(label: "generate"))
+        let samples = finish(try pipeline.generate(r, shape: shape, clamp: false, progress: Progress.steps(label: "generate")))
         if let raw { try SafeTensors.write(["sample": samples], to: URL(fileURLWithPath: raw)) }
         return GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
     }
 
-    /// A sample's file name: its number and class (`0003-sneaker.png`); no class for the null label.
-    func fileName<M: Modality>(_ i: Int, _ request: SamplingRequest, _ pipeline: Pipeline<M>, ext: String) -> String {
+    /// A sample's file name: its number and class (`0003-sneaker.png`; no class for the null
+    /// label), or after the input it was made from (`photo-0000.png`).
+    func fileName<M: Modality>(_ i: Int, _ request: SamplingRequest, _ pipeline: Pipeline<M>, ext: String, input: URL? = nil) -> String {
         let number = String(format: "%04d", i)
+        if let input { return "\(input.deletingPathExtension().lastPathComponent)-\(number).\(ext)" }
         guard let l = request.conditioning.labels?[i], l != pipeline.nullLabel else { return "\(number).\(ext)" }
         return "\(number)-\(pipeline.classes.name(l)).\(ext)"
     }
+
+    /// The class names of the samples in order (nil: unconditional or the null label throughout).
+    func classNames<M: Modality>(_ request: SamplingRequest, _ pipeline: Pipeline<M>) -> [String]? {
+        guard let labels = request.conditioning.labels, labels.contains(where: { $0 != pipeline.nullLabel }) else { return nil }
+        return labels.map { $0 == pipeline.nullLabel ? "(none)" : pipeline.classes.name($0) }
+    }
+}
+
+/// What a user sees when no bundled model is found: where it was looked for and what to do.
+func noBundledModel(_ modality: String, alternative: String = "--model RUN/model") -> String {
+    "no bundled \(modality) model found (looked in $DIFFUSE_SAMPLES/\(modality), share/diffuse/\(modality) beside the executable's folder, "
+        + "and samples/\(modality) beside the executable and in the working folder): set DIFFUSE_SAMPLES to the samples/ folder "
+        + "of a checkout, install with `make install`, or pass \(alternative)"
 }
 
 /// Where bundled models live: $DIFFUSE_SAMPLES, else samples/ beside the package or executable.
@@ -137,6 +176,8 @@ func bundledModel(_ modality: String) -> URL? {
     var candidates: [URL] = []
     if let env = ProcessInfo.processInfo.environment["DIFFUSE_SAMPLES"] { candidates.append(URL(fileURLWithPath: env)) }
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    // `make install`: PREFIX/bin/diffuse with the models in PREFIX/share/diffuse/<modality>.
+    candidates.append(exe.deletingLastPathComponent().appendingPathComponent("share/diffuse"))
     var dir = exe
     for _ in 0..<5 { candidates.append(dir.appendingPathComponent("samples")); dir = dir.deletingLastPathComponent() }
     candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("samples"))

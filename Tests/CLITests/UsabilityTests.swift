@@ -1,0 +1,179 @@
+import XCTest
+import TestSupport
+import Foundation
+import Media
+import Workflow
+import Audio
+import Tensor
+
+/// Issue 20, through the executable with the bundled models (2-4 steps each).
+final class UsabilityTests: XCTestCase {
+    static let samples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("samples")
+    var tmp: URL!
+
+    override func setUpWithError() throws {
+        for m in ["image", "audio"] {
+            try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("\(m)/model_index.json").path))
+        }
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-usability-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { if let tmp { try? FileManager.default.removeItem(at: tmp) } }
+
+    func run(_ args: [String], env: [String: String]? = nil) throws -> DiffuseResult {
+        try runDiffuseCommand(args, env: env ?? ["DIFFUSE_SAMPLES": Self.samples.path])
+    }
+    func path(_ s: String) -> String { tmp.appendingPathComponent(s).path }
+    func exists(_ s: String) -> Bool { FileManager.default.fileExists(atPath: path(s)) }
+
+    // 1, 5: a file name writes one file; several need --grid; -o, --cfg-scale, --seed -1.
+    func testOutFileOneOrAClearError() throws {
+        var r = try run(["generate", "image", "--class", "bag", "--count", "1", "--steps", "2", "-o", path("one.png"), "--cfg-scale", "3", "--seed", "-1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var isDir: ObjCBool = true
+        XCTAssert(FileManager.default.fileExists(atPath: path("one.png"), isDirectory: &isDir) && !isDir.boolValue)
+        XCTAssert(r.stdout.contains("1 image,") && r.stdout.contains("(random; --seed"), r.stdout)
+        r = try run(["generate", "image", "--class", "bag", "--count", "2", "--steps", "2", "--out", path("two.png")])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("--grid") && r.stderr.contains("Usage: diffuse generate image"), r.stderr)
+        XCTAssertFalse(exists("two.png"))
+        r = try run(["generate", "audio", "--steps", "2", "--out", path("e16.mp3")])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains(".mp3"), r.stderr)
+        XCTAssertEqual(try run(["generate", "image", "--seed", "-2", "--out", path("x")]).status, 64)
+    }
+
+    // 2, 6: --init without --class keeps the input's class (from its name), makes one output named after it;
+    // summaries pluralise and give the time; errors show the subcommand's usage; --json.
+    func testInitKeepsItsInputAndSummaries() throws {
+        var r = try run(["generate", "image", "--class", "sneaker", "--count", "1", "--steps", "2", "--out", path("sneaker.png")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("1/2  ") && r.stderr.range(of: #"1/\d+  \d{4,}"#, options: .regularExpression) != nil, r.stderr)
+        r = try run(["generate", "image", "--init", path("sneaker.png"), "--steps", "4", "--out", path("var"), "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(obj?["classes"] as? [String], ["sneaker"])
+        XCTAssertEqual(obj?["files"] as? [String], [path("var/sneaker-0000.png")])
+        XCTAssertEqual(obj?["strength"] as? Double, 0.5)
+        XCTAssertNotNil(obj?["seconds"] as? Double)
+        r = try run(["generate", "image", "--class", "sneakr", "--steps", "2", "--out", path("x")])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("Usage: diffuse generate image"), r.stderr)
+        r = try run(["augment", "image", "--reproduce", "{\"file\": \"a.png\"}", "--out", path("a.png")])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("the field `class` is missing") && r.stderr.contains("Usage: diffuse augment image"), r.stderr)
+    }
+
+    // 3: a filled gap has no click at its seams.
+    func testGapFillCrossfadesAtTheSeams() throws {
+        let rate = 16_000, n = 16_384
+        let note = (0..<n).map { Float(0.4 * sin(2 * Double.pi * 261.63 * Double($0) / Double(rate))) }
+        try AudioCodec.write(AudioClip(samples: Tensor(shape: [1, n], scalars: note), sampleRate: rate), to: tmp.appendingPathComponent("60.wav"))
+        let r = try run(["generate", "audio", "--init", path("60.wav"), "--mask-from", "0.3", "--mask-to", "0.6", "--steps", "3", "--out", path("filled.wav")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.hasPrefix("1 clip (") && r.stdout.contains("class 60"), r.stdout)
+        let out = try AudioCodec.read(tmp.appendingPathComponent("filled.wav")).samples.scalars
+        let typical = zip(note.dropFirst(), note).map { abs($0 - $1) }.max()!
+        for seam in [Int(0.3 * Double(rate)), Int(0.6 * Double(rate))] {
+            let jump = (seam - 2..<seam + 2).map { abs(out[$0 + 1] - out[$0]) }.max()!
+            XCTAssertLessThan(jump, 2 * typical + 0.01, "a click at sample \(seam)")
+        }
+    }
+
+    // 4: a model of the wrong kind names what it is and the command that runs it.
+    func testWrongKindOfModelSaysWhichCommand() throws {
+        let r = try run(["generate", "image", "--model", Self.samples.appendingPathComponent("audio").path, "--steps", "2", "--out", path("x")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("this is an audio model (UNet1DModel)") && r.stderr.contains("diffuse generate audio"), r.stderr)
+    }
+
+    // 5, 8: --threads everywhere it computes; class names listed.
+    func testHelpClassesAndBundledModelHint() throws {
+        XCTAssertEqual(try run(["spectrogram", "--help"]).stdout.contains("--threads"), true)
+        XCTAssertEqual(try run(["evaluate", "audio", "--help"]).stdout.contains("--threads"), true)
+        XCTAssert(try run(["generate", "image", "--help"]).stdout.contains("ankle-boot"))
+        let inspect = try run(["inspect", Self.samples.appendingPathComponent("image").path])
+        XCTAssert(inspect.stdout.contains("classes") && inspect.stdout.contains("sneaker"), inspect.stdout)
+    }
+
+    // 9, 11, 12: augment matches differently spelled class folders, says so, and writes in the inputs' size.
+    func testAugmentMatchesFolderNamesAndKeepsTheInputSize() throws {
+        let data = tmp.appendingPathComponent("small")
+        for name in ["Ankle_boot", "T-shirt_top"] {
+            let dir = data.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try PNGCodec.write(Pixels(width: 28, height: 28, channels: 1, bytes: [UInt8](repeating: 40, count: 784)), to: dir.appendingPathComponent("a.png"))
+        }
+        let r = try run(["augment", "image", "--data", data.path, "--out", path("more"), "--per-class", "1", "--steps", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("Ankle_boot → the model's class ankle-boot") && r.stdout.contains("T-shirt_top → the model's class t-shirt"), r.stdout)
+        let made = try PNGCodec.readPixels(tmp.appendingPathComponent("more/Ankle_boot/gen-s0-00000.png"))
+        XCTAssertEqual([made.width, made.height, made.channels], [28, 28, 1])
+        // The dataset's own order: classes.json orders the class folders.
+        try ClassFolder.writeOrder(["T-shirt_top", "Ankle_boot"], in: data)
+        XCTAssertEqual(try ClassFolder(data, extensions: ["png"]).classNames, ["T-shirt_top", "Ankle_boot"])
+    }
+
+    // 13: the README's quick start runs as written (with --steps 2 and the outputs in a temporary folder).
+    func testReadmeQuickStartRuns() throws {
+        let readme = Self.samples.deletingLastPathComponent().appendingPathComponent("README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        guard let a = text.range(of: "<!-- quick start"), let b = text.range(of: "<!-- end quick start -->") else {
+            return XCTFail("README has no quick start block")
+        }
+        let commands = text[a.upperBound..<b.lowerBound].split(separator: "\n").map(String.init).filter { $0.hasPrefix("diffuse ") }
+        XCTAssertEqual(commands.count, 3, "the quick start's commands")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("video/model_index.json").path))
+        for c in commands {
+            var args = c.split(separator: " ").dropFirst().map(String.init)
+            for i in args.indices.dropLast() where args[i] == "-o" || args[i] == "--out" || args[i] == "--spectrogram" {
+                args[i + 1] = path(args[i + 1])
+            }
+            let r = try run(args + ["--steps", "2"])
+            XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")
+        }
+        for f in ["sneakers.png", "melody.wav", "melody.png", "bag.gif"] { XCTAssert(exists(f), f) }
+    }
+
+    // 7: an installed binary finds the models in PREFIX/share/diffuse; a copied one without them names DIFFUSE_SAMPLES.
+    func testInstalledLayoutAndACopiedBinary() throws {
+        let fm = FileManager.default
+        let bin = tmp.appendingPathComponent("prefix/bin")
+        try fm.createDirectory(at: bin, withIntermediateDirectories: true)
+        try fm.copyItem(at: diffuseExecutable, to: bin.appendingPathComponent("diffuse"))
+        func copied(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let p = Process()
+            p.executableURL = bin.appendingPathComponent("diffuse")
+            p.arguments = args
+            p.currentDirectoryURL = tmp
+            p.environment = ProcessInfo.processInfo.environment.filter { $0.key != "DIFFUSE_SAMPLES" }
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out; p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        var r = try copied(["generate", "image", "--class", "bag", "--count", "1", "--steps", "1", "--out", path("a.png")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("DIFFUSE_SAMPLES") && r.stderr.contains("make install"), r.stderr)
+        let share = tmp.appendingPathComponent("prefix/share/diffuse")
+        try fm.createDirectory(at: share, withIntermediateDirectories: true)
+        try fm.copyItem(at: Self.samples.appendingPathComponent("image"), to: share.appendingPathComponent("image"))
+        r = try copied(["generate", "image", "--class", "bag", "--count", "1", "--steps", "1", "--out", path("a.png")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    // 12: the same index names the same class on the image and video models; summaries name the classes.
+    func testClassIndicesAgreeAcrossBundledModels() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("video/model_index.json").path))
+        for m in ["image", "video"] {
+            let r = try run(["generate", m, "--class", "0,9", "--count", "2", "--steps", "1"] + (m == "video" ? ["--frames", "2"] : [])
+                            + ["--out", path(m), "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            XCTAssertEqual(obj?["classes"] as? [String], ["t-shirt", "ankle-boot"], m)
+        }
+    }
+}
