@@ -40,7 +40,7 @@ struct SamplingOptions: ParsableArguments {
     }
 
     /// The guidance scale of class models when --guidance is not given.
-    static let classGuidance: Float = 2
+    static let classGuidance = ClassLabels.defaultGuidance
 
     /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`;
     /// --sampler, else the default for the model folder's `scheduler`).
@@ -95,20 +95,14 @@ struct GenerateOptions: ParsableArguments {
     /// class in turn when it is left out — or, with an input and no --class, the input's own
     /// content kept unconditioned (the null label, no guidance) instead of another class forced on it.
     func request<M: Modality>(_ pipeline: Pipeline<M>, model dir: URL, count: Int, hasInput: Bool) throws -> SamplingRequest {
-        let classes = pipeline.classes
-        var conditioning = Conditioning.unconditional
-        if let list = self.classes {
-            guard classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
-            do { conditioning = .labels(try classes.labels(list, count: count)) } catch let e as UnknownClass {
-                throw ValidationError("--class \(e)")
-            }
-        } else if hasInput {
-            if let null = classes.nullLabel { conditioning = .labels([Int](repeating: null, count: count)) }
-        } else if classes.isConditional {
-            conditioning = .labels(classes.cycling(count: count))
+        let chosen: (conditioning: Conditioning, guided: Bool)
+        do { chosen = try pipeline.classes.conditioning(classes, count: count, hasInput: hasInput) } catch let e as UnknownClass {
+            throw ValidationError("--class \(e)")
+        } catch is UnconditionalModel {
+            throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class")
         }
-        var r = try sampling.request(count: count, conditioning: conditioning, scheduler: pipeline.scheduler)
-        if hasInput && self.classes == nil { r.guidance = 1 }
+        var r = try sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler)
+        if !chosen.guided { r.guidance = 1 }
         return r
     }
 
@@ -132,14 +126,5 @@ struct GenerateOptions: ParsableArguments {
     }
 }
 
-/// Where bundled models live: $DIFFUSE_SAMPLES, else samples/ beside the package or executable.
-func bundledModel(_ modality: String) -> URL? {
-    var candidates: [URL] = []
-    if let env = ProcessInfo.processInfo.environment["DIFFUSE_SAMPLES"] { candidates.append(URL(fileURLWithPath: env)) }
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    var dir = exe
-    for _ in 0..<5 { candidates.append(dir.appendingPathComponent("samples")); dir = dir.deletingLastPathComponent() }
-    candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("samples"))
-    return candidates.map { $0.appendingPathComponent(modality) }
-        .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("model_index.json").path) }
-}
+/// Where bundled models live (`BundledModels`).
+func bundledModel(_ modality: String) -> URL? { BundledModels.folder(modality) }
