@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // diffuse — diffusion models for images, audio and video on the CPU.
 // Sections, top-down: C libraries, core, shared media and workflow, modalities, evaluation,
 // command line, tests. Each layer imports only the layers above it in this file; a modality
@@ -23,9 +23,15 @@ let package = Package(
         .library(name: "Audio", targets: ["Audio"]),
         .library(name: "Video", targets: ["Video"]),
         .library(name: "Evaluation", targets: ["Evaluation"]),
+        .library(name: "Serve", targets: ["Serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // `diffuse serve`'s HTTP server; no traits: swift-configuration is not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        // Hummingbird's own dependencies, named for the connection (NIOCore) and shutdown (ServiceLifecycle).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // MARK: C libraries (implementation details; each imported by one Swift file)
@@ -80,9 +86,18 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["Tensor", "NN", "Media", "Workflow", "Image", "Audio", "Video"], path: "Sources/Evaluation",
                 swiftSettings: swiftSettings),
 
+        // MARK: Server
+        // `diffuse serve`: the HTTP API (A1111 subset, OpenAI images, our own class/audio/video/augment
+        // endpoints), its job queue and the web page (a resource); calls the same library paths as the CLI.
+        .target(name: "Serve", dependencies: ["Tensor", "NN", "Diffusion", "Text", "Media", "Workflow", "Image", "Audio", "Video",
+                                              .product(name: "Hummingbird", package: "hummingbird"),
+                                              .product(name: "NIOCore", package: "swift-nio"),
+                                              .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                path: "Sources/Serve", resources: [.copy("Resources/web")], swiftSettings: swiftSettings),
+
         // MARK: Command line
         .executableTarget(name: "diffuse", dependencies: [
-            "Tensor", "NN", "Diffusion", "Text", "Media", "Workflow", "Image", "Audio", "Video", "Evaluation",
+            "Tensor", "NN", "Diffusion", "Text", "Media", "Workflow", "Image", "Audio", "Video", "Evaluation", "Serve",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/diffuse", swiftSettings: swiftSettings),
 
@@ -114,6 +129,8 @@ let package = Package(
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "TestSupport", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests",
                     exclude: ["Recorded", "Hostile"]),
+        // `diffuse serve` over HTTP on a loopback port, in process, and the web page in headless Chromium.
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "Image", "Media", "Tensor", "TestSupport"], path: "Tests/ServeTests"),
         // Metrics against closed forms, the probe, and `diffuse evaluate image|video` end to end (runs the executable).
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "TestSupport", "Image", "Video", "NN", "Tensor"],
                     path: "Tests/EvaluationTests"),

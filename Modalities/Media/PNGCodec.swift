@@ -175,7 +175,8 @@ public enum PNGCodec {
     /// Encodes 8-bit pixels as PNG bytes in memory (for writers that place many files
     /// themselves, e.g. into a folder renamed into place once complete).
     /// - Parameter name: what errors name (the file the bytes are meant for).
-    public static func encode(_ pixels: Pixels, name: String) throws -> [UInt8] {
+    /// - Parameter text: (keyword, text) pairs written as text chunks, as `write` does.
+    public static func encode(_ pixels: Pixels, name: String, text: [(String, String)] = []) throws -> [UInt8] {
         try MediaLimits.check(pixels.width, max: Limits().maxDimension, "width", file: name)
         try MediaLimits.check(pixels.height, max: Limits().maxDimension, "height", file: name)
         var image = png_image()
@@ -203,7 +204,10 @@ public enum PNGCodec {
             }
         }
         guard ok != 0 else { throw MediaError.writeFailed(file: name, reason: message(image)) }
-        return Array(out.prefix(size))
+        var bytes = Array(out.prefix(size))
+        // After the signature (8 bytes) and IHDR (4 length + 4 type + 13 data + 4 CRC).
+        if !text.isEmpty { bytes.insert(contentsOf: text.flatMap { textChunk(keyword: $0.0, text: $0.1) }, at: 33) }
+        return bytes
     }
 
     /// A tEXt chunk (Latin-1 keyword of 1–79 characters; ASCII text), or an iTXt chunk (UTF-8 text).

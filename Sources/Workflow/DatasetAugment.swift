@@ -26,7 +26,7 @@ public enum DatasetAugment {
         public var strength: Float = 0.5
         public var sampler = SamplerName.dpmpp2m
         public var steps = 20
-        public var guidance: Float = 2
+        public var guidance = ClassLabels.defaultGuidance
         public var seed: UInt64 = 0
         public var batch = 32
         public init() {}

@@ -17,6 +17,8 @@ public struct ClassLabels: Sendable, Equatable {
     }
 
     public var isConditional: Bool { labelCount != nil }
+    /// The guidance scale of class models when none is asked for.
+    public static let defaultGuidance: Float = 2
 
     /// The label meaning "no class": one more embedding than classes.
     public var nullLabel: Int? {
@@ -105,6 +107,27 @@ public struct ClassLabels: Sendable, Equatable {
         return (0..<count).map { $0 % k }
     }
 
+    /// The conditioning of `count` samples: the labels `list` asks for (given in turn), every
+    /// class in turn when it is nil — or, with an input to vary and no list, the input's own class
+    /// when its folder or file name names one (`…/sneaker/x.png`, `0003-sneaker.png`, `60.wav`),
+    /// else its own content kept unconditioned (the null label) instead of another class forced
+    /// on it. `guided` is false for that last case (no guidance); `note` says which class an input
+    /// kept. Throws `UnknownClass`, or `UnconditionalModel` when a list is given to a model without classes.
+    public func conditioning(_ list: String?, count: Int, input: URL?) throws -> (conditioning: Conditioning, guided: Bool, note: String?) {
+        if let list {
+            guard isConditional else { throw UnconditionalModel() }
+            return (.labels(try labels(list, count: count)), true, nil)
+        }
+        if let input {
+            if isConditional, let own = label(ofFile: input) {
+                return (.labels([Int](repeating: own, count: count)), true, "\(name(own)), from the input's name")
+            }
+            return (nullLabel.map { .labels([Int](repeating: $0, count: count)) } ?? .unconditional, false,
+                    isConditional ? "none: the input's own content (its name names no class; --class sets one)" : nil)
+        }
+        return (isConditional ? .labels(cycling(count: count)) : .unconditional, true, nil)
+    }
+
     /// The name of a label (its number when the model has no names).
     public func name(_ label: Int) -> String { names.indices.contains(label) ? names[label] : String(label) }
 
@@ -126,6 +149,12 @@ public struct ClassLabels: Sendable, Equatable {
         enc.outputFormatting = [.prettyPrinted]
         try AtomicFile.write(try enc.encode(names), to: dir.appendingPathComponent("classes.json"))
     }
+}
+
+/// Classes were asked of a model trained without them.
+public struct UnconditionalModel: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the model is unconditional: it takes no class" }
 }
 
 /// A class the model does not know.

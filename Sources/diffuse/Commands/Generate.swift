@@ -175,56 +175,28 @@ extension GenerateImage {
         if singleFile && !grid && count > 1 {
             throw ValidationError("--out \(out) names one file and this makes \(count) images (\(plural(given.count, "prompt")) × \(each)): add --grid for one grid PNG, or give a folder (--out DIR) for one PNG each")
         }
-        let w = width ?? pipe.defaultSize, h = height ?? pipe.defaultSize
-        let f = pipe.downFactor
+        var job = TextToImageJob(prompts: prompts, negativePrompt: negativePrompt, width: width, height: height, clipSkip: clipSkip,
+                                 strength: options.sampling.strength ?? SamplingOptions.defaultStrength)
+        if let initImage {
+            job.initImage = try PNGCodec.read(URL(fileURLWithPath: initImage), mode: .rgb)
+            job.mask = try mask.map { try PNGCodec.read(URL(fileURLWithPath: $0), mode: .gray) }
+        }
+        let (w, h) = job.size(on: pipe)
         var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
-                                               defaultGuidance: 7.5)
+                                                   defaultGuidance: TextToImageJob.defaultGuidance)
         if let latents = options.latents {
+            let f = pipe.downFactor
             request.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [count, pipe.unet.config.outChannels, h / f, w / f])
         }
-        var inpainting: (mask: Tensor, maskedImageLatents: Tensor)? = nil
-        if let initImage {
-            // [1, 3, H, W] in [-1, 1], centre-cropped to the output's aspect
-            let img = try PNGCodec.read(URL(fileURLWithPath: initImage), mode: .rgb)
-            let x = Tensor.zeros([1, 3, h, w])
-            ImageFolder.cropResize(img, height: h, width: w, into: x.data)
-            if let mask {
-                let m = try PNGCodec.read(URL(fileURLWithPath: mask), mode: .gray)
-                let small = Tensor.zeros([1, 1, h / f, w / f]), full = Tensor.zeros([1, 1, h, w])
-                ImageFolder.cropResize(m, height: h / f, width: w / f, into: small.data)
-                ImageFolder.cropResize(m, height: h, width: w, into: full.data)
-                let latentMask = Tensor(shape: small.shape, scalars: small.scalars.map { $0 > 0 ? 1 : 0 })
-                if pipe.unet.config.inChannels == 9 {
-                    // diffusers' inpainting pipeline: the image with the masked part blacked out, encoded.
-                    let keep = Tensor(shape: full.shape, scalars: full.scalars.map { $0 > 0 ? 0 : 1 })
-                    let masked = GradMode.withoutGrad { x * keep }
-                    inpainting = (latentMask, GradMode.withoutGrad { pipe.vae.encode(masked).mode * pipe.vae.scalingFactor })
-                } else {
-                    let x0 = pipe.encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
-                    request.known = KnownRegion(sample: x0, mask: Tensor.concat([Tensor](repeating: latentMask, count: count), axis: 0))
-                }
-            } else {
-                let x0 = pipe.encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
-                request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
-            }
-        }
-        let conditioning = PromptConditioning(prompts: prompts, negativePrompt: negativePrompt ?? "",
-                                              clipSkip: clipSkip)
-        let (latents, samples) = try pipe.generate(conditioning, request: request, height: h, width: w, inpaintingInputs: inpainting,
-                                                   progress: Progress.steps(label: "generate"))
+        let result = try pipe.run(job, request: request, progress: Progress.steps(label: "generate"))
         if options.runtime.verbose {
             note(pipe.timings.map { String(format: "%@ %.2f s", $0.0, $0.1) }.joined(separator: ", ") + String(format: ", peak RSS %.0f MB", Double(peakRSS()) / 1e6))
         }
-        if let raw { try SafeTensors.write(["latents": latents, "sample": samples], to: URL(fileURLWithPath: raw)) }
-        let images = GradMode.withoutGrad { samples.clamped(min: -1, max: 1) }
-        let hash = ((StableDiffusionPipeline.isSingleFile(dir) ? try? SHA256.hex(file: dir) : try? DatasetAugment.modelHash(dir)) ?? "").prefix(10)
+        if let raw { try SafeTensors.write(["latents": result.latents, "sample": result.samples], to: URL(fileURLWithPath: raw)) }
+        let images = result.images
+        let hash = ((StableDiffusionPipeline.isSingleFile(dir) ? try? SHA256.hex(file: dir) : try? DatasetAugment.modelHash(dir)) ?? "")
         func parameters(_ i: Int) -> [(String, String)] {
-            var p = prompts[i]
-            if let negativePrompt { p += "\nNegative prompt: \(negativePrompt)" }
-            p += "\nSteps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), CFG scale: \(request.guidance), "
-                + "Seed: \(request.seed), Sample: \(i), Size: \(w)x\(h), Model hash: \(hash), Model: \(dir.lastPathComponent)"
-                + (clipSkip.map { ", Clip skip: \($0 + 1)" } ?? "") + (initImage.map { _ in ", Denoising strength: \(request.initial?.strength ?? 1)" } ?? "")
-            return [("parameters", p)]
+            [("parameters", StableDiffusionPipeline.parameters(job, result, sample: i, modelName: dir.lastPathComponent, modelHash: hash))]
         }
         let outURL = URL(fileURLWithPath: out)
         if singleFile && count == 1 && !grid {

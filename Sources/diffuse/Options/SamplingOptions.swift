@@ -51,7 +51,7 @@ struct SamplingOptions: ParsableArguments {
     }
 
     /// The guidance scale of class models when --guidance is not given.
-    static let classGuidance: Float = 2
+    static let classGuidance = ClassLabels.defaultGuidance
 
     /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`;
     /// --sampler, else the default for the model folder's `scheduler`).
@@ -109,30 +109,15 @@ struct GenerateOptions: ParsableArguments {
     /// An input with no --class keeps its own class when its folder or file name names one
     /// (`…/sneaker/x.png`, `0003-sneaker.png`, `60.wav`); else it is varied unconditioned.
     func request<M: Modality>(_ pipeline: Pipeline<M>, model dir: URL, count: Int, input: URL?) throws -> (SamplingRequest, classNote: String?) {
-        let classes = pipeline.classes
-        var conditioning = Conditioning.unconditional
-        var classNote: String? = nil
-        var inputOwnContent = false
-        if let list = self.classes {
-            guard classes.isConditional else { throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class") }
-            do { conditioning = .labels(try classes.labels(list, count: count)) } catch let e as UnknownClass {
-                throw ValidationError("--class \(e)")
-            }
-        } else if let input {
-            if classes.isConditional, let own = classes.label(ofFile: input) {
-                conditioning = .labels([Int](repeating: own, count: count))
-                classNote = "\(classes.name(own)), from the input's name"
-            } else {
-                if let null = classes.nullLabel { conditioning = .labels([Int](repeating: null, count: count)) }
-                inputOwnContent = true
-                classNote = classes.isConditional ? "none: the input's own content (its name names no class; --class sets one)" : nil
-            }
-        } else if classes.isConditional {
-            conditioning = .labels(classes.cycling(count: count))
+        let chosen: (conditioning: Conditioning, guided: Bool, note: String?)
+        do { chosen = try pipeline.classes.conditioning(classes, count: count, input: input) } catch let e as UnknownClass {
+            throw ValidationError("--class \(e)")
+        } catch is UnconditionalModel {
+            throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class")
         }
-        var r = try sampling.request(count: count, conditioning: conditioning, scheduler: pipeline.scheduler)
-        if inputOwnContent { r.guidance = 1 }
-        return (r, classNote)
+        var r = try sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler)
+        if !chosen.guided { r.guidance = 1 }
+        return (r, chosen.note)
     }
 
     /// Runs `request` (start noise from --latents) with a progress bar, writes --raw, and
@@ -171,16 +156,5 @@ func noBundledModel(_ modality: String, alternative: String = "--model RUN/model
         + "of a checkout, install with `make install`, or pass \(alternative)"
 }
 
-/// Where bundled models live: $DIFFUSE_SAMPLES, else samples/ beside the package or executable.
-func bundledModel(_ modality: String) -> URL? {
-    var candidates: [URL] = []
-    if let env = ProcessInfo.processInfo.environment["DIFFUSE_SAMPLES"] { candidates.append(URL(fileURLWithPath: env)) }
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    // `make install`: PREFIX/bin/diffuse with the models in PREFIX/share/diffuse/<modality>.
-    candidates.append(exe.deletingLastPathComponent().appendingPathComponent("share/diffuse"))
-    var dir = exe
-    for _ in 0..<5 { candidates.append(dir.appendingPathComponent("samples")); dir = dir.deletingLastPathComponent() }
-    candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("samples"))
-    return candidates.map { $0.appendingPathComponent(modality) }
-        .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("model_index.json").path) }
-}
+/// Where bundled models live (`BundledModels`).
+func bundledModel(_ modality: String) -> URL? { BundledModels.folder(modality) }
