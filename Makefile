@@ -16,8 +16,9 @@ test: deps
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 
 # The bundled models at work: 8 images of each Fashion-MNIST class (a column per class), a
-# melody from the notes model, six moving-fashion clips from the video model (each when it is
-# bundled), and the kernel speeds of this machine.
+# melody from the notes model, six moving-fashion clips from the video model, four images of
+# each of a dozen prompts from the emoji text-to-image model (each when it is bundled), and the
+# kernel speeds of this machine.
 demo: build
 	mkdir -p demo
 	.build/release/diffuse generate image --count 80 --grid --out demo/fashion-mnist-grid.png
@@ -26,6 +27,9 @@ demo: build
 	fi
 	@if [ -f samples/video/model_index.json ]; then \
 	  .build/release/diffuse generate video --class t-shirt,trouser,sandal,sneaker,bag,ankle-boot --columns 6 --out demo/moving-fashion.mp4; \
+	fi
+	@if [ -f samples/text-to-image/model_index.json ]; then \
+	  .build/release/diffuse generate image --prompt-file samples/text-to-image/prompts.txt --count 4 --grid --out demo/emoji-prompts.png; \
 	fi
 	.build/release/diffuse bench kernels | tee demo/bench-kernels.txt
 	.build/release/diffuse bench kernels --json > demo/bench-kernels.json
@@ -60,7 +64,7 @@ PREFIX ?= /usr/local
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/diffuse
 	install -m 755 .build/release/diffuse $(DESTDIR)$(PREFIX)/bin/diffuse
-	for m in image audio video; do \
+	for m in image audio video text-to-image; do \
 	  if [ -f samples/$$m/model_index.json ]; then rm -rf $(DESTDIR)$(PREFIX)/share/diffuse/$$m; cp -R samples/$$m $(DESTDIR)$(PREFIX)/share/diffuse/$$m; fi; \
 	done
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d

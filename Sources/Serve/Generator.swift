@@ -87,7 +87,7 @@ final class Generator: @unchecked Sendable {
                                    sampling: SamplingSettings, job: Job,
                                    shape: (Pipeline<M>) throws -> [Int]? = { _ in nil }) throws -> [GeneratedFile] {
         let pipeline = try pipeline(M.self, entry)
-        let chosen: (conditioning: Conditioning, guided: Bool)
+        let chosen: (conditioning: Conditioning, guided: Bool, note: String?)
         do { chosen = try pipeline.classes.conditioning(classes, count: count, input: nil) } catch let e as UnknownClass {
             throw BadParameter("class", e.description)
         } catch is UnconditionalModel {

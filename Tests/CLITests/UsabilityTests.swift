@@ -123,17 +123,32 @@ final class UsabilityTests: XCTestCase {
             return XCTFail("README has no quick start block")
         }
         let commands = text[a.upperBound..<b.lowerBound].split(separator: "\n").map(String.init).filter { $0.hasPrefix("diffuse ") }
-        XCTAssertEqual(commands.count, 3, "the quick start's commands")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("video/model_index.json").path))
+        XCTAssertEqual(commands.count, 4, "the quick start's commands")
+        for m in ["video", "text-to-image"] {
+            try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("\(m)/model_index.json").path))
+        }
         for c in commands {
-            var args = c.split(separator: " ").dropFirst().map(String.init)
+            var args = Array(Self.shellWords(c).dropFirst())
             for i in args.indices.dropLast() where args[i] == "-o" || args[i] == "--out" || args[i] == "--spectrogram" {
                 args[i + 1] = path(args[i + 1])
             }
             let r = try run(args + ["--steps", "2"])
             XCTAssertEqual(r.status, 0, "\(c): \(r.stderr)")
         }
-        for f in ["sneakers.png", "melody.wav", "melody.png", "bag.gif"] { XCTAssert(exists(f), f) }
+        for f in ["sneakers.png", "melody.wav", "melody.png", "bag.gif", "apples.png"] { XCTAssert(exists(f), f) }
+    }
+
+    /// A command line's words as a shell splits them: spaces separate, double quotes group.
+    static func shellWords(_ line: String) -> [String] {
+        var words: [String] = [], word = "", quoted = false, started = false
+        for ch in line {
+            if ch == "\"" { quoted.toggle(); started = true } else if ch == " " && !quoted {
+                if started { words.append(word) }
+                word = ""; started = false
+            } else { word.append(ch); started = true }
+        }
+        if started { words.append(word) }
+        return words
     }
 
     // 7: an installed binary finds the models in PREFIX/share/diffuse; a copied one without them names DIFFUSE_SAMPLES.
@@ -167,7 +182,9 @@ final class UsabilityTests: XCTestCase {
 
     // 12: the same index names the same class on the image and video models; summaries name the classes.
     func testClassIndicesAgreeAcrossBundledModels() throws {
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("video/model_index.json").path))
+        for m in ["video", "text-to-image"] {
+            try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.samples.appendingPathComponent("\(m)/model_index.json").path))
+        }
         for m in ["image", "video"] {
             let r = try run(["generate", m, "--class", "0,9", "--count", "2", "--steps", "1"] + (m == "video" ? ["--frames", "2"] : [])
                             + ["--out", path(m), "--json"])
