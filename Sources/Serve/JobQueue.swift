@@ -92,17 +92,20 @@ public final class JobQueue: @unchecked Sendable {
                 lane.queue.async { [self] in
                     lock.withLock { lane.waiting -= 1; lane.running = true }
                     let clock = Date()
-                    defer {
-                        lock.withLock {
-                            lane.running = false
-                            live.removeAll { $0 === job }
-                            lastFinished = job
-                            lastSeconds[model] = Date().timeIntervalSince(clock)
-                        }
+                    let result: Result<T, Error>
+                    if job.cancelled { result = .failure(CancellationError()) } else {
+                        job.start()
+                        result = Result { try work(job) }
                     }
-                    if job.cancelled { cont.resume(throwing: CancellationError()); return }
-                    job.start()
-                    do { cont.resume(returning: try work(job)) } catch { cont.resume(throwing: error) }
+                    // The job leaves the queue before its caller hears of the result: a client
+                    // that got its answer never sees its own job still live.
+                    lock.withLock {
+                        lane.running = false
+                        live.removeAll { $0 === job }
+                        lastFinished = job
+                        lastSeconds[model] = Date().timeIntervalSince(clock)
+                    }
+                    cont.resume(with: result)
                 }
             }
         } onCancel: {

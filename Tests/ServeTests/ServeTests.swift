@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Media
+import Workflow
 @testable import Serve
 
 /// `diffuse serve` driven over HTTP on a loopback port, in process: every endpoint, the request
@@ -113,8 +114,10 @@ final class ServeTests: XCTestCase {
             XCTAssertEqual(samplers.status, 200)
             XCTAssertTrue((samplers.json as? [[String: Any]] ?? []).contains { $0["name"] as? String == "Euler a" })
             let models = try await call(base, "/sdapi/v1/sd-models").json as? [[String: Any]] ?? []
-            XCTAssertEqual(models.map { $0["model_name"] as? String }, ["tiny"])
-            let title = try XCTUnwrap(models.first?["title"] as? String)
+            // The bundled text-to-image model (samples/text-to-image) when the checkout has it, then --models.
+            let bundled = BundledModels.folder("text-to-image") != nil
+            XCTAssertEqual(models.map { $0["model_name"] as? String }, (bundled ? ["text-to-image"] : []) + ["tiny"])
+            let title = try XCTUnwrap(models.first { $0["model_name"] as? String == "tiny" }?["title"] as? String)
             let v1 = try await call(base, "/sdapi/v1/options", ["sd_model_checkpoint": title]).status
             XCTAssertEqual(v1, 200)
             let v2 = try await call(base, "/sdapi/v1/options").object["sd_model_checkpoint"] as? String
