@@ -83,8 +83,9 @@ public final class AutoencoderKL: Module {
         }
     }
 
-    /// [N, latent, h, w] -> [N, Cout, h·f, w·f]
-    private func decodeWhole(_ z: Tensor) -> Tensor {
+    /// [N, latent, h, w] -> [N, Cout, h·f, w·f], the whole batch at once (recorded for autograd
+    /// when gradients are on).
+    func decodeWhole(_ z: Tensor) -> Tensor {
         decoder(postQuantConv.map { $0(z) } ?? z)
     }
 
@@ -225,5 +226,16 @@ extension AutoencoderKL {
         // KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² − 1 − log σ²), averaged over latent elements.
         let kl = ((mean.square() + logvar.exp() - logvar) - 1).mean() * 0.5
         return (l1 + kl * klWeight, recon)
+    }
+}
+
+/// The decoder half of an AutoencoderKL (`decoder.*`, `post_quant_conv.*`, the VAE's own
+/// names) as a module of its own: what trains when the encoder, and so the latent space, is frozen.
+final class AutoencoderDecoderPart: Module {
+    let vae: AutoencoderKL
+    init(_ vae: AutoencoderKL) { self.vae = vae }
+    func visit(_ v: inout ModuleVisitor) {
+        v("decoder", vae.decoder)
+        v("post_quant_conv", vae.postQuantConv)
     }
 }

@@ -7,9 +7,10 @@ import Media
 import Workflow
 
 /// Everything a text-to-image run needs: the three models' configs (a Stable Diffusion pipeline in
-/// miniature), the scheduler, and two training stages — the autoencoder first (`vae_training`),
-/// then the conditional unet together with a text encoder trained from scratch (`training`),
-/// with caption dropout for classifier-free guidance. Written to RUN/recipe.json; keys left out of
+/// miniature), the scheduler, and the training stages — the autoencoder first (`vae_training`),
+/// its decoder fine-tuned on a frozen encoder (`vae_decoder_training`), then the conditional unet
+/// together with a text encoder trained from scratch (`training`), with caption dropout for
+/// classifier-free guidance. Written to RUN/recipe.json; keys left out of
 /// a `--config` file take `emoji()`'s values.
 public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
     public var vae: AutoencoderKLConfig
@@ -19,6 +20,10 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
     /// Stage 1: the autoencoder (L1 reconstruction + `klWeight` · KL per latent element).
     public var vaeTraining: TrainerOptions
     public var klWeight: Float
+    /// Stage 1b: the decoder alone (and post_quant_conv) on L1 + squared error, the encoder
+    /// frozen, so the latent space stays as stage 1 left it (what Stability's ft-MSE VAEs did for
+    /// Stable Diffusion). Steps 0: skipped.
+    public var vaeDecoderTraining: TrainerOptions
     /// Stage 2: the unet and the text encoder, on the stage-1 latents.
     public var training: TrainerOptions
     /// Share of captions replaced by the empty caption (classifier-free guidance).
@@ -32,6 +37,7 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case vae, unet, scheduler, training
         case textEncoder = "text_encoder", vaeTraining = "vae_training", klWeight = "kl_weight"
+        case vaeDecoderTraining = "vae_decoder_training"
         case captionDropout = "caption_dropout", previewEvery = "preview_every", previewPrompts = "preview_prompts"
         case previewGuidance = "preview_guidance"
     }
@@ -71,21 +77,26 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
         var vt = TrainerOptions()
         vt.steps = 1000; vt.batchSize = 8; vt.learningRate = 5e-4; vt.warmupSteps = 100
         vt.emaDecay = 0; vt.checkpointEvery = 200
+        // The autoencoder's 1,000 steps leave colours dull (a red apple decodes orange): the
+        // decoder goes on alone, which costs no unet retraining.
+        var dt = TrainerOptions()
+        dt.steps = 3000; dt.batchSize = 8; dt.learningRate = 2e-4; dt.warmupSteps = 100
+        dt.emaDecay = 0; dt.checkpointEvery = 200
         var t = TrainerOptions()
         t.steps = 4000; t.batchSize = 16; t.learningRate = 3e-4; t.warmupSteps = 200
         t.emaDecay = 0.999; t.checkpointEvery = 200
         return TextToImageRecipe(vae: vae, textEncoder: text, unet: unet, scheduler: scheduler, vaeTraining: vt, klWeight: 1e-5,
-                                 training: t, captionDropout: 0.1, previewEvery: 500,
+                                 vaeDecoderTraining: dt, training: t, captionDropout: 0.1, previewEvery: 500,
                                  previewPrompts: ["red apple", "grinning face", "cat face", "sun", "pizza", "red heart",
                                                   "rocket", "Christmas tree"],
                                  previewGuidance: 5)
     }
 
     public init(vae: AutoencoderKLConfig, textEncoder: CLIPTextConfig, unet: UNet2DConditionConfig, scheduler: SchedulerConfig,
-                vaeTraining: TrainerOptions, klWeight: Float, training: TrainerOptions, captionDropout: Float,
-                previewEvery: Int, previewPrompts: [String], previewGuidance: Float) {
+                vaeTraining: TrainerOptions, klWeight: Float, vaeDecoderTraining: TrainerOptions, training: TrainerOptions,
+                captionDropout: Float, previewEvery: Int, previewPrompts: [String], previewGuidance: Float) {
         self.vae = vae; self.textEncoder = textEncoder; self.unet = unet; self.scheduler = scheduler
-        self.vaeTraining = vaeTraining; self.klWeight = klWeight; self.training = training
+        self.vaeTraining = vaeTraining; self.klWeight = klWeight; self.vaeDecoderTraining = vaeDecoderTraining; self.training = training
         self.captionDropout = captionDropout; self.previewEvery = previewEvery; self.previewPrompts = previewPrompts
         self.previewGuidance = previewGuidance
     }
@@ -99,6 +110,7 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
                   scheduler: try c.decodeIfPresent(SchedulerConfig.self, forKey: .scheduler) ?? d.scheduler,
                   vaeTraining: try c.decodeIfPresent(TrainerOptions.self, forKey: .vaeTraining) ?? d.vaeTraining,
                   klWeight: try c.decodeIfPresent(Float.self, forKey: .klWeight) ?? d.klWeight,
+                  vaeDecoderTraining: try c.decodeIfPresent(TrainerOptions.self, forKey: .vaeDecoderTraining) ?? d.vaeDecoderTraining,
                   training: try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? d.training,
                   captionDropout: try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? d.captionDropout,
                   previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
@@ -134,6 +146,8 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
     public func canResume(as other: TextToImageRecipe) -> Bool {
         var a = self, b = other
         a.training.steps = 0; b.training.steps = 0
+        // The decoder stage may be added to, or lengthened in, a run made without it.
+        a.vaeDecoderTraining = b.vaeDecoderTraining
         a.previewEvery = 0; b.previewEvery = 0
         a.previewPrompts = []; b.previewPrompts = []
         a.previewGuidance = 0; b.previewGuidance = 0
@@ -202,8 +216,12 @@ public enum TextToImageTraining {
               images.shape[1] == recipe.vae.inChannels, images.shape[2] == s[0], images.shape[3] == s[1] else {
             throw TrainingRunError(path: out.path, reason: "the data is \(images.shape) with \(captions.count) captions; the recipe trains on [N, \(recipe.vae.inChannels), \(s[0]), \(s[1])]")
         }
-        let vae = try trainAutoencoder(recipe, images: images, out: out.appendingPathComponent("vae"), note: note,
+        var vae = try trainAutoencoder(recipe, images: images, out: out.appendingPathComponent("vae"), note: note,
                                        onStep: { onStep(Stage(name: "vae", steps: recipe.vaeTraining.steps), $0) })
+        if recipe.vaeDecoderTraining.steps > 0 {
+            vae = try fineTuneDecoder(recipe, vae: vae, images: images, out: out.appendingPathComponent("vae-decoder"), note: note,
+                                      onStep: { onStep(Stage(name: "vae-decoder", steps: recipe.vaeDecoderTraining.steps), $0) })
+        }
         return try trainDenoiser(recipe, vae: vae, images: images, captions: captions, out: out, note: note,
                                  onStep: { onStep(Stage(name: "unet", steps: recipe.training.steps), $0) })
     }
@@ -235,7 +253,7 @@ public enum TextToImageTraining {
         _ = trainer.swapInEMA()  // the weights exported
         try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
         // Stable Diffusion's scaling factor: latents of unit variance for the denoiser.
-        let means = latentMeans(vae, images)
+        let means = posteriors(vae, images).means
         let std = GradMode.withoutGrad { means.square().mean().item() - pow(means.mean().item(), 2) }.squareRoot()
         var config = recipe.vae
         config.scalingFactor = Float(1 / Double(max(std, 1e-6)))
@@ -246,13 +264,54 @@ public enum TextToImageTraining {
         return scaled
     }
 
-    /// The posterior means [N, latent, h, w] of `images`, 64 at a time.
-    static func latentMeans(_ vae: AutoencoderKL, _ images: Tensor) -> Tensor {
+    /// Stage 1b: trains `vae`'s decoder and post_quant_conv in place on reconstructions of
+    /// posterior samples (L1 + squared error, in [-1, 1]), its encoder frozen: the latents any unet
+    /// learns from are unchanged. Checkpoints, loss.csv, previews (originals over reconstructions)
+    /// and model/ go to `out`.
+    static func fineTuneDecoder(_ recipe: TextToImageRecipe, vae: AutoencoderKL, images: Tensor, out: URL, note: (String) -> Void,
+                                onStep: (TrainingStep) -> Bool) throws -> AutoencoderKL {
+        try FileManager.default.createDirectory(at: out.appendingPathComponent("previews"), withIntermediateDirectories: true)
+        NNInit.seed(recipe.vaeDecoderTraining.seed)
         let n = images.shape[0]
-        return GradMode.withoutGrad {
-            Tensor.concat(stride(from: 0, to: n, by: 64).map { a in
-                vae.encode(images.slice(axis: 0, a..<min(n, a + 64))).mean
-            }, axis: 0)
+        let (means, stds) = posteriors(vae, images)
+        let part = AutoencoderDecoderPart(vae)
+        let trainer = try Trainer(module: part, options: recipe.vaeDecoderTraining) { z, rows, _ in
+            let x = batch(images, rows ?? [])
+            let d = vae.decodeWhole(z) - x
+            return d.abs().mean() + d.square().mean()
+        }
+        let shownRows = Array(0..<min(8, n)).map { $0 * (n / min(8, n)) }
+        let shown = batch(images, shownRows), shownMeans = batch(means, shownRows)
+        var stopped = false
+        try TrainingRun.run(trainer: trainer, out: out, previewEvery: recipe.previewEvery == 0 ? Int.max / 2 : recipe.previewEvery,
+                            batch: { rng in
+                                let rows = rng.integers(recipe.vaeDecoderTraining.batchSize, below: n)
+                                let mu = batch(means, rows), sd = batch(stds, rows)
+                                return (GradMode.withoutGrad { mu + sd * rng.normal(mu.shape) }, rows)
+                            },
+                            preview: { step in
+                                let recon = GradMode.withoutGrad { vae.decodeWhole(shownMeans) }
+                                try ImageGrid.write(Tensor.concat([shown, recon.clamped(min: -1, max: 1)], axis: 0), columns: shown.shape[0],
+                                                    to: out.appendingPathComponent("previews/step-\(step).png"))
+                            },
+                            export: { try vae.save(to: out.appendingPathComponent("model")) },
+                            onStep: { r in let go = onStep(r); if !go { stopped = true }; return go })
+        if stopped { throw TrainingInterrupted(stage: "vae-decoder", path: out.path) }
+        try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
+        note("autoencoder decoder: \(trainer.step) steps on the frozen encoder's latents")
+        return vae
+    }
+
+    /// The posterior means and standard deviations [N, latent, h, w] of `images` (unscaled), 64 at a time.
+    static func posteriors(_ vae: AutoencoderKL, _ images: Tensor) -> (means: Tensor, stds: Tensor) {
+        let n = images.shape[0]
+        return GradMode.withoutGrad { () -> (Tensor, Tensor) in
+            var m: [Tensor] = [], sd: [Tensor] = []
+            for a in stride(from: 0, to: n, by: 64) {
+                let p = vae.encode(images.slice(axis: 0, a..<min(n, a + 64)))
+                m.append(p.mean); sd.append(p.std)
+            }
+            return (Tensor.concat(m, axis: 0), Tensor.concat(sd, axis: 0))
         }
     }
 
@@ -281,14 +340,7 @@ public enum TextToImageTraining {
         let trainer = try Trainer(model: denoiser, objective: objective, options: recipe.training)
         // The posterior of every training image, once: z = (mean + std · ε) · scaling_factor.
         let n = images.shape[0]
-        let (means, stds) = GradMode.withoutGrad { () -> (Tensor, Tensor) in
-            var m: [Tensor] = [], sd: [Tensor] = []
-            for a in stride(from: 0, to: n, by: 64) {
-                let p = vae.encode(images.slice(axis: 0, a..<min(n, a + 64)))
-                m.append(p.mean); sd.append(p.std)
-            }
-            return (Tensor.concat(m, axis: 0), Tensor.concat(sd, axis: 0))
-        }
+        let (means, stds) = posteriors(vae, images)
         let k = vae.scalingFactor
         let pipeline = StableDiffusionPipeline(tokenizer: tokenizer, textEncoder: textEncoder, unet: unet, vae: vae, scheduler: recipe.scheduler)
         var stopped = false

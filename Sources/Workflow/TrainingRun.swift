@@ -54,7 +54,7 @@ public enum TrainingRun {
     }
 
     /// What a run folder may hold (`prepare` creates previews/ first).
-    static let runEntries: Set<String> = ["recipe.json", "previews", "checkpoints", "model", "loss.csv", "loss.png", "vae", "tokenizer"]
+    static let runEntries: Set<String> = ["recipe.json", "previews", "checkpoints", "model", "loss.csv", "loss.png", "vae", "vae-decoder", "tokenizer"]
 
     /// Trains to `trainer.options.steps` (resuming from RUN/checkpoints), logging every step to
     /// loss.csv, calling `preview(step)` every `previewEvery` steps and `export()` at every

@@ -49,6 +49,8 @@ final class TextToImageTrainingTests: XCTestCase {
         r.unet.normNumGroups = 8
         r.vaeTraining.steps = vaeSteps; r.vaeTraining.batchSize = 8; r.vaeTraining.warmupSteps = 5
         r.vaeTraining.learningRate = 2e-3; r.vaeTraining.checkpointEvery = 10
+        r.vaeDecoderTraining.steps = 10; r.vaeDecoderTraining.batchSize = 8; r.vaeDecoderTraining.warmupSteps = 2
+        r.vaeDecoderTraining.learningRate = 2e-3; r.vaeDecoderTraining.checkpointEvery = 10
         r.training.steps = steps; r.training.batchSize = 8; r.training.warmupSteps = 5
         r.training.learningRate = 1e-3; r.training.checkpointEvery = 10; r.training.emaDecay = 0.9
         r.previewEvery = 20
@@ -60,14 +62,19 @@ final class TextToImageTrainingTests: XCTestCase {
         let (images, captions) = Self.toyData()
         let tmp = try TemporaryFolder()
         let run = tmp.url.appendingPathComponent("run")
-        var vaeLosses: [Float] = [], losses: [Float] = []
+        var vaeLosses: [Float] = [], decoderLosses: [Float] = [], losses: [Float] = []
         // Stop partway through stage 2, as a signal would.
         XCTAssertThrowsError(try TextToImageTraining.run(recipe: Self.tinyRecipe(), images: images, captions: captions, out: run,
                                                          resume: false) { stage, r in
-            if stage.name == "vae" { vaeLosses.append(r.loss) } else { losses.append(r.loss) }
+            switch stage.name {
+            case "vae": vaeLosses.append(r.loss)
+            case "vae-decoder": decoderLosses.append(r.loss)
+            default: losses.append(r.loss)
+            }
             return !(stage.name == "unet" && r.step == 15)
         }) { XCTAssertTrue($0 is TrainingInterrupted, "\($0)") }
         XCTAssertEqual(vaeLosses.count, 30)
+        XCTAssertEqual(decoderLosses.count, 10)
         XCTAssertEqual(losses.count, 15)
         XCTAssertLessThan(vaeLosses.suffix(5).reduce(0, +), vaeLosses.prefix(5).reduce(0, +) * 0.8, "the autoencoder learns: \(vaeLosses)")
         // Resume: the VAE stage is done and not repeated; stage 2 goes on from step 15.
@@ -93,6 +100,15 @@ final class TextToImageTrainingTests: XCTestCase {
         let loaded = try StableDiffusionPipeline.load(model)
         XCTAssertEqual(loaded.tokenizer.maxLength, 8)
         XCTAssertNotEqual(loaded.vae.scalingFactor, AutoencoderKLConfig().scalingFactor)
+        // The decoder stage trained the decoder alone: the encoder (the latents the unet learnt
+        // from) is stage 1's bit for bit, the decoder is not.
+        let stage1 = try AutoencoderKL.load(run.appendingPathComponent("vae/model")).stateDict()
+        let final = loaded.vae.stateDict()
+        for (name, t) in stage1 {
+            let same = t.scalars == final[name]!.scalars
+            if name.hasPrefix("encoder.") || name.hasPrefix("quant_conv.") { XCTAssertTrue(same, name) }
+        }
+        XCTAssertFalse(stage1["decoder.conv_out.weight"]!.scalars == final["decoder.conv_out.weight"]!.scalars, "the decoder trained")
         XCTAssertEqual(loaded.defaultSize, 16)
         let request = SamplingRequest(count: 2, sampler: .dpmpp2m, steps: 4, seed: 3, guidance: 3)
         let a = try loaded.generate(PromptConditioning(prompts: ["red square", "blue square"]), request: request, height: 16, width: 16)

@@ -76,11 +76,13 @@ struct TrainImage: ParsableCommand {
 
         Text to image: when DIR holds metadata.jsonl or metadata.csv with a `text` column (the \
         Hugging Face imagefolder layout `diffuse dataset emoji` writes), a Stable Diffusion \
-        pipeline is trained from scratch in two stages: the autoencoder (RUN/vae/), then the \
-        conditional unet with a CLIP text encoder trained jointly (caption dropout for guidance). \
+        pipeline is trained from scratch in stages: the autoencoder (RUN/vae/), its decoder alone on \
+        the frozen encoder (RUN/vae-decoder/: sharper colours, same latents), then the conditional \
+        unet with a CLIP text encoder trained jointly (caption dropout for guidance). \
         RUN/model is a StableDiffusionPipeline folder for `generate image --model RUN/model \
         --prompt ...` and diffusers. Without --config the emoji recipe is used (64×64 images); \
-        --steps, --batch and --lr set the unet stage, --vae-steps the autoencoder's.
+        --steps, --batch and --lr set the unet stage, --vae-steps the autoencoder's, \
+        --vae-decoder-steps the decoder's (0 skips it; a finished run given more goes on with it).
         """
     )
 
@@ -88,10 +90,15 @@ struct TrainImage: ParsableCommand {
     @OptionGroup var options: TrainingOptions
     @Flag(help: "Mirror training images left-right at random (overrides the recipe).") var randomFlip = false
     @Option(help: "Text to image: autoencoder training steps (overrides the recipe).") var vaeSteps: Int?
+    @Option(help: "Text to image: steps of the decoder-only stage on the frozen encoder (overrides the recipe; 0 skips it).")
+    var vaeDecoderSteps: Int?
 
     func validate() throws {
         try TrainingOptions.check(data: data, ImageModality.self)
         if let vaeSteps, vaeSteps < 1 || vaeSteps > 10_000_000 { throw ValidationError("--vae-steps must be between 1 and 10000000") }
+        if let vaeDecoderSteps, vaeDecoderSteps < 0 || vaeDecoderSteps > 10_000_000 {
+            throw ValidationError("--vae-decoder-steps must be between 0 and 10000000")
+        }
     }
 
     /// Whether DIR is a captioned folder (metadata.jsonl / metadata.csv).
@@ -101,7 +108,9 @@ struct TrainImage: ParsableCommand {
 
     func run() throws {
         if isCaptioned { return try trainTextToImage() }
-        if vaeSteps != nil { throw ValidationError("--vae-steps is for captioned data (a folder with metadata.jsonl)") }
+        if vaeSteps != nil || vaeDecoderSteps != nil {
+            throw ValidationError("--vae-steps and --vae-decoder-steps are for captioned data (a folder with metadata.jsonl)")
+        }
         try options.train(ImageModality.self, data: data) { if randomFlip { $0.randomFlip = true } }
     }
 
@@ -113,6 +122,7 @@ struct TrainImage: ParsableCommand {
         if let b = options.batch { recipe.training.batchSize = b }
         if let lr = options.lr { recipe.training.learningRate = lr }
         if let vaeSteps { recipe.vaeTraining.steps = vaeSteps }
+        if let vaeDecoderSteps { recipe.vaeDecoderTraining.steps = vaeDecoderSteps }
         try recipe.validate()
         let size = recipe.vae.sampleSize
         let folder = try CaptionedImageFolder(URL(fileURLWithPath: data), size: (size[0], size[1]))
@@ -134,6 +144,9 @@ struct TrainImage: ParsableCommand {
             return true
         }
         print("autoencoder: \(out.appendingPathComponent("vae/model").path) (loss curve vae/loss.png, reconstructions vae/previews/)")
+        if recipe.vaeDecoderTraining.steps > 0 {
+            print("decoder: \(out.appendingPathComponent("vae-decoder/model").path) (loss curve vae-decoder/loss.png, reconstructions vae-decoder/previews/)")
+        }
         print("model: \(out.appendingPathComponent("model").path) — diffuse generate image --model \(out.appendingPathComponent("model").path) --prompt \"...\"")
         print("loss curve: \(out.appendingPathComponent("loss.png").path), previews: \(out.appendingPathComponent("previews").path)")
     }
