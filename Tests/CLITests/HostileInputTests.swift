@@ -70,6 +70,19 @@ final class HostileInputTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// train checks a training step's activations against the budget before allocating the
+    /// model's optimiser state or touching the data loop.
+    func testTrainRefusesABatchBeyondTheBudget() throws {
+        let data = dir.appendingPathComponent("data/bag")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        for i in 0..<2 { try PNGCodec.write(Tensor.zeros([1, 32, 32]), to: data.appendingPathComponent("\(i).png")) }
+        let runDir = dir.appendingPathComponent("run")
+        let r = try run(["train", "image", "--data", data.deletingLastPathComponent().path, "--out", runDir.path, "--steps", "1",
+                         "--batch", "4096", "--max-memory", "1G"])
+        assertCleanError(r, ["a training step at batch 4096", "would need", "1.0 GB"], "batch 4096")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runDir.appendingPathComponent("checkpoints").path))
+    }
+
     /// A tiny image model folder whose weights file `tamper` rewrites: (name, dtype, shape, bytes) per tensor.
     func imageModel(tamper: (inout [(String, String, [Int], Data)]) -> Void) throws -> URL {
         let c = try JSONDecoder().decode(UNet2DConfig.self, from: Data(contentsOf: Self.corpus.appendingPathComponent("base-unet2d.json")))
