@@ -43,6 +43,9 @@ public struct SamplingRequest {
     public var initial: (sample: Tensor, strength: Float)?
     /// Inpainting / continuation: what to keep of all `count` inputs.
     public var known: KnownRegion?
+    /// The ranks of an `mpirun` job to deal the model calls over (call k on rank k mod K); every
+    /// rank gets all samples back, each the same call's as in one process (nil: this process).
+    public var ranks: Ranks? = nil
 
     public init(count: Int = 1, conditioning: Conditioning = .unconditional, sampler: SamplerName? = nil, steps: Int = 20,
                 eta: Float? = nil, seed: UInt64 = 0, guidance: Float = 1, guidanceRescale: Float = 0, batchSize: Int? = nil,
@@ -108,9 +111,15 @@ extension Generation {
         let b = Swift.min(r.batchSize ?? count, count)
         let chunks = (count + b - 1) / b
         let labels = r.conditioning.labels
+        let ranks = r.ranks.flatMap { $0.size > 1 && chunks > 1 ? $0 : nil }
         var parts: [Tensor] = []
         for k in 0..<chunks {
             let lo = k * b, hi = Swift.min(count, lo + b)
+            if let ranks, k % ranks.size != ranks.rank {
+                // Another rank's call: zeros here, its samples after the sum below.
+                parts.append(Tensor.zeros([hi - lo] + sampleShape))
+                continue
+            }
             func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
             let part = try sample(
                 model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps, eta: r.eta),
@@ -120,6 +129,11 @@ extension Generation {
                 progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
             parts.append(part)
         }
-        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+        let all = parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+        if let ranks {
+            // Each sample is non-zero on one rank only: the sum gathers them exactly (x + 0 = x).
+            ranks.allReduceSum(UnsafeMutableBufferPointer(start: all.data, count: all.count))
+        }
+        return all
     }
 }
