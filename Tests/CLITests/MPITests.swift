@@ -232,6 +232,76 @@ final class MPITests: XCTestCase {
         return nil
     }
 
+    /// Two hosts without a cluster: two network namespaces joined by a veth pair, Open MPI's TCP
+    /// transport between them (no shared memory), `mpirun` reaching the second "host" through an
+    /// rsh agent that enters its namespace instead of ssh. The run trains as one process does.
+    /// Skipped, saying why, without the rights to make namespaces (CAP_SYS_ADMIN) or without `ip`.
+    func testTwoHostsOverTCPInNetworkNamespaces() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") else {
+            print("MPITests: two-host test skipped: no `ip` (iproute2)")
+            throw XCTSkip("no ip (iproute2)")
+        }
+        let tag = "dm\(getpid() % 100_000)"
+        let net = "10.\(Int(getpid()) % 200 + 50).0"
+        let (hostA, hostB) = ("\(net).1", "\(net).2")
+        func ns(_ host: String) -> String { "\(tag)-\(host)" }
+        func ip(_ args: String) -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "ip " + args + " 2>&1"]
+            let out = Pipe()
+            p.standardOutput = out
+            guard (try? p.run()) != nil else { return (-1, "cannot run ip") }
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self))
+        }
+        let made = ip("netns add \(ns(hostA))")
+        guard made.0 == 0 else {
+            print("MPITests: two-host test skipped: cannot make a network namespace here (\(made.1.trimmingCharacters(in: .whitespacesAndNewlines)))")
+            throw XCTSkip("no rights to make network namespaces")
+        }
+        defer { _ = ip("netns del \(ns(hostA))"); _ = ip("netns del \(ns(hostB))") }
+        for command in ["netns add \(ns(hostB))", "link add \(tag)a type veth peer name \(tag)b",
+                        "link set \(tag)a netns \(ns(hostA))", "link set \(tag)b netns \(ns(hostB))",
+                        "-n \(ns(hostA)) addr add \(hostA)/24 dev \(tag)a", "-n \(ns(hostB)) addr add \(hostB)/24 dev \(tag)b",
+                        "-n \(ns(hostA)) link set \(tag)a up", "-n \(ns(hostB)) link set \(tag)b up",
+                        "-n \(ns(hostA)) link set lo up", "-n \(ns(hostB)) link set lo up"] {
+            let r = ip(command)
+            XCTAssertEqual(r.0, 0, "ip \(command): \(r.1)")
+            if r.0 != 0 { return }
+        }
+        // Open MPI's "ssh": `agent HOST COMMAND...` runs COMMAND in that host's namespace.
+        let agent = dir.appendingPathComponent("agent.sh"), hosts = dir.appendingPathComponent("hosts")
+        try Data("#!/bin/sh\nhost=$1; shift\nexec ip netns exec \"\(tag)-$host\" sh -c \"$*\"\n".utf8).write(to: agent)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: agent.path)
+        try Data("\(hostA) slots=1\n\(hostB) slots=1\n".utf8).write(to: hosts)
+
+        let (data, recipe) = try tinySet()
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        let started = Date()
+        let r = try self.one(["train", "image", "--data", data.path, "--config", recipe.path, "--out", one.path, "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let mpirun = [Self.mpirun!, "--allow-run-as-root", "--hostfile", hosts.path, "-np", "2", "--mca", "plm_rsh_agent", agent.path,
+                      "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "\(net).0/24", "--mca", "oob_tcp_if_include", "\(net).0/24",
+                      diffuseExecutable.path, "train", "image", "--data", data.path, "--config", recipe.path, "--out", two.path, "--threads", "1"]
+        p.arguments = ["-c", "exec ip netns exec \(ns(hostA)) \"$@\"", "sh"] + mpirun
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, message)
+        guard p.terminationStatus == 0 else { return }
+        let d = maxDifference(try weights(one), try weights(two))
+        print(String(format: "MPITests: two hosts (network namespaces, TCP): 20 steps, max |Δw| against one process = %.3g (key biases %.3g), %.1f s",
+                     d.weights, d.keyBiases, Date().timeIntervalSince(started)))
+        XCTAssertLessThan(d.weights, 1e-5)
+    }
+
     /// A command that does not split its work refuses to run under mpirun (rather than every
     /// rank writing the same files); a failing rank takes the job down with its message.
     func testOtherCommandsRefuseAndAFailureEndsTheJob() throws {
