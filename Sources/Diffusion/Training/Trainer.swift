@@ -225,9 +225,6 @@ public final class Trainer {
         return flat[total - 1]
     }
 
-    /// Bytes summed across ranks per step (gradients, flags and loss as Float32).
-    public var bytesReducedPerStep: Int { (parameters.reduce(0) { $0 + $1.count } + parameters.count + 1) * 4 }
-
     /// A callback run every `every` steps (sample previews, metrics, logs).
     public struct Periodic {
         public var every: Int
