@@ -112,6 +112,8 @@ extension Generation {
         let chunks = (count + b - 1) / b
         let labels = r.conditioning.labels
         let ranks = r.ranks.flatMap { $0.size > 1 && chunks > 1 ? $0 : nil }
+        // Progress counts this rank's calls (all of them without ranks).
+        let mine = ranks.map { rk in (0..<chunks).filter { $0 % rk.size == rk.rank } } ?? Array(0..<chunks)
         var parts: [Tensor] = []
         for k in 0..<chunks {
             let lo = k * b, hi = Swift.min(count, lo + b)
@@ -126,7 +128,10 @@ extension Generation {
                 schedule: schedule, seed: r.seed, start: r.start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
                 guidance: guidance, initial: r.initial.map { (rows($0.sample), $0.strength) },
                 known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo,
-                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
+                progress: progress.map { p in
+                    let j = mine.firstIndex(of: k) ?? k
+                    return { step, total in p(j * total + step, mine.count * total) }
+                })
             parts.append(part)
         }
         let all = parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
