@@ -45,6 +45,8 @@ let package = Package(
                        pkgConfig: "libavformat libavcodec libavutil libswscale",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Open MPI: used only when `mpirun` starts the process (data-parallel training, sharded outputs).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // MARK: Core
         // Pointwise kernels in C, built for AVX-512 / AVX2+FMA / baseline and picked at load time:
@@ -66,8 +68,9 @@ let package = Package(
         .target(name: "Media", dependencies: ["Tensor", "NN", "CPNG"], path: "Modalities/Media", swiftSettings: swiftSettings),
         // `Workflow`: the modality contract (`Modality`, `FolderModel`) and everything written once
         // for all modalities on top of it — pipeline folders and class labels, recipes, training
-        // runs, model and class folders, augmentation and its manifest. Diffusion knows no files.
-        .target(name: "Workflow", dependencies: ["Tensor", "NN", "Diffusion", "Media"], path: "Sources/Workflow",
+        // runs, model and class folders, augmentation and its manifest, and the ranks of an `mpirun`
+        // job (MPI.swift, the one file that imports CMPI). Diffusion knows no files.
+        .target(name: "Workflow", dependencies: ["Tensor", "NN", "Diffusion", "Media", "CMPI"], path: "Sources/Workflow",
                 swiftSettings: swiftSettings),
 
         // MARK: Modalities (each supplies its model, codec, data and default recipe)

@@ -251,7 +251,7 @@ public enum TextToImageTraining {
                             onStep: { r in let go = onStep(r); if !go { stopped = true }; return go })
         if stopped { throw TrainingInterrupted(stage: "vae", path: out.path) }
         _ = trainer.swapInEMA()  // the weights exported
-        try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
+        if MPIRanks.isWriter { try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png")) }
         // Stable Diffusion's scaling factor: latents of unit variance for the denoiser.
         let means = posteriors(vae, images).means
         let std = GradMode.withoutGrad { means.square().mean().item() - pow(means.mean().item(), 2) }.squareRoot()
@@ -259,7 +259,7 @@ public enum TextToImageTraining {
         config.scalingFactor = Float(1 / Double(max(std, 1e-6)))
         let scaled = try NNInit.skippingRandomInit { try AutoencoderKL(config: config) }
         try scaled.load(from: vae.stateDict())
-        try scaled.save(to: out.appendingPathComponent("model"))
+        if MPIRanks.isWriter { try scaled.save(to: out.appendingPathComponent("model")) }
         note(String(format: "autoencoder: %d steps, latent std %.4f → scaling_factor %.5f", trainer.step, std, config.scalingFactor))
         return scaled
     }
@@ -327,7 +327,7 @@ public enum TextToImageTraining {
     static func trainDenoiser(_ recipe: TextToImageRecipe, vae: AutoencoderKL, images: Tensor, captions: [String], out: URL,
                               note: (String) -> Void, onStep: (TrainingStep) -> Bool) throws -> StableDiffusionPipeline {
         let tokenizerDir = out.appendingPathComponent("tokenizer")
-        try CLIPTokenizer.writeBuiltinFolder(to: tokenizerDir, maxLength: recipe.textEncoder.maxPositionEmbeddings)
+        try MPIRanks.writerFirst { try CLIPTokenizer.writeBuiltinFolder(to: tokenizerDir, maxLength: recipe.textEncoder.maxPositionEmbeddings) }
         let tokenizer = try CLIPTokenizer(folder: tokenizerDir)
         let tokens = captions.map { tokenizer($0) } + [tokenizer("")]
         NNInit.seed(recipe.training.seed)
@@ -359,7 +359,7 @@ public enum TextToImageTraining {
                             export: { try pipeline.save(to: out.appendingPathComponent("model")) },
                             onStep: { r in let go = onStep(r); if !go { stopped = true }; return go })
         if stopped { throw TrainingInterrupted(stage: "unet", path: out.path) }
-        try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
+        if MPIRanks.isWriter { try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png")) }
         _ = trainer.swapInEMA()  // the pipeline returned is the one exported
         return pipeline
     }

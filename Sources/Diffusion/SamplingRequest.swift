@@ -43,6 +43,9 @@ public struct SamplingRequest {
     public var initial: (sample: Tensor, strength: Float)?
     /// Inpainting / continuation: what to keep of all `count` inputs.
     public var known: KnownRegion?
+    /// The ranks of an `mpirun` job to deal the model calls over (call k on rank k mod K); every
+    /// rank gets all samples back, each the same call's as in one process (nil: this process).
+    public var ranks: Ranks? = nil
 
     public init(count: Int = 1, conditioning: Conditioning = .unconditional, sampler: SamplerName? = nil, steps: Int = 20,
                 eta: Float? = nil, seed: UInt64 = 0, guidance: Float = 1, guidanceRescale: Float = 0, batchSize: Int? = nil,
@@ -108,18 +111,34 @@ extension Generation {
         let b = Swift.min(r.batchSize ?? count, count)
         let chunks = (count + b - 1) / b
         let labels = r.conditioning.labels
+        let ranks = r.ranks.flatMap { $0.size > 1 && chunks > 1 ? $0 : nil }
+        // Progress counts this rank's calls (all of them without ranks).
+        let mine = ranks.map { rk in (0..<chunks).filter { $0 % rk.size == rk.rank } } ?? Array(0..<chunks)
         var parts: [Tensor] = []
         for k in 0..<chunks {
             let lo = k * b, hi = Swift.min(count, lo + b)
+            if let ranks, k % ranks.size != ranks.rank {
+                // Another rank's call: zeros here, its samples after the sum below.
+                parts.append(Tensor.zeros([hi - lo] + sampleShape))
+                continue
+            }
             func rows(_ t: Tensor) -> Tensor { chunks == 1 ? t : t.slice(axis: 0, lo..<hi) }
             let part = try sample(
                 model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps, eta: r.eta),
                 schedule: schedule, seed: r.seed, start: r.start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
                 guidance: guidance, initial: r.initial.map { (rows($0.sample), $0.strength) },
                 known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo,
-                progress: progress.map { p in { step, total in p(k * total + step, chunks * total) } })
+                progress: progress.map { p in
+                    let j = mine.firstIndex(of: k) ?? k
+                    return { step, total in p(j * total + step, mine.count * total) }
+                })
             parts.append(part)
         }
-        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+        let all = parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+        if let ranks {
+            // Each sample is non-zero on one rank only: the sum gathers them exactly (x + 0 = x).
+            ranks.allReduceSum(UnsafeMutableBufferPointer(start: all.data, count: all.count))
+        }
+        return all
     }
 }

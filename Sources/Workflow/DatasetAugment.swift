@@ -116,19 +116,32 @@ public enum DatasetAugment {
 
     /// Makes the planned files that are not there yet. A real file that cannot be read (vary) is
     /// skipped, reported through `warn` and counted; it never stops the run.
+    ///
+    /// Under `mpirun` (`ranks`) the model calls are dealt out in turn: call g is rank g mod K's,
+    /// each rank writes its own files, and rank 0 alone holds the manifest, appending each round
+    /// of K calls' lines in call order once the ranks have said which they made. Files, lines and
+    /// their order are those of one process (each call is the same call, on whichever rank).
     @discardableResult
     public static func run<M: Modality>(_ type: M.Type, data: ClassFolder, modelDir: URL, out: URL, options o: Options,
+                                                   ranks: Ranks? = MPIRanks.world,
                                                    warn: (String) -> Void = { _ in },
                                                    progress: (Int, Int) -> Void = { _, _ in }) throws -> Outcome {
         precondition(o.batch >= 1 && o.steps >= 1 && o.perSource >= 1, "augment: bad options")
+        let ranks = ranks.flatMap { $0.size > 1 ? $0 : nil }
+        let writer = ranks?.isWriter ?? true
         let pipeline = try Pipeline<M>.load(modelDir)
         let jobs0 = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default
-        try fm.createDirectory(at: out, withIntermediateDirectories: true)
-        let manifest = try AugmentationManifest.open(in: out)
-        defer { manifest.unlock() }
-        AtomicFile.removeLeftovers(in: out)
+        // Rank 0 takes the folder (a failure there ends the job) before any rank looks into it.
+        var manifest: FileLock? = nil
+        if writer {
+            try fm.createDirectory(at: out, withIntermediateDirectories: true)
+            manifest = try AugmentationManifest.open(in: out)
+            AtomicFile.removeLeftovers(in: out)
+        }
+        defer { manifest?.unlock() }
+        ranks?.barrier()
         let manifestURL = out.appendingPathComponent("manifest.jsonl")
         var done: [String: AugmentationRecord] = [:]
         for r in try AugmentationManifest.read(manifestURL) { done[r.file] = r }
@@ -177,36 +190,55 @@ public enum DatasetAugment {
                 groups.append([j])
             }
         }
+        for g in groups.indices {
+            for i in groups[g].indices { groups[g][i].record.batchFirst = groups[g][0].record.index; groups[g][i].record.batchSize = groups[g].count }
+        }
+        // Every rank has looked at what is there before any rank writes.
+        ranks?.barrier()
         // A group's sample numbers are consecutive, so a vary group has one source (numbers jump by
         // 1,000 between sources): it is read when the group runs, keeping one batch in memory, and
         // an unreadable one drops the group.
+        let (rank, size) = (ranks?.rank ?? 0, ranks?.size ?? 1)
         var finished = 0
         progress(0, pending.count)
-        for var g in groups {
-            for i in g.indices { g[i].record.batchFirst = g[0].record.index; g[i].record.batchSize = g.count }
-            var x0: Tensor? = nil
-            if let s = g[0].record.source {
-                do {
-                    let one = try M.read(URL(fileURLWithPath: s), for: pipeline)
-                    x0 = Tensor.concat([Tensor](repeating: one, count: g.count), axis: 0)
-                } catch {
-                    outcome.skipped.append((s, "\(error)"))
-                    warn("skipped \(s): \(error)")
-                    finished += g.count
-                    progress(finished, pending.count)
-                    continue
+        for round in stride(from: 0, to: groups.count, by: size) {
+            // status[k]: 1 = group round + k made, 2 = skipped (its source unreadable), 0 = none.
+            var status = [Float](repeating: 0, count: size)
+            var reason: String? = nil
+            if round + rank < groups.count {
+                let g = groups[round + rank]
+                var x0: Tensor? = nil
+                if let s = g[0].record.source {
+                    do {
+                        let one = try M.read(URL(fileURLWithPath: s), for: pipeline)
+                        x0 = Tensor.concat([Tensor](repeating: one, count: g.count), axis: 0)
+                    } catch {
+                        reason = "\(error)"
+                        warn("skipped \(s): \(error)")
+                    }
                 }
+                if reason == nil {
+                    let samples = try render(g.map(\.record), labels: g.map(\.label), inputs: x0, pipeline: pipeline, batch: o.batch)
+                    for (i, j) in g.enumerated() {
+                        let url = out.appendingPathComponent(j.record.file)
+                        try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                        try M.write(samples.item(i), of: pipeline, to: url, shape: j.record.shape)
+                    }
+                }
+                status[rank] = reason == nil ? 1 : 2
             }
-            let samples = try render(g.map(\.record), labels: g.map(\.label), inputs: x0, pipeline: pipeline, batch: o.batch)
-            for (i, j) in g.enumerated() {
-                let url = out.appendingPathComponent(j.record.file)
-                try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try M.write(samples.item(i), of: pipeline, to: url, shape: j.record.shape)
-                outcome.files.append(j.record.file)
+            ranks?.allReduceSum(&status)
+            for k in 0..<size where round + k < groups.count {
+                let g = groups[round + k]
+                if status[k] == 1 {
+                    if let manifest { try AugmentationManifest.append(g.map(\.record), to: manifest) }
+                    outcome.files += g.map(\.record.file)
+                    outcome.made += g.count
+                } else if let s = g[0].record.source {
+                    outcome.skipped.append((s, k == rank ? reason ?? "unreadable" : "unreadable (rank \(k) said why)"))
+                }
+                finished += g.count
             }
-            try AugmentationManifest.append(g.map(\.record), to: manifest)
-            outcome.made += g.count
-            finished += g.count
             progress(finished, pending.count)
         }
         return outcome

@@ -19,8 +19,24 @@ public enum TrainingRun {
     /// Creates the folder and writes recipe.json; refuses to overwrite another run's checkpoints
     /// unless `resume`, and to resume with a recipe that does not match. Returns the recipe as
     /// written (a resumed run keeps what its extras carry over, such as where it started).
+    ///
+    /// Under `mpirun` (`ranks`) rank 0 does this while the others wait, then they read the
+    /// recipe it wrote: no rank writes into the folder but rank 0.
     @discardableResult
-    public static func prepare<R: RunRecipe>(_ given: R, out: URL, resume: Bool) throws -> R {
+    public static func prepare<R: RunRecipe>(_ given: R, out: URL, resume: Bool, ranks: Ranks? = MPIRanks.world) throws -> R {
+        guard let ranks, ranks.size > 1 else { return try prepareAlone(given, out: out, resume: resume) }
+        // A failure on rank 0 ends the job (the command aborts it) before the others read.
+        let recipe = ranks.isWriter ? try prepareAlone(given, out: out, resume: resume) : nil
+        ranks.barrier()
+        if let recipe { return recipe }
+        let url = out.appendingPathComponent("recipe.json")
+        guard let data = try? Data(contentsOf: url), let written = try? JSONDecoder().decode(R.self, from: data) else {
+            throw TrainingRunError(path: url.path, reason: "rank \(ranks.rank) cannot read the recipe rank 0 wrote (is --out on a file system every host sees?)")
+        }
+        return written
+    }
+
+    static func prepareAlone<R: RunRecipe>(_ given: R, out: URL, resume: Bool) throws -> R {
         var recipe = given
         let fm = FileManager.default
         // A folder of the user's (not empty, not a run) is never written into: its recipe.json
@@ -59,10 +75,18 @@ public enum TrainingRun {
     /// Trains to `trainer.options.steps` (resuming from RUN/checkpoints), logging every step to
     /// loss.csv, calling `preview(step)` every `previewEvery` steps and `export()` at every
     /// checkpoint and at the end — both with the EMA weights swapped in.
+    ///
+    /// With `ranks` (`mpirun`), the trainer splits every batch over them and rank 0 alone
+    /// writes loss.csv, previews, checkpoints and the model.
     public static func run(trainer: Trainer, out: URL, previewEvery: Int,
                            batch: (inout RandomGenerator) throws -> (Tensor, [Int]?),
                            preview: @escaping (Int) throws -> Void, export: @escaping () throws -> Void,
-                           onStep: (TrainingStep) -> Bool) throws {
+                           onStep: (TrainingStep) -> Bool, ranks: Ranks? = MPIRanks.world) throws {
+        trainer.ranks = ranks
+        if let ranks, !ranks.isWriter {
+            try trainer.run(checkpointDir: out.appendingPathComponent("checkpoints"), batch: batch, onStep: onStep)
+            return
+        }
         let logURL = out.appendingPathComponent("loss.csv")
         // The rows up to the step the run resumes from: the steps after it are trained again.
         let header = "step,loss,learning_rate,grad_norm"
@@ -139,11 +163,13 @@ public enum Training {
     /// A training step's activations, in forward passes' (`activationBytes`).
     public static let trainingActivationFactor = 10.0
 
+    /// Under `mpirun` every rank calls this alike (`ranks`: `TrainingRun.run`).
     @discardableResult
     public static func run<M: Modality>(recipe given: Recipe<M>, data: M.Data, out: URL, resume: Bool,
+                                        ranks: Ranks? = MPIRanks.world,
                                         onStep: (TrainingStep) -> Bool = { _ in true }) throws -> Pipeline<M> {
         try M.validate(given)
-        let recipe = try TrainingRun.prepare(given, out: out, resume: resume)
+        let recipe = try TrainingRun.prepare(given, out: out, resume: resume, ranks: ranks)
         if let problem = M.mismatch(recipe, data) { throw TrainingRunError(path: out.path, reason: problem) }
         let classes = data.classNames
         let resuming = Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")) != nil
@@ -168,8 +194,10 @@ public enum Training {
             try M.writePreview(try pipeline.generate(request), of: pipeline, to: out.appendingPathComponent("previews/step-\(step)"))
         }, export: {
             try pipeline.save(to: out.appendingPathComponent("model"))
-        }, onStep: onStep)
-        try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
+        }, onStep: onStep, ranks: ranks)
+        if ranks?.isWriter ?? true {
+            try LossPlot.write(csv: out.appendingPathComponent("loss.csv"), to: out.appendingPathComponent("loss.png"))
+        }
         return pipeline
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Workflow
 
 /// Progress on standard error: a bar redrawn in place on a terminal, a plain line every few
 /// seconds otherwise (logs, CI). Shows step, rate, ETA and an optional status such as the loss.
@@ -14,6 +15,7 @@ final class Progress {
     init(total: Int, label: String) { self.total = total; self.label = label }
 
     func update(_ done: Int, status: String = "") {
+        guard MPIRanks.isWriter else { return }  // under mpirun, one bar: rank 0's
         let now = Date()
         // The first tick starts the clock: the work before it (a resumed run's steps, or the
         // step just finished as the bar opens) is not counted, so no rate is shown yet.

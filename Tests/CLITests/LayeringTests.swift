@@ -16,7 +16,7 @@ final class LayeringTests: XCTestCase {
             "Diffusion": ("Sources/Diffusion", ["Tensor", "NN"]),
             "Text": ("Sources/Text", ["Tensor", "NN"]),
             "Media": ("Modalities/Media", ["Tensor", "NN", "CPNG"]),
-            "Workflow": ("Sources/Workflow", core.union(["Media"])),
+            "Workflow": ("Sources/Workflow", core.union(["Media", "CMPI"])),
             "Image": ("Modalities/Image", shared.union(["Text", "CZlib"])),
             "Audio": ("Modalities/Audio", shared.union(["CSndFile"])),
             "Video": ("Modalities/Video", shared.union(["Image", "CFFmpeg"])),
@@ -26,7 +26,7 @@ final class LayeringTests: XCTestCase {
             "diffuse": ("Sources/diffuse", shared.union(["Text", "Image", "Audio", "Video", "Evaluation", "Serve", "ArgumentParser"])),
         ]
     }()
-    static let project: Set<String> = Set(layers.keys).union(["CBLAS", "CKernels", "CPNG", "CZlib", "CSndFile", "CFFmpeg",
+    static let project: Set<String> = Set(layers.keys).union(["CBLAS", "CKernels", "CPNG", "CZlib", "CSndFile", "CFFmpeg", "CMPI",
                                                               "Hummingbird", "NIOCore", "ServiceLifecycle"])
 
     func testEachTargetImportsOnlyTheLayersBelowIt() throws {

@@ -106,6 +106,12 @@ public final class Trainer {
     /// Optimizer steps completed.
     public private(set) var step = 0
     private let parameters: [Tensor]
+    /// The ranks of a data-parallel job (nil or one rank: this process alone). Each rank takes
+    /// its slice of every batch, `batchSize` stays the global batch, and every number the run
+    /// makes is that of one process up to float summation order; rank 0 alone writes files.
+    public var ranks: Ranks? = nil
+    /// Gradients, a has-gradient flag per parameter, and the loss, summed across ranks in one call.
+    private var flat: [Float] = []
 
     public convenience init(model: DiffusionModel, objective: DiffusionObjective, options: TrainerOptions) throws {
         try self.init(module: model, objective: objective, options: options) { x, labels, rng in
@@ -147,13 +153,32 @@ public final class Trainer {
         model.zeroGrad()
         var total: Float = 0
         let micro = options.gradientAccumulation
+        let ranks = self.ranks.flatMap { $0.size > 1 ? $0 : nil }
         for _ in 0..<micro {
+            rng.firstSample = 0
             let (x0, labels) = try batch(&rng)
-            let loss = self.loss(x0, labels, &rng)
-            let scaled = micro == 1 ? loss : loss * (1 / Float(micro))
-            scaled.backward()
-            total += loss.item() / Float(micro)
+            guard let ranks else {
+                let loss = self.loss(x0, labels, &rng)
+                let scaled = micro == 1 ? loss : loss * (1 / Float(micro))
+                scaled.backward()
+                total += loss.item() / Float(micro)
+                continue
+            }
+            // Every rank assembles the same global batch (indices, flips: cheap) and trains on
+            // its rows: the loss's draws start at sample `lo`, so each sample gets the timestep
+            // and noise it gets in one process (the generator is per sample). The loss is a mean
+            // over the rows, so it is weighted by the slice's share before the ranks' sum.
+            let n = x0.shape[0], rows = ranks.slice(of: n)
+            guard !rows.isEmpty else {
+                throw ConfigError(key: "batch_size", reason: "a batch of \(n) samples cannot be split over \(ranks.size) ranks: use a batch of at least \(ranks.size) or fewer ranks")
+            }
+            rng.firstSample = rows.lowerBound
+            let loss = self.loss(x0.slice(axis: 0, rows), labels.map { Array($0[rows]) }, &rng)
+            let share = Float(rows.count) / Float(n) / Float(micro)
+            (loss * share).backward()
+            total += loss.item() * share
         }
+        if let ranks { total = sumGradients(over: ranks, loss: total) }
         let norm = options.gradClip > 0 ? clipGradNorm(parameters, maxNorm: options.gradClip) : 0
         let lr = options.learningRate * Float(options.schedule.factor(at: step))
         optimizer.learningRate = lr
@@ -162,6 +187,42 @@ public final class Trainer {
         model.zeroGrad()
         step += 1
         return TrainingStep(step: step, loss: total, learningRate: lr, gradNorm: norm)
+    }
+
+    /// Replaces every gradient by its sum over the ranks (each already weighted by its share of
+    /// the batch: the sum is the whole batch's gradient) and returns the summed loss. A parameter
+    /// no rank has a gradient for keeps none, as in one process.
+    private func sumGradients(over ranks: Ranks, loss: Float) -> Float {
+        let total = parameters.reduce(0) { $0 + $1.count } + parameters.count + 1
+        if flat.count != total { flat = [Float](repeating: 0, count: total) }
+        flat.withUnsafeMutableBufferPointer { buf in
+            let b = buf.baseAddress!
+            var o = 0
+            for (i, p) in parameters.enumerated() {
+                if let g = p.grad {
+                    precondition(g.shape == p.shape, "gradient \(g.shape) of parameter \(p.shape)")
+                    (b + o).update(from: g.data, count: g.count)
+                    b[total - 1 - parameters.count + i] = 1
+                } else {
+                    (b + o).update(repeating: 0, count: p.count)
+                    b[total - 1 - parameters.count + i] = 0
+                }
+                o += p.count
+            }
+            b[total - 1] = loss
+            ranks.allReduceSum(buf)
+            o = 0
+            for (i, p) in parameters.enumerated() {
+                if b[total - 1 - parameters.count + i] > 0 {
+                    // Gradients are never modified in place (they may be shared): replace them.
+                    p.grad = Tensor(shape: p.shape, scalars: Array(UnsafeBufferPointer(start: b + o, count: p.count)))
+                } else {
+                    p.grad = nil
+                }
+                o += p.count
+            }
+        }
+        return flat[total - 1]
     }
 
     /// A callback run every `every` steps (sample previews, metrics, logs).
@@ -178,16 +239,21 @@ public final class Trainer {
     /// Trains until `options.steps`, resuming from the latest checkpoint in `checkpointDir` when
     /// there is one; checkpoints every `options.checkpointEvery` steps and at the end; runs the
     /// periodic callbacks after their steps. `onStep` returning false stops early (after a
-    /// checkpoint), e.g. on a signal.
+    /// checkpoint), e.g. on a signal. With `ranks`, rank 0 alone runs the callbacks and writes
+    /// checkpoints; every rank resumes from the same one, whatever the rank count that wrote it.
     public func run(checkpointDir: URL?, batch: (inout RandomGenerator) throws -> (Tensor, [Int]?),
                     periodic: [Periodic] = [], onStep: (TrainingStep) -> Bool = { _ in true }) throws {
         if let dir = checkpointDir, let latest = Trainer.latestCheckpoint(in: dir) { try resume(from: latest) }
+        // Rank 0 writes; the ranks stop together (a signal may reach one of them first).
+        let ranks = self.ranks.flatMap { $0.size > 1 ? $0 : nil }
+        let writer = ranks?.isWriter ?? true
         while step < options.steps {
             let r = try trainStep(batch: batch)
-            for p in periodic where r.step % p.every == 0 { try p.action(self, r) }
+            if writer { for p in periodic where r.step % p.every == 0 { try p.action(self, r) } }
             let due = options.checkpointEvery > 0 && r.step % options.checkpointEvery == 0
-            let keepGoing = onStep(r)
-            if let dir = checkpointDir, due || r.step == options.steps || !keepGoing { try saveCheckpoint(in: dir) }
+            var keepGoing = onStep(r)
+            if let ranks { keepGoing = !ranks.any(!keepGoing) }
+            if writer, let dir = checkpointDir, due || r.step == options.steps || !keepGoing { try saveCheckpoint(in: dir) }
             if !keepGoing { return }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Tensor
+import Workflow
 import NN
 import Diffusion
 import Image
@@ -109,6 +110,7 @@ struct GenerateImage: ParsableCommand {
             }
         }
         let images = try options.generate(pipeline, request)
+        guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
         let names = options.classNames(request, pipeline)
         func parameters(_ i: Int) -> [(String, String)] {
             var p = "Class: \(names?[i] ?? "none"), Steps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), "
@@ -189,6 +191,7 @@ extension GenerateImage {
             request.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [count, pipe.unet.config.outChannels, h / f, w / f])
         }
         let result = try pipe.run(job, request: request, progress: Progress.steps(label: "generate"))
+        guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
         if options.runtime.verbose {
             note(pipe.timings.map { String(format: "%@ %.2f s", $0.0, $0.1) }.joined(separator: ", ") + String(format: ", peak RSS %.0f MB", Double(peakRSS()) / 1e6))
         }
@@ -303,6 +306,7 @@ struct GenerateAudio: ParsableCommand {
         let clips = try options.generate(pipeline, request, shape: [pipeline.channels, length]) { x in
             seams.map { AudioPipeline.crossfadeSeams(x, original: $0.original, gap: $0.gap, fade: fade) } ?? x
         }
+        guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
         let c = clips.shape[1]
         let outURL = URL(fileURLWithPath: out)
         var files: [String] = []
@@ -407,6 +411,7 @@ struct GenerateVideo: ParsableCommand {
             }
         }
         let clips = try options.generate(pipeline, request, shape: [pipeline.channels, f, pipeline.size, pipeline.size])
+        guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
         let rate = fps ?? pipeline.fps
         let outURL = URL(fileURLWithPath: out)
         func write(_ frames: Tensor, _ url: URL) throws -> String {

@@ -61,8 +61,10 @@ struct SamplingOptions: ParsableArguments {
         if eta != nil, ![.ddim, .tcd].contains(chosen) {
             throw ValidationError("--eta applies to the ddim and tcd samplers; the model folder's default is \(chosen.rawValue)")
         }
-        return SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps, eta: eta, seed: seed,
-                               guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
+        var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps, eta: eta, seed: seed,
+                                guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
+        r.ranks = MPIRanks.world  // under mpirun, the --batch calls are dealt over the ranks
+        return r
     }
 }
 
