@@ -64,12 +64,13 @@ final class ServeTests: XCTestCase {
         let out = Pipe(), inp = Pipe()
         process.standardOutput = out
         process.standardInput = inp
+        let body = input
         let data: Data = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Data, Error>) in
                 DispatchQueue.global().async {
                     do {
                         try process.run()
-                        if let input { try? inp.fileHandleForWriting.write(contentsOf: input) }
+                        if let body { try? inp.fileHandleForWriting.write(contentsOf: body) }
                         try? inp.fileHandleForWriting.close()
                         let d = out.fileHandleForReading.readDataToEndOfFile()
                         process.waitUntilExit()
