@@ -17,8 +17,9 @@ test: deps
 
 # The bundled models at work: 8 images of each Fashion-MNIST class (a column per class), a
 # melody from the notes model, six moving-fashion clips from the video model, four images of
-# each of a dozen prompts from the emoji text-to-image model (each when it is bundled), and the
-# kernel speeds of this machine.
+# each of 14 prompts from the emoji text-to-image model and a dozen emoji names drawn beside the
+# real emoji (6 seen in training, 6 held out; ~2 min with the probe), each when the model is
+# bundled, and the kernel speeds of this machine.
 demo: build
 	mkdir -p demo
 	.build/release/diffuse generate image --count 80 --grid --out demo/fashion-mnist-grid.png
@@ -30,6 +31,9 @@ demo: build
 	fi
 	@if [ -f samples/text-to-image/model_index.json ]; then \
 	  .build/release/diffuse generate image --prompt-file samples/text-to-image/prompts.txt --count 4 --grid --out demo/emoji-prompts.png; \
+	  .build/release/diffuse dataset emoji --out demo/emoji; \
+	  .build/release/diffuse evaluate image --prompts demo/emoji --model samples/text-to-image --max-prompts 6 --guidance 3 --steps 20 \
+	    --grid demo/emoji-beside-real.png; \
 	fi
 	.build/release/diffuse bench kernels | tee demo/bench-kernels.txt
 	.build/release/diffuse bench kernels --json > demo/bench-kernels.json
