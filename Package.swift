@@ -132,8 +132,9 @@ let package = Package(
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
         .testTarget(name: "CLITests", dependencies: ["diffuse", "TestSupport", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests",
                     exclude: ["Recorded", "Hostile"]),
-        // `diffuse serve` over HTTP on a loopback port, in process, and the web page in headless Chromium.
-        .testTarget(name: "ServeTests", dependencies: ["Serve", "Image", "Media", "Tensor", "TestSupport", "Workflow"], path: "Tests/ServeTests"),
+        // `diffuse serve` over HTTP on a loopback port, in process and as the built `diffuse` (SIGTERM),
+        // and the web page in headless Chromium.
+        .testTarget(name: "ServeTests", dependencies: ["diffuse", "Serve", "Image", "Media", "Tensor", "TestSupport", "Workflow"], path: "Tests/ServeTests"),
         // Metrics against closed forms, the probe, and `diffuse evaluate image|video` end to end (runs the executable).
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "diffuse", "TestSupport", "Image", "Video", "NN", "Tensor"],
                     path: "Tests/EvaluationTests"),

@@ -73,15 +73,19 @@ public final class DiffuseServer: @unchecked Sendable {
         router.add(middleware: ErrorMiddleware())
         if let key = options.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
         addRoutes(router)
-        return Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port), serverName: "diffuse"),
-                           services: [DrainOnShutdown(queue: queue)],
+        return Application(router: router, server: .http1(configuration: .init(additionalChannelHandlers: [HangUpHandler()])),
+                           configuration: .init(address: .hostname(options.host, port: options.port), serverName: "diffuse"),
                            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) })
     }
 
-    /// Runs until SIGTERM or SIGINT: then stops taking connections, cancels the jobs still
-    /// waiting, lets the running ones finish and answer, and returns.
+    /// Runs until SIGTERM or SIGINT: then drops the jobs still waiting (their clients get 409) and
+    /// takes no new ones, stops taking connections, lets the running jobs finish and answer, and
+    /// returns. A service group shuts its services down one at a time in reverse order, so the
+    /// queue, listed last, is shut before the server, which waits for every open request.
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        try await application(onRunning: onRunning).runService()
+        let app = application(onRunning: onRunning)
+        try await ServiceGroup(configuration: .init(services: [app, DrainOnShutdown(queue: queue)],
+                                                    gracefulShutdownSignals: [.sigterm, .sigint], logger: app.logger)).run()
     }
 
     // MARK: Routes
@@ -237,10 +241,12 @@ public final class DiffuseServer: @unchecked Sendable {
         } catch let e as MediaError { throw BadParameter(param, "not a PNG we can read: \(e)") }
     }
 
-    /// Runs `work` in `model`'s line; a client that hangs up cancels it (waiting or running).
+    /// Runs `work` in `model`'s line; a client that hangs up cancels it (waiting: dropped from the
+    /// line; running: stopped at its next step).
     func runJob<T>(_ context: ServeContext, model: String, _ work: @escaping (Job) throws -> T) async throws -> T {
         let task = Task { try await queue.run(model: model, work) }
-        context.channel.closeFuture.whenComplete { _ in task.cancel() }
+        let unwatch = HangUpHandler.watch(context.channel) { task.cancel() }
+        defer { unwatch() }
         return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
     }
 
@@ -441,6 +447,11 @@ public final class DiffuseServer: @unchecked Sendable {
         let (job, live) = queue.current()
         var state: [String: Any] = ["skipped": false, "interrupted": job?.cancelled ?? false, "job_count": live,
                                     "job": job.map { "job \($0.id)" } ?? "", "job_no": 0, "sampling_step": 0, "sampling_steps": 0]
+        // Ours, beside A1111's keys: jobs since the start that ran, left the line unstarted, were stopped.
+        let counts = queue.counts
+        state["jobs_started"] = counts.started
+        state["jobs_dropped"] = counts.dropped
+        state["jobs_stopped"] = counts.stopped
         var fraction = 0.0, eta = 0.0
         var image: Any = NSNull()
         if let job {
@@ -532,12 +543,13 @@ struct APIKeyMiddleware: RouterMiddleware {
     }
 }
 
-/// On SIGTERM the waiting jobs are cancelled (their clients get 409); the running ones finish.
+/// On SIGTERM the waiting jobs are dropped (their clients get 409) and no new ones are taken; the
+/// running ones finish.
 struct DrainOnShutdown: Service {
     let queue: JobQueue
     func run() async throws {
         try? await gracefulShutdown()
-        queue.cancelWaiting()
+        queue.shutDown()
     }
 }
 

@@ -3,8 +3,12 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Media
 import Workflow
+import TestSupport
 @testable import Serve
 
 /// `diffuse serve` driven over HTTP on a loopback port, in process: every endpoint, the request
@@ -307,7 +311,7 @@ final class ServeTests: XCTestCase {
     }
 
     /// An interrupt stops the running job (its client gets 409).
-    func testInterruptAndDisconnectCancel() async throws {
+    func testInterruptCancels() async throws {
         try await withServer { server, base in
             let long = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "x", "steps": 1000, "width": 16, "height": 16]) }
             var step = 0
@@ -320,9 +324,140 @@ final class ServeTests: XCTestCase {
             XCTAssertEqual(v12, 200)
             let r = try await long.value
             XCTAssertEqual(r.status, 409)
+        }
+    }
 
-            // Not yet: a client that hangs up while its job runs is not noticed (NIO reads no
-            // further from the connection while the handler waits, so its close never arrives).
+    /// `cond` within `seconds` (polled every 10 ms).
+    func eventually(_ seconds: Double, _ cond: () async throws -> Bool) async rethrows -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if try await cond() { return true }
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+        return try await cond()
+    }
+
+    func progressState(_ base: URL) async throws -> [String: Any] {
+        try await call(base, "/sdapi/v1/progress", headers: [:]).object["state"] as? [String: Any] ?? [:]
+    }
+
+    /// A client that hangs up (curl killed: its socket closes, the server reads end-of-file) while
+    /// its job waits: the job leaves the line at once, while the job before it still runs, and
+    /// never runs. One that hangs up while its job runs: the job stops at its next step.
+    func testHangingUpCancelsTheJob() async throws {
+        try await withServer { server, base in
+            let steps = 5000
+            let running = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "x", "steps": steps, "width": 16, "height": 16]) }
+            let started = try await eventually(30) { (try await self.progressState(base)["sampling_step"] as? Int ?? 0) > 0 }
+            XCTAssertTrue(started, "the first job runs")
+            let waiting = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "y", "steps": 2, "width": 16, "height": 16]) }
+            let queued = await eventually(10) { server.queue.liveCount == 2 }
+            XCTAssertTrue(queued, "the second job waits")
+            waiting.cancel()
+            let left = await eventually(10) { server.queue.liveCount == 1 }
+            XCTAssertTrue(left, "the waiting job left the line")
+            XCTAssertEqual(server.queue.counts, .init(started: 1, dropped: 1, stopped: 0))
+            _ = try? await waiting.value
+
+            let before = try await progressState(base)
+            XCTAssertLessThan(before["sampling_step"] as? Int ?? steps, steps, "the first job still runs")
+            let hangUp = Date()
+            running.cancel()
+            let stopped = await eventually(30) { server.queue.liveCount == 0 }
+            let after = Date().timeIntervalSince(hangUp)
+            XCTAssertTrue(stopped, "the running job stopped")
+            _ = try? await running.value
+            let state = try await progressState(base)
+            XCTAssertLessThan(state["sampling_step"] as? Int ?? steps, steps, "stopped early")
+            XCTAssertEqual(state["sampling_steps"] as? Int, steps)
+            XCTAssertEqual(state["interrupted"] as? Bool, true)
+            XCTAssertEqual([state["jobs_started"], state["jobs_dropped"], state["jobs_stopped"]].map { $0 as? Int }, [1, 1, 1],
+                           "the waiting job never ran")
+            XCTAssertEqual(state["job_count"] as? Int, 0)
+            print("running job stopped \(String(format: "%.3f", after)) s after its client hung up, at step \(state["sampling_step"] ?? "?") of \(steps)")
+        }
+    }
+}
+
+/// `diffuse serve` as a user runs it, stopped by SIGTERM while one job runs and one waits: the
+/// waiting one's client gets 409 at once, the port stops taking connections, the running job
+/// finishes and answers 200 with its image, and the process exits 0.
+extension ServeTests {
+    func testSIGTERMDrainsAndExits() async throws {
+        let p = Process()
+        p.executableURL = diffuseExecutable
+        p.arguments = ["serve", "--port", "0", "--no-bundled", "--models", Self.tiny.path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        let output = OutputBox()
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().async { output.read(out.fileHandleForReading) }
+        let marker = "serving on http://127.0.0.1:"
+        let up = await eventually(60) { output.text.contains(marker) }
+        XCTAssertTrue(up, "the server starts: \(output.text)")
+        let text = output.text
+        let port = try XCTUnwrap(text.range(of: marker).flatMap { Int(text[$0.upperBound...].prefix { $0.isNumber }) })
+        let base = URL(string: "http://127.0.0.1:\(port)")!
+
+        // The running job: long enough to outlast the checks below, short enough to keep the test quick.
+        let steps = 400
+        let running = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "x", "steps": steps, "width": 16, "height": 16, "seed": 1]) }
+        let started = try await eventually(30) { (try await self.progressState(base)["sampling_step"] as? Int ?? 0) > 0 }
+        XCTAssertTrue(started, "the first job runs")
+        let waiting = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "y", "steps": 1000, "width": 16, "height": 16]) }
+        let queued = try await eventually(10) { (try await self.progressState(base)["job_count"] as? Int) == 2 }
+        XCTAssertTrue(queued, "the second job waits")
+
+        let term = Date()
+        XCTAssertEqual(kill(p.processIdentifier, SIGTERM), 0)
+        let dropped = try await waiting.value
+        XCTAssertEqual(dropped.status, 409, String(decoding: dropped.data, as: UTF8.self))
+        let refused = await eventually(5) { !Self.accepts(port: port) }
+        XCTAssertTrue(refused, "the port stops taking connections")
+        XCTAssertTrue(p.isRunning && running.isCancelled == false, "while the running job goes on")
+        let answer = try await running.value
+        XCTAssertEqual(answer.status, 200, String(decoding: answer.data, as: UTF8.self))
+        let image = try png((answer.object["images"] as? [String])?.first)
+        XCTAssertEqual([image.width, image.height], [16, 16])
+        let exited = await eventually(30) { !p.isRunning }
+        let drain = Date().timeIntervalSince(term)
+        XCTAssertTrue(exited, "the process exits")
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit)
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertFalse(Self.accepts(port: port))
+        let closing = await eventually(5) { output.text.contains("stopped") }
+        XCTAssertTrue(closing, output.text)
+        print("SIGTERM to exit: \(String(format: "%.3f", drain)) s (the running job of \(steps) steps finished first)")
+    }
+
+    /// Whether a TCP connection to 127.0.0.1:`port` is accepted.
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = in_port_t(UInt16(port).bigEndian)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// A child's output as it arrives.
+    final class OutputBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var data = Data()
+        var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+        func read(_ handle: FileHandle) {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                lock.withLock { data.append(chunk) }
+            }
         }
     }
 }

@@ -13,7 +13,8 @@ struct ServeCommand: ParsableCommand {
         GET /sdapi/v1/samplers, /sdapi/v1/sd-models, /sdapi/v1/options, /sdapi/v1/progress; \
         POST /v1/images/generations; GET /api/v1/models; POST /api/v1/generate (class images, audio, \
         video, or a prompt), /api/v1/augment. One job runs at a time per model; --queue more wait \
-        (429 with Retry-After beyond). SIGTERM or Ctrl-C lets the running jobs finish, then stops.
+        (429 with Retry-After beyond); a client that hangs up cancels its job. SIGTERM or Ctrl-C \
+        answers the waiting jobs 409, closes the port, lets the running jobs finish, then exits 0.
         """
     )
 
