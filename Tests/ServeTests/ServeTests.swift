@@ -341,32 +341,32 @@ final class ServeTests: XCTestCase {
         try await call(base, "/sdapi/v1/progress", headers: [:]).object["state"] as? [String: Any] ?? [:]
     }
 
-    /// A client that hangs up (curl killed: its socket closes, the server reads end-of-file) while
-    /// its job waits: the job leaves the line at once, while the job before it still runs, and
-    /// never runs. One that hangs up while its job runs: the job stops at its next step.
+    /// A client that hangs up (closes its socket after sending the request: the server reads
+    /// end-of-file) while its job waits: the job leaves the line at once, while the job before it
+    /// still runs, and never runs. One that hangs up while its job runs: the job stops at its next step.
     func testHangingUpCancelsTheJob() async throws {
         try await withServer { server, base in
-            let steps = 5000
-            let running = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "x", "steps": steps, "width": 16, "height": 16]) }
+            let port = try XCTUnwrap(base.port)
+            // Long (8 images of 64×64, 1000 steps: minutes here), but it is stopped early.
+            let steps = 1000
+            let running = try Self.send(port: port, "/sdapi/v1/txt2img", ["prompt": "x", "steps": steps, "width": 64, "height": 64, "batch_size": 8])
             let started = try await eventually(30) { (try await self.progressState(base)["sampling_step"] as? Int ?? 0) > 0 }
             XCTAssertTrue(started, "the first job runs")
-            let waiting = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "y", "steps": 2, "width": 16, "height": 16]) }
+            let waiting = try Self.send(port: port, "/sdapi/v1/txt2img", ["prompt": "y", "steps": 2, "width": 16, "height": 16])
             let queued = await eventually(10) { server.queue.liveCount == 2 }
             XCTAssertTrue(queued, "the second job waits")
-            waiting.cancel()
+            close(waiting)
             let left = await eventually(10) { server.queue.liveCount == 1 }
             XCTAssertTrue(left, "the waiting job left the line")
             XCTAssertEqual(server.queue.counts, .init(started: 1, dropped: 1, stopped: 0))
-            _ = try? await waiting.value
 
             let before = try await progressState(base)
             XCTAssertLessThan(before["sampling_step"] as? Int ?? steps, steps, "the first job still runs")
             let hangUp = Date()
-            running.cancel()
+            close(running)
             let stopped = await eventually(30) { server.queue.liveCount == 0 }
             let after = Date().timeIntervalSince(hangUp)
             XCTAssertTrue(stopped, "the running job stopped")
-            _ = try? await running.value
             let state = try await progressState(base)
             XCTAssertLessThan(state["sampling_step"] as? Int ?? steps, steps, "stopped early")
             XCTAssertEqual(state["sampling_steps"] as? Int, steps)
@@ -376,6 +376,32 @@ final class ServeTests: XCTestCase {
             XCTAssertEqual(state["job_count"] as? Int, 0)
             print("running job stopped \(String(format: "%.3f", after)) s after its client hung up, at step \(state["sampling_step"] ?? "?") of \(steps)")
         }
+    }
+
+    /// Connects to 127.0.0.1:`port` and sends one JSON POST; returns the socket (close it to hang up).
+    static func send(port: Int, _ path: String, _ body: [String: Any]) throws -> Int32 {
+        let json = try JSONSerialization.data(withJSONObject: body)
+        let request = Data("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(json.count)\r\n\r\n".utf8) + json
+        let fd = connectTo(port: port)
+        guard fd >= 0 else { throw URLError(.cannotConnectToHost) }
+        let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+        guard sent == request.count else { close(fd); throw URLError(.networkConnectionLost) }
+        return fd
+    }
+
+    /// A TCP socket connected to 127.0.0.1:`port`, or -1.
+    static func connectTo(port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = in_port_t(UInt16(port).bigEndian)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        if !ok { close(fd); return -1 }
+        return fd
     }
 }
 
@@ -401,9 +427,9 @@ extension ServeTests {
         let port = try XCTUnwrap(text.range(of: marker).flatMap { Int(text[$0.upperBound...].prefix { $0.isNumber }) })
         let base = URL(string: "http://127.0.0.1:\(port)")!
 
-        // The running job: long enough to outlast the checks below, short enough to keep the test quick.
-        let steps = 400
-        let running = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "x", "steps": steps, "width": 16, "height": 16, "seed": 1]) }
+        // The running job: long enough to outlast the checks below (3.4 s here), short enough to keep the test quick.
+        let steps = 1000
+        let running = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "x", "steps": steps, "width": 64, "height": 64, "seed": 1]) }
         let started = try await eventually(30) { (try await self.progressState(base)["sampling_step"] as? Int ?? 0) > 0 }
         XCTAssertTrue(started, "the first job runs")
         let waiting = Task { try await self.call(base, "/sdapi/v1/txt2img", ["prompt": "y", "steps": 1000, "width": 16, "height": 16]) }
@@ -420,7 +446,7 @@ extension ServeTests {
         let answer = try await running.value
         XCTAssertEqual(answer.status, 200, String(decoding: answer.data, as: UTF8.self))
         let image = try png((answer.object["images"] as? [String])?.first)
-        XCTAssertEqual([image.width, image.height], [16, 16])
+        XCTAssertEqual([image.width, image.height], [64, 64])
         let exited = await eventually(30) { !p.isRunning }
         let drain = Date().timeIntervalSince(term)
         XCTAssertTrue(exited, "the process exits")
@@ -435,16 +461,9 @@ extension ServeTests {
 
     /// Whether a TCP connection to 127.0.0.1:`port` is accepted.
     static func accepts(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        let fd = connectTo(port: port)
+        if fd >= 0 { close(fd) }
+        return fd >= 0
     }
 
     /// A child's output as it arrives.
