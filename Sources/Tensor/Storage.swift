@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// A Float32 buffer, 64-byte aligned. Freed buffers go back to `BufferPool`, so a sampling
 /// loop that makes the same shapes every step stops allocating after its first step.
@@ -36,6 +37,8 @@ public final class BufferPool: @unchecked Sendable {
     private var cachedBytes = 0
     private let lock = NSLock()
     var limitBytes = 2 << 30
+
+    init() { ck_keep_freed_memory() }
 
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         lock.lock()

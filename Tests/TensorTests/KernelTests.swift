@@ -62,6 +62,63 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testWinogradConv2dMatchesNaive() {
+        // 3×3, stride 1, ≥ 16 channels: Winograd F(2×2, 3×3). Odd and even sizes (a last tile
+        // half outside), paddings 0, 1 and 2, many tile rows (runs split across threads), and
+        // the input gradient (the flipped-kernel convolution, padding 2 − p) through it. Each
+        // case has ≥ 512 tiles (fewer stay on im2col).
+        let cases: [([Int], [Int], Int)] = [
+            ([26, 16, 7, 9], [17, 16, 3, 3], 1),
+            ([57, 20, 8, 8], [16, 20, 3, 3], 0),
+            ([43, 16, 5, 4], [24, 16, 3, 3], 2),
+            ([9, 32, 16, 16], [32, 32, 3, 3], 1),
+            ([256, 18, 2, 3], [16, 18, 3, 3], 1),
+        ]
+        for (k, c) in cases.enumerated() {
+            let p = c.2
+            XCTAssertTrue(ConvGeometry(x: c.0, weight: c.1, Conv2dParams(padding: (p, p))).winograd, "case \(k) takes the path")
+            let x = r(c.0, UInt64(500 + k * 3)), w = r(c.1, UInt64(501 + k * 3)), b = r([c.1[0]], UInt64(502 + k * 3))
+            let got = x.conv2d(w, bias: b, padding: p)
+            let want = naiveConv2d(x, w, b, stride: (1, 1), pad: (p, p), dil: (1, 1), groups: 1)
+            assertClose(got, want, atol: 1e-4, rtol: 1e-4, "case \(k)")
+            x.requiresGrad = true; w.requiresGrad = true
+            let y = x.conv2d(w, padding: p)
+            let g = r(y.shape, UInt64(600 + k))
+            (y * g).sum().backward()
+            var lhs = 0.0, dxs = 0.0, dws = 0.0
+            for i in 0..<y.count { lhs += Double(y.data[i]) * Double(g.data[i]) }
+            for i in 0..<x.count { dxs += Double(x.data[i]) * Double(x.grad!.data[i]) }
+            for i in 0..<w.count { dws += Double(w.data[i]) * Double(w.grad!.data[i]) }
+            XCTAssertEqual(dxs, lhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3, "case \(k) dx")
+            XCTAssertEqual(dws, lhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3, "case \(k) dw")
+        }
+    }
+
+    func testSmallImagesShareItemsAndMatchNaive() {
+        // Many small images: several whole images per work item (unfolded side by side, the
+        // product into a scratch output); 3×3 with few channels, and a pointwise convolution.
+        let cases: [([Int], [Int], Int)] = [
+            ([40, 5, 6, 6], [7, 5, 3, 3], 1),
+            ([40, 8, 5, 5], [6, 8, 1, 1], 0),
+        ]
+        for (k, c) in cases.enumerated() {
+            let g = ConvGeometry(x: c.0, weight: c.1, Conv2dParams(padding: (c.2, c.2)))
+            XCTAssertGreaterThan(g.tiling(threads: 2).images, 1, "case \(k) shares items")
+            let x = r(c.0, UInt64(700 + k * 3)), w = r(c.1, UInt64(701 + k * 3)), b = r([c.1[0]], UInt64(702 + k * 3))
+            assertClose(x.conv2d(w, bias: b, padding: c.2),
+                        naiveConv2d(x, w, b, stride: (1, 1), pad: (c.2, c.2), dil: (1, 1), groups: 1),
+                        atol: 1e-4, rtol: 1e-4, "case \(k)")
+            x.requiresGrad = true; w.requiresGrad = true
+            let y = x.conv2d(w, padding: c.2)
+            let gy = r(y.shape, UInt64(800 + k))
+            (y * gy).sum().backward()
+            var lhs = 0.0, dws = 0.0
+            for i in 0..<y.count { lhs += Double(y.data[i]) * Double(gy.data[i]) }
+            for i in 0..<w.count { dws += Double(w.data[i]) * Double(w.grad!.data[i]) }
+            XCTAssertEqual(dws, lhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3, "case \(k) dw")
+        }
+    }
+
     func testWideConv2dLongTilesAndChannelSplitsMatchNaive() {
         // coutG · kG ≥ 2^18 takes the long-tile path; one small image leaves threads without a
         // tile, so output channels are split (odd Cout, groups, stride and a non-square image).

@@ -13,6 +13,8 @@ float ck_exp_shift_sum(float *p, size_t n, float m);
 
 /// The largest element of p[0..<n] (n > 0).
 float ck_max(const float *p, size_t n);
+/// Tunes malloc to keep freed large buffers (no page zeroing at every training step).
+void ck_keep_freed_memory(void);
 
 /// y[i] = the 16-bit float h[i] widened to float32, for i < n: IEEE half (bf16 = 0) or bfloat16
 /// (bf16 = 1). Exact (every 16-bit value is a float32).
@@ -20,3 +22,18 @@ void ck_half_to_float(const unsigned short *h, float *y, size_t n, int bf16);
 
 /// h[i] = x[i] rounded to the nearest 16-bit float (ties to even; IEEE half or bfloat16).
 void ck_float_to_half(const float *x, unsigned short *h, size_t n, int bf16);
+
+/// Winograd F(2×2, 3×3): u[e][co][ci] (e = 4i + j < 16) = (G g Gᵀ)[i][j] of the 3×3 kernel
+/// w[co][ci] (weights [cout, cin, 3, 3]).
+void ck_winograd_weights(const float *w, int cout, int cin, float *u);
+
+/// The input tiles of tile row `ty` of one channel plane [h, w] (padding `pad`, 2×2 outputs per
+/// tile, tiles 0..<tw): v[e·estride + tx] = (Bᵀ d B)[e] of the 4×4 patch at (2ty − pad, 2tx − pad).
+/// `scratch` holds 8·(tw + 1) floats.
+void ck_winograd_input_row(const float *plane, int h, int w, int pad, int ty, int tw,
+                           float *v, size_t estride, float *scratch);
+
+/// Output rows 2ty and 2ty + 1 (those < ho) of one channel plane [ho, wo] from the products
+/// m[e·estride + tx]: Aᵀ m A + bias. `scratch` holds 10·tw floats.
+void ck_winograd_output_row(const float *m, size_t estride, int tw, int ty, float *plane, int ho, int wo,
+                            float bias, float *scratch);

@@ -1,3 +1,6 @@
+import Foundation
+import CKernels
+
 // Convolution as im2col + sgemm. conv1d is conv2d on [N, C, 1, L].
 //
 // Layouts: x [N, Cin, H, W], weight [Cout, Cin/G, kh, kw], out [N, Cout, Ho, Wo].
@@ -24,21 +27,36 @@ public struct Conv2dParams: Hashable, Sendable {
     }
 }
 
-/// How output positions are cut into work items: `rows` output rows × `cols` columns each
-/// (`cols` < wo only with single-row tiles, so a tile is always contiguous in the output).
+/// How output positions are cut into work items: `rows` output rows × `cols` columns of one
+/// image (`cols` < wo only with single-row tiles, so a tile is always contiguous in the output),
+/// or — for small images — `images` whole images side by side, so that one product covers
+/// enough columns to pay for repacking the weights.
 struct ConvTiling {
     let rows: Int, cols: Int, ho: Int, wo: Int
+    var images = 1
     var tilesY: Int { (ho + rows - 1) / rows }
     var tilesX: Int { (wo + cols - 1) / cols }
     var perImage: Int { tilesY * tilesX }
-    /// Largest tile, in output positions.
-    var size: Int { rows * cols }
+    /// Largest tile, in output positions (all of its images).
+    var size: Int { rows * cols * images }
 
-    /// (oy0, oy1, ox0, ox1) of tile k of an image.
-    func tile(_ k: Int) -> (Int, Int, Int, Int) {
-        let ty = k / tilesX, tx = k % tilesX
-        return (ty * rows, Swift.min(ho, ty * rows + rows), tx * cols, Swift.min(wo, tx * cols + cols))
+    /// Work items for `n` images.
+    func count(_ n: Int) -> Int { images > 1 ? (n + images - 1) / images : n * perImage }
+
+    /// Item k: images n0..<n0+nb, and (oy0, oy1, ox0, ox1) of each.
+    func item(_ k: Int, n: Int) -> (n0: Int, nb: Int, oy0: Int, oy1: Int, ox0: Int, ox1: Int) {
+        if images > 1 {
+            let n0 = k * images
+            return (n0, Swift.min(images, n - n0), 0, ho, 0, wo)
+        }
+        let t = k % perImage, ty = t / tilesX, tx = t % tilesX
+        return (k / perImage, 1, ty * rows, Swift.min(ho, ty * rows + rows), tx * cols, Swift.min(wo, tx * cols + cols))
     }
+}
+
+extension ConvTiling {
+    /// Columns an item of whole small images aims at (`DIFFUSE_CONV_COLUMNS` overrides, for tuning).
+    static let imageColumns: Int = ProcessInfo.processInfo.environment["DIFFUSE_CONV_COLUMNS"].flatMap { Int($0) } ?? 256
 }
 
 struct ConvGeometry {
@@ -76,10 +94,19 @@ struct ConvGeometry {
     /// weight matrix, which costs about 1/cols of the product.
     func tiling(threads T: Int, minColumns: Int = 64) -> ConvTiling {
         let budget = Swift.min(Swift.max(1 << 17, rows * minColumns), 1 << 22)
+        // Small images: several whole images per item, up to `ConvTiling.imageColumns` columns
+        // (a scratch of up to 2 MB), while every thread still gets a few items.
+        if P < ConvTiling.imageColumns {
+            let nb = Swift.min(ConvTiling.imageColumns / P, (1 << 19) / Swift.max(1, rows * P), n / (3 * T))
+            if nb >= 2 { return ConvTiling(rows: ho, cols: wo, ho: ho, wo: wo, images: nb) }
+        }
         if rows * wo <= budget || wo <= 64 {
             var r = Swift.max(1, Swift.min(ho, Swift.max(minColumns, budget / rows) / wo))
             let fewest = minColumns > 64 ? Swift.max(1, minColumns / wo) : 1
             r = Swift.min(r, Swift.max(fewest, ho * n / (4 * T)))
+            // Even tiles: 14 + 14 + 4 rows become 11 + 11 + 10.
+            let tiles = (ho + r - 1) / r
+            r = (ho + tiles - 1) / tiles
             return ConvTiling(rows: r, cols: wo, ho: ho, wo: wo)
         }
         var c = Swift.min(wo, Swift.max(minColumns, budget / rows))
@@ -184,6 +211,10 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     let out = Tensor(uninitialized: [g.n, g.cout, g.ho, g.wo])
     let P = g.P
     FlopCounter.add(2 * Double(g.n) * Double(g.cout) * Double(P) * Double(g.kG))
+    if g.winograd {
+        conv2dWinograd(x, weight, bias, g, into: out)
+        return out
+    }
     // Work items are tiles of output rows of one image: each worker unfolds its tile into its
     // own scratch (sized to stay in cache) and multiplies straight into the output. Wide
     // convolutions (Stable Diffusion's 1280-channel 3×3: 14.7 M weights) take long tiles, as
@@ -191,43 +222,63 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     // the output channels are split between them.
     let T = Threads.count
     let tiling = g.tiling(threads: T, minColumns: g.coutG * g.kG >= 1 << 18 ? 512 : 64)
-    let tiles = g.n * tiling.perImage
+    let tiles = tiling.count(g.n)
     let splits = tiles >= T ? 1 : Swift.min((T + tiles - 1) / tiles, Swift.max(1, g.coutG / 64))
     let items = tiles * splits
     let workers = Parallel.chunkCount(items)
-    let scratchSize = g.rows * tiling.size
-    let scratch = g.pointwise ? nil : Tensor(uninitialized: [workers, scratchSize])
+    // Items of several images unfold side by side and multiply into a scratch output, which is
+    // then copied to each image with the bias added.
+    let multi = tiling.images > 1
+    let scratchSize = g.pointwise && !multi ? 0 : g.rows * tiling.size
+    let outSize = multi ? g.cout * tiling.size : 0
+    let scratch = scratchSize + outSize > 0 ? Tensor(uninitialized: [workers, scratchSize + outSize]) : nil
     let px = SendablePointer(x.data), pw = SendablePointer(weight.data), po = SendablePointer(out.data)
     let ps = scratch.map { SendablePointer($0.data) }
     let pb = bias.map { SendablePointer($0.data) }
     Parallel.indexedChunks(items) { t, s0, e0 in
         for item in s0..<e0 {
             let tile = item / splits, split = item % splits
-            let n = tile / tiling.perImage
-            let (oy0, oy1, ox0, ox1) = tiling.tile(tile % tiling.perImage)
+            let (n0, nb, oy0, oy1, ox0, ox1) = tiling.item(tile, n: g.n)
             let first = oy0 * g.wo + ox0, cols = (oy1 - oy0 - 1) * g.wo + ox1 - ox0
+            let width = nb * cols
             // Output channels co0..<co1 of each group.
             let co0 = g.coutG * split / splits, co1 = g.coutG * (split + 1) / splits
             let bPtr: UnsafeMutablePointer<Float>, ldb: Int
-            if let ps {
-                bPtr = ps.p + t * scratchSize
-                ldb = cols
-                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr, ld: ldb)
+            if scratchSize > 0 {
+                bPtr = ps!.p + t * (scratchSize + outSize)
+                ldb = width
+                for b in 0..<nb {
+                    if g.pointwise {
+                        for ci in 0..<g.cin {
+                            (bPtr + ci * ldb + b * cols).update(from: px.p + ((n0 + b) * g.cin + ci) * P, count: P)
+                        }
+                    } else {
+                        unfoldTile(px.p, g, n: n0 + b, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr + b * cols, ld: ldb)
+                    }
+                }
             } else {
                 // 1×1, stride 1, no padding: output column p reads input column p.
-                bPtr = px.p + n * g.cin * P + first
+                bPtr = px.p + n0 * g.cin * P + first
                 ldb = P
             }
-            let c = po.p + n * g.cout * P + first
+            let c: UnsafeMutablePointer<Float>, ldc: Int
+            if multi { c = ps!.p + t * (scratchSize + outSize) + scratchSize; ldc = width }
+            else { c = po.p + n0 * g.cout * P + first; ldc = P }
             for gi in 0..<g.groups {
                 let row0 = gi * g.coutG + co0
-                BLAS.sgemmSerial(transA: false, transB: false, m: co1 - co0, n: cols, k: g.kG,
+                BLAS.sgemmSerial(transA: false, transB: false, m: co1 - co0, n: width, k: g.kG,
                                  a: pw.p + row0 * g.kG, lda: g.kG,
                                  b: bPtr + gi * g.kG * ldb, ldb: ldb,
-                                 beta: 0, c: c + row0 * P, ldc: P)
-                if let pb {
-                    for co in row0..<(row0 + co1 - co0) {
-                        let v = pb.p[co], row = c + co * P
+                                 beta: 0, c: c + row0 * ldc, ldc: ldc)
+                for co in row0..<(row0 + co1 - co0) {
+                    let v = pb?.p[co] ?? 0
+                    if multi {
+                        for b in 0..<nb {
+                            let src = c + co * ldc + b * cols, dst = po.p + ((n0 + b) * g.cout + co) * P
+                            for k in 0..<cols { dst[k] = src[k] + v }
+                        }
+                    } else if pb != nil {
+                        let row = c + co * P
                         for k in 0..<cols { row[k] += v }
                     }
                 }
@@ -237,38 +288,131 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
     return out
 }
 
+extension ConvGeometry {
+    /// `DIFFUSE_WINOGRAD=0` turns the Winograd path off (to compare).
+    static let winogradEnabled = ProcessInfo.processInfo.environment["DIFFUSE_WINOGRAD"] != "0"
+
+    /// 3×3, stride 1, no dilation, one group, equal padding ≤ 2, enough channels for the 16
+    /// products to pay for the transforms, and enough 2×2 tiles (≥ 512) for those products to
+    /// be wide: runs as Winograd F(2×2, 3×3), 2.25× fewer products. (A batch of one small image
+    /// stays on im2col: 16 tiles of an 8×8 image make products too thin to be fast; so do wide
+    /// convolutions — Stable Diffusion's 1280 channels — whose 16 transformed weight matrices
+    /// would be repacked for every run of a few tiles: they keep im2col's long tiles.)
+    var winograd: Bool {
+        ConvGeometry.winogradEnabled && kh == 3 && kw == 3 && p.stride == (1, 1) && p.dilation == (1, 1) &&
+            groups == 1 && p.padding.0 == p.padding.1 && p.padding.0 <= 2 && cin >= 16 && cout >= 16 &&
+            ho >= 2 && wo >= 2 && w <= 4096 && n * ((ho + 1) / 2) * ((wo + 1) / 2) >= 512 &&
+            cin * cout <= 1 << 16
+    }
+}
+
+/// Winograd F(2×2, 3×3) (transforms in CKernels/winograd.c): work items are runs of tile rows
+/// (2 output rows of one image each); a worker transforms its run's input into V [16, Cin, cols],
+/// multiplies M_e = U_e V_e for the 16 elements e (U [16, Cout, Cin], the transformed weights),
+/// and transforms M back into the output rows, bias added. V and M of a run stay within ~2 MB.
+private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, into out: Tensor) {
+    let pad = g.p.padding.0
+    let th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2
+    let rowsTotal = g.n * th
+    var rowsPer = Swift.max(1, (1 << 19) / (16 * (g.cin + g.cout) * tw))
+    rowsPer = Swift.min(rowsPer, Swift.max(1, rowsTotal / (3 * Threads.count)))
+    let items = (rowsTotal + rowsPer - 1) / rowsPer
+    let u = Tensor(uninitialized: [16, g.cout, g.cin])
+    ck_winograd_weights(weight.data, Int32(g.cout), Int32(g.cin), u.data)
+    let ld = rowsPer * tw
+    let vSize = 16 * g.cin * ld, mSize = 16 * g.cout * ld, sSize = 4 * (2 * tw + 2) + 16 * tw
+    let workers = Parallel.chunkCount(items)
+    let scratch = Tensor(uninitialized: [workers, vSize + mSize + sSize])
+    let px = SendablePointer(x.data), pu = SendablePointer(u.data), po = SendablePointer(out.data)
+    let ps = SendablePointer(scratch.data)
+    let pb = bias.map { SendablePointer($0.data) }
+    let inPlane = g.h * g.w, outPlane = g.ho * g.wo
+    Parallel.indexedChunks(items) { t, s0, e0 in
+        let v = ps.p + t * (vSize + mSize + sSize), m = v + vSize, sc = m + mSize
+        for item in s0..<e0 {
+            let r0 = item * rowsPer, r1 = Swift.min(rowsTotal, r0 + rowsPer)
+            // Channel by channel, its tile rows in order (each plane read once, in sequence).
+            for ci in 0..<g.cin {
+                for r in r0..<r1 {
+                    let n = r / th, ty = r % th, col = (r - r0) * tw
+                    ck_winograd_input_row(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
+                                          Int32(ty), Int32(tw), v + ci * ld + col, g.cin * ld, sc)
+                }
+            }
+            let cols = (r1 - r0) * tw
+            for e in 0..<16 {
+                BLAS.sgemmSerial(transA: false, transB: false, m: g.cout, n: cols, k: g.cin,
+                                 a: pu.p + e * g.cout * g.cin, lda: g.cin,
+                                 b: v + e * g.cin * ld, ldb: ld,
+                                 beta: 0, c: m + e * g.cout * ld, ldc: ld)
+            }
+            for r in r0..<r1 {
+                let n = r / th, ty = r % th, col = (r - r0) * tw
+                for co in 0..<g.cout {
+                    ck_winograd_output_row(m + co * ld + col, g.cout * ld, Int32(tw), Int32(ty),
+                                           po.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
+                                           pb?.p[co] ?? 0, sc)
+                }
+            }
+        }
+    }
+}
+
 /// dW = Σ over images and tiles of g_tile [Cout/G, cols] × col_tileᵀ, the tiles unfolded in
 /// cache as in the forward pass; each worker sums into its own partial dW, and the partials are
 /// added in worker order (deterministic for a thread count).
 private func conv2dWeightGrad(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into dw: Tensor) {
     let P = g.P
     let tiling = g.tiling(threads: Threads.count)
-    let items = g.n * tiling.perImage
+    let items = tiling.count(g.n)
     let T = Parallel.chunkCount(items)
-    let scratchSize = g.pointwise ? 0 : g.rows * tiling.size
-    let scratch = Tensor(uninitialized: [T, Swift.max(scratchSize, 1)])
+    // Items of several small images gather their output gradients side by side too.
+    let multi = tiling.images > 1
+    let scratchSize = g.pointwise && !multi ? 0 : g.rows * tiling.size
+    let gySize = multi ? g.cout * tiling.size : 0
+    let scratch = Tensor(uninitialized: [T, Swift.max(scratchSize + gySize, 1)])
     let partial = Tensor.zeros([T, dw.count])
     let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
     let ps = SendablePointer(scratch.data), pp = SendablePointer(partial.data)
     let wsize = dw.count
     Parallel.indexedChunks(items) { t, s0, e0 in
         for item in s0..<e0 {
-            let n = item / tiling.perImage
-            let (oy0, oy1, ox0, ox1) = tiling.tile(item % tiling.perImage)
+            let (n0, nb, oy0, oy1, ox0, ox1) = tiling.item(item, n: g.n)
             let first = oy0 * g.wo + ox0, cols = (oy1 - oy0 - 1) * g.wo + ox1 - ox0
+            let width = nb * cols
             let bPtr: UnsafeMutablePointer<Float>, ldb: Int
-            if g.pointwise {
-                bPtr = px.p + n * g.cin * P + first
+            if scratchSize == 0 {
+                bPtr = px.p + n0 * g.cin * P + first
                 ldb = P
             } else {
-                bPtr = ps.p + t * scratchSize
-                ldb = cols
-                unfoldTile(px.p, g, n: n, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr, ld: ldb)
+                bPtr = ps.p + t * (scratchSize + gySize)
+                ldb = width
+                for b in 0..<nb {
+                    if g.pointwise {
+                        for ci in 0..<g.cin {
+                            (bPtr + ci * ldb + b * cols).update(from: px.p + ((n0 + b) * g.cin + ci) * P, count: P)
+                        }
+                    } else {
+                        unfoldTile(px.p, g, n: n0 + b, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr + b * cols, ld: ldb)
+                    }
+                }
             }
-            let gTile = pg.p + n * g.cout * P + first
+            let gTile: UnsafeMutablePointer<Float>, lda: Int
+            if multi {
+                gTile = ps.p + t * (scratchSize + gySize) + scratchSize
+                lda = width
+                for co in 0..<g.cout {
+                    for b in 0..<nb {
+                        (gTile + co * lda + b * cols).update(from: pg.p + ((n0 + b) * g.cout + co) * P, count: P)
+                    }
+                }
+            } else {
+                gTile = pg.p + n0 * g.cout * P + first
+                lda = P
+            }
             for gi in 0..<g.groups {
-                BLAS.sgemmSerial(transA: false, transB: true, m: g.coutG, n: g.kG, k: cols,
-                                 a: gTile + gi * g.coutG * P, lda: P, b: bPtr + gi * g.kG * ldb, ldb: ldb,
+                BLAS.sgemmSerial(transA: false, transB: true, m: g.coutG, n: g.kG, k: width,
+                                 a: gTile + gi * g.coutG * lda, lda: lda, b: bPtr + gi * g.kG * ldb, ldb: ldb,
                                  beta: 1, c: pp.p + t * wsize + gi * g.coutG * g.kG, ldc: g.kG)
             }
         }
@@ -485,7 +629,11 @@ extension Tensor {
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         let p = Conv2dParams(stride: stride, padding: padding, dilation: dilation, groups: groups)
         let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
-        return conv2dForward(self, weight, bias, p).recorded(.conv2d(p), inputs)
+        let y = OpProfile.timed("  conv2d \(shape[1])->\(weight.shape[0]) k\(weight.shape[2]) s\(p.stride.0) \(shape[2])x\(shape[3])",
+                                flops: 2 * Double(shape[0] * weight.count) * Double(shape[2] * shape[3]) / Double(p.stride.0 * p.stride.1)) {
+            conv2dForward(self, weight, bias, p)
+        }
+        return y.recorded(.conv2d(p), inputs)
     }
 
     public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,

@@ -64,6 +64,27 @@ func sumForward(_ x: Tensor, axes: [Int]) -> Tensor {
         return out
     }
 
+    if d.count == 2 && red == [0] && sx[1] == 1 {
+        // [R, K] -> [K] (a bias's gradient, per-thread partials): whole rows added in columns
+        // blocks, in Double like the other paths, each block's rows in order.
+        let R = d[0], K = d[1], block = 512
+        Parallel.chunks((K + block - 1) / block, grain: Swift.max(1, 64 / Swift.max(1, R))) { s, e in
+            var acc = [Double](repeating: 0, count: block)
+            acc.withUnsafeMutableBufferPointer { a in
+                for b in s..<e {
+                    let j0 = b * block, n = Swift.min(block, K - j0)
+                    for j in 0..<n { a[j] = 0 }
+                    for r in 0..<R {
+                        let row = px.p + r * K + j0
+                        for j in 0..<n { a[j] += Double(row[j]) }
+                    }
+                    for j in 0..<n { po.p[j0 + j] = Float(a[j]) }
+                }
+            }
+        }
+        return out
+    }
+
     Parallel.chunks(nOut, grain: Swift.max(1, 4096 / Swift.max(1, nRows * rowLen))) { s, e in
         for o in s..<e {
             var rem = o, base = 0

@@ -58,7 +58,7 @@ extension Bench {
             case .forward:
                 net.setTraining(false)
                 median = GradMode.withoutGrad {
-                    KernelBenchmark.median(runs: runs) { _ = net.predict(x, timesteps: t, labels: labels) }
+                    KernelBenchmark.median(runs: runs) { OpProfile.mark(); _ = net.predict(x, timesteps: t, labels: labels) }
                 }
             case .train:
                 net.setTraining(true)
@@ -66,11 +66,12 @@ extension Bench {
                 let target = rng.normal(y.shape)  // shaped like the prediction ([N, 1] for a value function)
                 median = KernelBenchmark.median(runs: runs) {
                     net.zeroGrad()
+                    OpProfile.mark()
                     (net.predict(x, timesteps: t, labels: labels) - target).square().mean().backward()
                     opt.step()
                 }
             }
-            if OpProfile.isEnabled { note("backward by op:\n" + OpProfile.report()) }
+            if OpProfile.isEnabled { note("time by op (all runs, warm-up included):\n" + OpProfile.report()) }
             try report(mode: mode.rawValue, parameters: net.parameterCount, median: median, flops: flops)
         }
 
