@@ -156,6 +156,24 @@ func unfoldTile(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n: Int, oy0: Int, 
     }
 }
 
+/// One work item's columns: the tile of each of images n0..<n0+nb unfolded side by side
+/// (`dst` columns b·cols…, row stride `ld`); a pointwise convolution's input rows are copied.
+@inline(__always)
+func unfoldItem(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, oy0: Int, oy1: Int, ox0: Int, ox1: Int,
+                dst: UnsafeMutablePointer<Float>, ld: Int) {
+    let cols = (oy1 - oy0 - 1) * g.wo + ox1 - ox0
+    for b in 0..<nb {
+        if g.pointwise {
+            let first = oy0 * g.wo + ox0
+            for ci in 0..<g.cin {
+                (dst + ci * ld + b * cols).update(from: x + ((n0 + b) * g.cin + ci) * g.P + first, count: cols)
+            }
+        } else {
+            unfoldTile(x, g, n: n0 + b, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: dst + b * cols, ld: ld)
+        }
+    }
+}
+
 /// col[(ci kh kw), (b P)] for images n0..<n0+nb, parallel over images and row ranges.
 func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n0: Int, nb: Int, col: UnsafeMutablePointer<Float>) {
     let px = SendablePointer(UnsafeMutablePointer(mutating: x)), pc = SendablePointer(col)
@@ -247,15 +265,7 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
             if scratchSize > 0 {
                 bPtr = ps!.p + t * (scratchSize + outSize)
                 ldb = width
-                for b in 0..<nb {
-                    if g.pointwise {
-                        for ci in 0..<g.cin {
-                            (bPtr + ci * ldb + b * cols).update(from: px.p + ((n0 + b) * g.cin + ci) * P, count: P)
-                        }
-                    } else {
-                        unfoldTile(px.p, g, n: n0 + b, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr + b * cols, ld: ldb)
-                    }
-                }
+                unfoldItem(px.p, g, n0: n0, nb: nb, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr, ld: ldb)
             } else {
                 // 1×1, stride 1, no padding: output column p reads input column p.
                 bPtr = px.p + n0 * g.cin * P + first
@@ -387,15 +397,7 @@ private func conv2dWeightGrad(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into d
             } else {
                 bPtr = ps.p + t * (scratchSize + gySize)
                 ldb = width
-                for b in 0..<nb {
-                    if g.pointwise {
-                        for ci in 0..<g.cin {
-                            (bPtr + ci * ldb + b * cols).update(from: px.p + ((n0 + b) * g.cin + ci) * P, count: P)
-                        }
-                    } else {
-                        unfoldTile(px.p, g, n: n0 + b, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr + b * cols, ld: ldb)
-                    }
-                }
+                unfoldItem(px.p, g, n0: n0, nb: nb, oy0: oy0, oy1: oy1, ox0: ox0, ox1: ox1, dst: bPtr, ld: ldb)
             }
             let gTile: UnsafeMutablePointer<Float>, lda: Int
             if multi {
