@@ -372,10 +372,3 @@ public enum TextToImageTraining {
         try ImageGrid.write(GradMode.withoutGrad { images.clamped(min: -1, max: 1) }, columns: max(1, (prompts.count + 1) / 2), to: url)
     }
 }
-
-/// A training run stopped before its last step (a signal); its checkpoint is on disk.
-public struct TrainingInterrupted: Error, CustomStringConvertible {
-    public let stage: String
-    public let path: String
-    public var description: String { "\(path): the \(stage) stage stopped early; its checkpoint is saved (resume with --resume)" }
-}

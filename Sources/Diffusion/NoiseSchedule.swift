@@ -118,7 +118,7 @@ public enum TimestepSpacing: String, Codable, CaseIterable, Sendable {
     case trailing
 
     /// The n integer timesteps of DDPM and DDIM, descending.
-    func discrete(steps n: Int, trainSteps T: Int, offset: Int) -> [Int] {
+    public func discrete(steps n: Int, trainSteps T: Int, offset: Int) -> [Int] {
         switch self {
         case .linspace:
             return Reference.linspace(0, Double(T - 1), n).map { Int(Reference.round($0)) }.reversed()

@@ -212,11 +212,13 @@ public enum SamplerName: String, CaseIterable, Codable, Sendable {
     }
 
     /// The sampler a model folder is sampled with when none is asked for: its own scheduler when
-    /// that is a consistency sampler (a distilled student needs it), else DPM-Solver++ 2M.
+    /// that is a consistency sampler or DDIM (a distilled student needs its own: LCM, TCD, or the
+    /// DDIM steps progressive distillation trained), else DPM-Solver++ 2M.
     public static func `default`(for folder: SchedulerConfig) -> SamplerName {
         switch SchedulerClass(rawValue: folder.className) {
         case .lcm?: return .lcm
         case .tcd?: return .tcd
+        case .ddim?: return .ddim
         default: return .dpmpp2m
         }
     }

@@ -22,4 +22,14 @@ public enum BundledModels {
         roots.map { $0.appendingPathComponent(name) }
             .first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("model_index.json").path) }
     }
+
+    /// The few-step student of pipeline folder DIR (`--fast`): the folder DIR-fast beside it
+    /// (samples/image-fast for samples/image), made by `diffuse distill`; nil when there is none.
+    public static func student(of dir: URL) -> URL? {
+        let d = dir.standardizedFileURL
+        let u = d.deletingLastPathComponent().appendingPathComponent(d.lastPathComponent + "-fast")
+        let fm = FileManager.default
+        return fm.fileExists(atPath: u.appendingPathComponent("model_index.json").path)
+            && fm.fileExists(atPath: u.appendingPathComponent("distillation.json").path) ? u : nil
+    }
 }

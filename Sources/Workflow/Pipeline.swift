@@ -9,6 +9,7 @@ import Diffusion
 ///     unet/                   the model folder (`FolderModel`)
 ///     scheduler/              scheduler_config.json
 ///     classes.json            (ours) class names by label; the null label is the last embedding
+///     distillation.json       (ours, a distilled student's) the guidance baked in, its default steps
 ///
 /// One class for every modality: `ImagePipeline`, `AudioPipeline` and `VideoPipeline` are this
 /// with their `Modality`; what is theirs alone (clip lengths, frame masks) is in extensions.
@@ -16,12 +17,18 @@ public final class Pipeline<M: Modality> {
     public let unet: M.Model
     public let scheduler: SchedulerConfig
     public let classes: ClassLabels
+    /// A distilled student's record: its guidance is baked in, so sampling adds none.
+    public let distillation: DistillationInfo?
 
-    public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String]) {
+    public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String], distillation: DistillationInfo? = nil) {
         self.unet = unet
         self.scheduler = scheduler
         classes = ClassLabels(names: classNames, labelCount: unet.labelCount)
+        self.distillation = distillation
     }
+
+    /// The sampling steps when none are asked for: a student's own count, else 20.
+    public var defaultSteps: Int { distillation?.steps ?? 20 }
 
     public var classNames: [String] { classes.names }
     /// The label meaning "no class" (classifier-free guidance), when the model was trained with one.
@@ -32,18 +39,22 @@ public final class Pipeline<M: Modality> {
     public static func load(_ dir: URL) throws -> Pipeline {
         let unet = try M.Model.load(dir)
         let classes = try ClassLabels.load(dir, labelCount: unet.labelCount)
-        return Pipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names)
+        return Pipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names,
+                        distillation: try DistillationInfo.load(dir))
     }
 
     public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
         try unet.save(to: dir.appendingPathComponent("unet"), dtype: dtype)
         try PipelineFolder.save(to: dir, pipelineClass: M.pipelineClass, unetClass: M.Model.className, scheduler: scheduler,
                                 classes: classes)
+        if let distillation { try distillation.save(dir) }
     }
 
-    /// The guidance `request` asks for, when this model can give it (it needs the null label).
+    /// The guidance `request` asks for, when this model can give it (it needs the null label);
+    /// none for a student with guidance baked in (`distillation`).
     public func guidance(for request: SamplingRequest) -> Guidance? {
-        classes.guidance(scale: request.guidance, rescale: request.guidanceRescale, labels: request.conditioning.labels)
+        if distillation != nil { return nil }
+        return classes.guidance(scale: request.guidance, rescale: request.guidanceRescale, labels: request.conditioning.labels)
     }
 
     /// `request.count` samples [N, C, …] of `shape` ([C, …]; default: the size the model was

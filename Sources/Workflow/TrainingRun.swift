@@ -42,7 +42,7 @@ public enum TrainingRun {
         // A folder of the user's (not empty, not a run) is never written into: its recipe.json
         // and loss.csv would be overwritten or appended to.
         let entries = ((try? fm.contentsOfDirectory(atPath: out.path)) ?? []).filter { !$0.hasPrefix(".") }
-        let stranger = entries.filter { !Self.runEntries.contains($0) }
+        let stranger = entries.filter { !Self.runEntries.contains($0) && !$0.hasPrefix("stage-") }
         if !entries.isEmpty && (!stranger.isEmpty || !entries.contains("previews")) {
             throw TrainingRunError(path: out.path, reason: "is not empty and not a training run (it holds \((stranger.isEmpty ? entries : stranger).sorted().prefix(3).joined(separator: ", "))); choose an empty or new folder for --out")
         }
@@ -69,7 +69,7 @@ public enum TrainingRun {
         return recipe
     }
 
-    /// What a run folder may hold (`prepare` creates previews/ first).
+    /// What a run folder may hold (`prepare` creates previews/ first), besides a staged run's stage-N-… folders.
     static let runEntries: Set<String> = ["recipe.json", "previews", "checkpoints", "model", "loss.csv", "loss.png", "vae", "vae-decoder", "tokenizer"]
 
     /// Trains to `trainer.options.steps` (resuming from RUN/checkpoints), logging every step to
@@ -145,6 +145,14 @@ extension Recipe: RunRecipe {
         r.extras = extras.resumed(from: old.extras)
         return r
     }
+}
+
+/// A training run stopped before its last step (a signal); its checkpoint is on disk.
+public struct TrainingInterrupted: Error, CustomStringConvertible {
+    public let stage: String
+    public let path: String
+    public var description: String { "\(path): the \(stage) stage stopped early; its checkpoint is saved (resume with --resume)" }
+    public init(stage: String, path: String) { self.stage = stage; self.path = path }
 }
 
 /// A run folder that cannot be used as asked.

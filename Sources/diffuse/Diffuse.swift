@@ -10,7 +10,7 @@ struct Diffuse: ParsableCommand {
         abstract: "Diffusion models on the CPU: train, generate, augment, measure.",
         discussion: "`diffuse COMMAND --help` shows every option of a command (`diffuse generate image --help`).",
         version: "0.1.0",
-        subcommands: [Train.self, Generate.self, Augment.self, Dataset.self, Evaluate.self, Inspect.self, Forward.self, Tokenize.self, Export.self, SpectrogramCommand.self, Bench.self, ServeCommand.self]
+        subcommands: [Train.self, Distill.self, Generate.self, Augment.self, Dataset.self, Evaluate.self, Inspect.self, Forward.self, Tokenize.self, Export.self, SpectrogramCommand.self, Bench.self, ServeCommand.self]
     )
 
     /// ArgumentParser's `main`, except that a usage error found while a command runs (a class the

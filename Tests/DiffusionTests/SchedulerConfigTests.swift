@@ -122,6 +122,8 @@ final class SchedulerConfigTests: XCTestCase {
         }
         XCTAssertEqual(SamplerName.default(for: SchedulerConfig(.ddpm)), .dpmpp2m)
         XCTAssertEqual(SamplerName.default(for: SchedulerConfig(.eulerDiscrete)), .dpmpp2m)
+        // A progressively distilled student's DDIM steps are what it was trained for.
+        XCTAssertEqual(SamplerName.default(for: SchedulerConfig(.ddim)), .ddim)
     }
 
     /// What diffusers' LCMScheduler / TCDScheduler refuse (or would divide by zero on) throws,

@@ -22,6 +22,9 @@ public struct TrainerOptions: Codable, Equatable, Sendable {
     public var emaDecay: Double = 0.9999
     public var emaWarmup = true
     public var emaPower: Double = 2.0 / 3.0
+    /// The EMA's decay never falls below this (diffusers' `min_decay`): equal to `emaDecay`, the
+    /// average moves at one fixed rate from the first step (a consistency-distillation target).
+    public var emaMinDecay: Double = 0
     public var seed: UInt64 = 0
     /// Checkpoint every this many steps (0: only at the end).
     public var checkpointEvery = 1000
@@ -33,7 +36,7 @@ public struct TrainerOptions: Codable, Equatable, Sendable {
         case batchSize = "batch_size", learningRate = "learning_rate", warmupSteps = "warmup_steps"
         case lrSchedule = "lr_schedule", weightDecay = "weight_decay", beta1 = "adam_beta1", beta2 = "adam_beta2"
         case adamEps = "adam_epsilon", gradClip = "grad_clip", gradientAccumulation = "gradient_accumulation"
-        case emaDecay = "ema_decay", emaWarmup = "ema_warmup", emaPower = "ema_power", checkpointEvery = "checkpoint_every"
+        case emaDecay = "ema_decay", emaWarmup = "ema_warmup", emaPower = "ema_power", emaMinDecay = "ema_min_decay", checkpointEvery = "checkpoint_every"
     }
 
     public init(from decoder: Decoder) throws {
@@ -53,6 +56,7 @@ public struct TrainerOptions: Codable, Equatable, Sendable {
         emaDecay = try c.decodeIfPresent(Double.self, forKey: .emaDecay) ?? d.emaDecay
         emaWarmup = try c.decodeIfPresent(Bool.self, forKey: .emaWarmup) ?? d.emaWarmup
         emaPower = try c.decodeIfPresent(Double.self, forKey: .emaPower) ?? d.emaPower
+        emaMinDecay = try c.decodeIfPresent(Double.self, forKey: .emaMinDecay) ?? d.emaMinDecay
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
         checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
         try validate()
@@ -67,6 +71,7 @@ public struct TrainerOptions: Codable, Equatable, Sendable {
         guard ["cosine", "linear", "constant"].contains(lrSchedule) else { throw bad(.lrSchedule, "cosine, linear or constant, not \(lrSchedule)") }
         guard gradientAccumulation >= 1 else { throw bad(.gradientAccumulation, "must be >= 1") }
         guard emaDecay >= 0, emaDecay < 1 else { throw bad(.emaDecay, "must be in [0, 1)") }
+        guard emaMinDecay >= 0, emaMinDecay <= emaDecay else { throw bad(.emaMinDecay, "must be in [0, ema_decay]") }
         guard checkpointEvery >= 0 else { throw bad(.checkpointEvery, "must be >= 0") }
     }
 
@@ -136,7 +141,7 @@ public final class Trainer {
         optimizer = AdamW(parameters, learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2,
                           eps: options.adamEps, weightDecay: options.weightDecay)
         ema = options.emaDecay > 0
-            ? EMA(parameters: parameters, decay: options.emaDecay, useWarmup: options.emaWarmup, power: options.emaPower)
+            ? EMA(parameters: parameters, decay: options.emaDecay, minDecay: options.emaMinDecay, useWarmup: options.emaWarmup, power: options.emaPower)
             : nil
     }
 

@@ -35,6 +35,8 @@ struct AugmentOptions: ParsableArguments {
     @Option(help: "vary: variations per real sample.") var perSource = 1
     @Option(help: "Model: a pipeline folder (default: the bundled model of the modality).") var model: String?
     @Option(help: "Train a model on --data for this many steps first (the modality's default recipe) and use it.") var trainSteps: Int?
+    @Flag(help: "Use the model's distilled few-step student (MODEL-fast beside it, made by `diffuse distill`): its sampler, steps and baked-in guidance.")
+    var fast = false
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "Make one manifest line's file again (the JSON line) into --out.") var reproduce: String?
     @Flag(help: "Print what was written as JSON (files, classes, seed, settings, seconds).") var json = false
@@ -51,6 +53,7 @@ struct AugmentOptions: ParsableArguments {
         if sampling.guidanceRescale != 0 { throw ValidationError("--guidance-rescale: augment does not record it in the manifest yet; leave it at 0") }
         if let trainSteps, trainSteps < 1 || trainSteps > 10_000_000 { throw ValidationError("--train-steps must be between 1 and 10000000") }
         if trainSteps != nil && model != nil { throw ValidationError("--train-steps trains a new model: drop --model") }
+        if trainSteps != nil && fast { throw ValidationError("--fast uses a distilled student; --train-steps trains a new teacher: choose one") }
     }
 
     /// Runs the command for modality `M`; with --train-steps, first trains the modality's default
@@ -96,15 +99,20 @@ struct AugmentOptions: ParsableArguments {
             guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
                 throw ModelFolderError(path: "samples/\(M.name)", reason: noBundledModel(M.name, alternative: "--model DIR or --train-steps N"))
             }
-            modelDir = dir
+            modelDir = fast ? try studentFolder(of: dir, M.name) : dir
         }
         modelDir = modelDir.standardizedFileURL
+        let student = try DistillationInfo.load(modelDir)
+        if let student, let g = sampling.guidance, g != student.guidanceScale {
+            throw ValidationError("--guidance: \(modelDir.path) is a distilled student with guidance \(student.guidanceScale) baked in; leave --guidance out")
+        }
         var o = DatasetAugment.Options()
         o.mode = mode
         o.perClass = perClass; o.total = total; o.balance = balance
         o.perSource = perSource; o.strength = sampling.strength ?? SamplingOptions.defaultStrength
         if sampling.eta != nil { throw ValidationError("augment: --eta is not recorded in the manifest yet; leave it out") }
-        o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = sampling.steps; o.guidance = sampling.guidance ?? SamplingOptions.classGuidance; o.seed = sampling.seed
+        o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = sampling.steps ?? student?.steps ?? 20
+        o.guidance = student?.guidanceScale ?? sampling.guidance ?? SamplingOptions.classGuidance; o.seed = sampling.seed
         o.batch = sampling.batch ?? 32
         var bar: Progress? = nil
         let r = try DatasetAugment.run(M.self, data: folder, modelDir: modelDir, out: outURL, options: o, warn: note) { done, total in

@@ -12,8 +12,8 @@ extension SamplerName: ExpressibleByArgument {}
 struct SamplingOptions: ParsableArguments {
     @Option(help: "Sampler (default: the model folder's own when it is lcm or tcd, as a distilled model's is; else dpm++2m).")
     var sampler: SamplerName?
-    @Option(help: "Sampling steps (\(SamplingRequest.stepsRange.lowerBound)-\(SamplingRequest.stepsRange.upperBound)).")
-    var steps = 20
+    @Option(help: "Sampling steps (\(SamplingRequest.stepsRange.lowerBound)-\(SamplingRequest.stepsRange.upperBound); default 20, or a distilled student's own count).")
+    var steps: Int?
     @Option(help: "Stochasticity of the sampler's steps, 0-1: DDIM's eta (default 0), TCD's gamma (default 0.3); other samplers have none.")
     var eta: Float?
     @Option(name: .customLong("seed"), parsing: .unconditional,
@@ -39,7 +39,7 @@ struct SamplingOptions: ParsableArguments {
 
     func validate() throws {
         if seedArgument < -1 { throw ValidationError("--seed must be 0 or more, or -1 for a random seed") }
-        if !SamplingRequest.stepsRange.contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
+        if let steps, !SamplingRequest.stepsRange.contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
         if let guidance, !SamplingRequest.guidanceRange.contains(guidance) { throw ValidationError("--guidance must be between 0 and 50") }
         if !SamplingRequest.guidanceRescaleRange.contains(guidanceRescale) { throw ValidationError("--guidance-rescale must be within 0-1") }
         if let batch, !SamplingRequest.batchRange.contains(batch) { throw ValidationError("--batch must be between 1 and 4096") }
@@ -56,12 +56,12 @@ struct SamplingOptions: ParsableArguments {
     /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`;
     /// --sampler, else the default for the model folder's `scheduler`).
     func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig,
-                 defaultGuidance: Float = classGuidance) throws -> SamplingRequest {
+                 defaultGuidance: Float = classGuidance, defaultSteps: Int = 20) throws -> SamplingRequest {
         let chosen = sampler ?? .default(for: scheduler)
         if eta != nil, ![.ddim, .tcd].contains(chosen) {
             throw ValidationError("--eta applies to the ddim and tcd samplers; the model folder's default is \(chosen.rawValue)")
         }
-        var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps, eta: eta, seed: seed,
+        var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps ?? defaultSteps, eta: eta, seed: seed,
                                 guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
         r.ranks = MPIRanks.world  // under mpirun, the --batch calls are dealt over the ranks
         return r
@@ -81,6 +81,8 @@ struct GenerateOptions: ParsableArguments {
     @Option(help: "Starting noise: a safetensors file with key `latents` [N, C, …] (diffusers' `latents`).") var latents: String?
     @Option(help: "Also write the final float samples before quantisation (key `sample`) to this safetensors file.")
     var raw: String?
+    @Flag(help: "Sample with the model's distilled few-step student (MODEL-fast beside it, made by `diffuse distill`): its own sampler, steps and baked-in guidance.")
+    var fast = false
     @Flag(help: "Print what was written as JSON (files, classes, seed, settings, seconds).") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -88,11 +90,12 @@ struct GenerateOptions: ParsableArguments {
         if let count, !SamplingRequest.countRange.contains(count) { throw ValidationError("--count must be between 1 and 10000") }
     }
 
-    /// The pipeline of --model, or the bundled one of `M`.
+    /// The pipeline of --model, or the bundled one of `M`; with --fast, its distilled student.
     func pipeline<M: Modality>(_ type: M.Type) throws -> (Pipeline<M>, URL) {
-        guard let dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
+        guard var dir = model.map({ URL(fileURLWithPath: $0) }) ?? bundledModel(M.name) else {
             throw ModelFolderError(path: "samples/\(M.name)", reason: noBundledModel(M.name))
         }
+        if fast { dir = try studentFolder(of: dir, M.name) }
         return (try Pipeline<M>.load(dir), dir)
     }
 
@@ -117,7 +120,12 @@ struct GenerateOptions: ParsableArguments {
         } catch is UnconditionalModel {
             throw ModelFolderError(path: dir.path, reason: "the model is unconditional: drop --class")
         }
-        var r = try sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler)
+        if let d = pipeline.distillation, let g = sampling.guidance, g != d.guidanceScale {
+            throw ValidationError("--guidance: \(dir.path) is a distilled student with guidance \(d.guidanceScale) baked in; leave --guidance out (or use its teacher, \(d.teacher))")
+        }
+        var r = try sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler,
+                                     defaultSteps: pipeline.defaultSteps)
+        if let d = pipeline.distillation { r.guidance = d.guidanceScale }  // recorded; the model applies it
         if !chosen.guided { r.guidance = 1 }
         return (r, chosen.note)
     }
@@ -156,6 +164,13 @@ func noBundledModel(_ modality: String, alternative: String = "--model RUN/model
     "no bundled \(modality) model found (looked in $DIFFUSE_SAMPLES/\(modality), share/diffuse/\(modality) beside the executable's folder, "
         + "and samples/\(modality) beside the executable and in the working folder): set DIFFUSE_SAMPLES to the samples/ folder "
         + "of a checkout, install with `make install`, or pass \(alternative)"
+}
+
+/// The distilled student of model folder `dir` (`--fast`), or an error saying how to make one.
+func studentFolder(of dir: URL, _ modality: String) throws -> URL {
+    if let s = BundledModels.student(of: dir) { return s }
+    let d = dir.standardizedFileURL
+    throw ModelFolderError(path: d.path, reason: "--fast: no distilled student beside it (\(d.lastPathComponent)-fast/ with distillation.json); make one with `diffuse distill \(modality) --teacher \(d.path) --out RUN` and copy RUN/model to \(d.path)-fast")
 }
 
 /// Where bundled models live (`BundledModels`).

@@ -1,0 +1,495 @@
+import Foundation
+import Tensor
+import NN
+import Diffusion
+import Media
+
+/// How a student learns to sample in a few steps.
+public enum DistillationMethod: String, Codable, CaseIterable, Sendable {
+    /// Consistency distillation (Song et al. 2023, "Consistency Models", §4; as latent consistency
+    /// models do it, Luo et al. 2023, Algorithm 1): f_θ(x_t, t) is pulled towards an EMA copy's
+    /// f(x̂_{t−k}, t−k), where x̂_{t−k} is one DDIM step of the guided teacher over k = T/N
+    /// timesteps of an N-point grid. Sampled with the LCM sampler.
+    case consistency
+    /// Progressive distillation (Salimans & Ho 2022, Algorithm 2): a student learns in one DDIM
+    /// step what its teacher does in two, halving the step count stage by stage down to the
+    /// student's; each stage's student teaches the next. Sampled with DDIM ("trailing" steps).
+    case progressive
+}
+
+/// How the per-sample squared error of x₀-like quantities is weighted over the noise levels
+/// (SNR = ᾱ / (1 − ᾱ) at the student's timestep).
+public enum DistillationWeighting: String, Codable, CaseIterable, Sendable {
+    /// 1: the error of the consistency function / the x₀ target itself (LCM's).
+    case x0
+    /// SNR: the error of the student's implied ε (the denoising objective's own weighting).
+    case epsilon
+    /// min(SNR, 5) (Hang et al. 2023): ε-like at high noise, where the x₀ an ε-model implies is
+    /// amplified by 1/√ᾱ (157× at t = 999 of the linear schedule), x₀-like near the data.
+    case minSNR = "min-snr"
+
+    func weight(snr: Double) -> Float {
+        switch self {
+        case .x0: return 1
+        case .epsilon: return Float(snr)
+        case .minSNR: return Float(Swift.min(snr, 5))
+        }
+    }
+}
+
+/// What a distillation run reads (RUN/recipe.json): the teacher, the method and its grid, the
+/// guidance baked into the student, the stages' lengths and the trainer's settings.
+public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
+    /// The teacher's pipeline folder (as given; recorded in the student's distillation.json).
+    public var teacher: String
+    public var method: DistillationMethod
+    /// The classifier-free guidance scale baked into the student (the teacher's guided
+    /// prediction is what it learns; 1: none).
+    public var guidanceScale: Float
+    /// Stage 1 (Meng et al. 2023, "On Distillation of Guided Diffusion Models", §3.1): steps of
+    /// learning the guided teacher's prediction in one evaluation (0 skips it).
+    public var guidanceSteps: Int
+    /// Steps of the consistency stage, or of each halving of progressive distillation.
+    public var steps: Int
+    /// The sampling steps the student is made for (its folder's default).
+    public var studentSteps: Int
+    /// Consistency: the timestep grid N (`original_inference_steps`; skipping step k = T / N).
+    /// Progressive: the teacher's step count the first halving starts from (a power of two
+    /// times `studentSteps`).
+    public var grid: Int
+    /// Consistency: the EMA target's fixed decay (also the exported weights).
+    public var targetDecay: Double
+    public var weighting: DistillationWeighting
+    /// Share of the samples trained with the null label (the student keeps unguided sampling).
+    public var labelDropout: Float
+    public var previewEvery: Int
+    /// Batch, learning rate, schedule, clipping, seed, checkpoints (`steps` and the EMA are set per stage).
+    public var training: TrainerOptions
+
+    public init(teacher: String, method: DistillationMethod = .consistency, guidanceScale: Float = ClassLabels.defaultGuidance) {
+        self.teacher = teacher
+        self.method = method
+        self.guidanceScale = guidanceScale
+        guidanceSteps = 300
+        steps = 300
+        studentSteps = 4
+        grid = method == .consistency ? 50 : 16
+        targetDecay = 0.95
+        weighting = .minSNR
+        labelDropout = 0.1
+        previewEvery = 100
+        var t = TrainerOptions()
+        t.batchSize = 16
+        t.learningRate = 5e-6
+        t.warmupSteps = 0
+        t.lrSchedule = "constant"
+        t.emaDecay = 0
+        t.checkpointEvery = 100
+        training = t
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case teacher, method, steps, grid, weighting, training
+        case guidanceScale = "guidance_scale", guidanceSteps = "guidance_steps", studentSteps = "student_steps"
+        case targetDecay = "target_decay", labelDropout = "label_dropout", previewEvery = "preview_every"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let method = try c.decodeIfPresent(DistillationMethod.self, forKey: .method) ?? .consistency
+        var r = DistillationRecipe(teacher: try c.decode(String.self, forKey: .teacher), method: method)
+        r.guidanceScale = try c.decodeIfPresent(Float.self, forKey: .guidanceScale) ?? r.guidanceScale
+        r.guidanceSteps = try c.decodeIfPresent(Int.self, forKey: .guidanceSteps) ?? r.guidanceSteps
+        r.steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? r.steps
+        r.studentSteps = try c.decodeIfPresent(Int.self, forKey: .studentSteps) ?? r.studentSteps
+        r.grid = try c.decodeIfPresent(Int.self, forKey: .grid) ?? r.grid
+        r.targetDecay = try c.decodeIfPresent(Double.self, forKey: .targetDecay) ?? r.targetDecay
+        r.weighting = try c.decodeIfPresent(DistillationWeighting.self, forKey: .weighting) ?? r.weighting
+        r.labelDropout = try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? r.labelDropout
+        r.previewEvery = try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? r.previewEvery
+        r.training = try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? r.training
+        self = r
+        try validate(trainSteps: nil)
+    }
+
+    /// The numbers checked before anything is allocated; `trainSteps`: the teacher's T, when known.
+    public func validate(trainSteps T: Int?) throws {
+        func bad(_ k: CodingKeys, _ r: String) -> ConfigError { ConfigError(key: k.rawValue, reason: r) }
+        guard guidanceScale.isFinite, guidanceScale >= 0, guidanceScale <= 50 else { throw bad(.guidanceScale, "must be in [0, 50]") }
+        guard (0...10_000_000).contains(guidanceSteps) else { throw bad(.guidanceSteps, "must be in 0 ... 10000000") }
+        guard (1...10_000_000).contains(steps) else { throw bad(.steps, "must be in 1 ... 10000000") }
+        guard (1...64).contains(studentSteps) else { throw bad(.studentSteps, "must be in 1 ... 64") }
+        guard (1...1000).contains(grid) else { throw bad(.grid, "must be in 1 ... 1000") }
+        guard targetDecay >= 0, targetDecay < 1 else { throw bad(.targetDecay, "must be in [0, 1)") }
+        guard labelDropout >= 0, labelDropout <= 1 else { throw bad(.labelDropout, "must be in [0, 1]") }
+        guard previewEvery >= 0 else { throw bad(.previewEvery, "must be ≥ 0") }
+        try training.validate()
+        switch method {
+        case .consistency:
+            guard studentSteps <= grid else { throw bad(.studentSteps, "\(studentSteps) steps cannot be taken from a grid of \(grid) points") }
+            if let T, grid > T { throw bad(.grid, "\(grid) points on \(T) training timesteps") }
+        case .progressive:
+            guard grid > studentSteps, grid % studentSteps == 0, (grid / studentSteps).nonzeroBitCount == 1 else {
+                throw bad(.grid, "progressive distillation halves the teacher's \(grid) steps down to \(studentSteps): grid must be student_steps × 2^k, k ≥ 1")
+            }
+            if let T, grid > T { throw bad(.grid, "\(grid) teacher steps on \(T) training timesteps") }
+        }
+    }
+
+    /// The halvings of progressive distillation, as (teacher steps, student steps); one
+    /// consistency stage otherwise.
+    public var halvings: [(teacher: Int, student: Int)] {
+        guard method == .progressive else { return [] }
+        var out: [(Int, Int)] = []
+        var n = grid
+        while n > studentSteps { out.append((n, n / 2)); n /= 2 }
+        return out
+    }
+
+    public func canResume(as other: DistillationRecipe) -> Bool {
+        var a = self, b = other
+        a.previewEvery = 0; b.previewEvery = 0
+        return a == b
+    }
+
+    public func resumed(from old: DistillationRecipe) -> DistillationRecipe { self }
+}
+
+/// What a student folder records of its making (distillation.json beside model_index.json):
+/// the guidance it has baked in (so sampling adds none), the sampler and step count it is for.
+public struct DistillationInfo: Codable, Equatable, Sendable {
+    public var method: DistillationMethod
+    /// The teacher's folder, as the run was given it.
+    public var teacher: String
+    /// The guidance scale baked in: the student is sampled without guidance.
+    public var guidanceScale: Float
+    /// The default number of sampling steps.
+    public var steps: Int
+
+    public init(method: DistillationMethod, teacher: String, guidanceScale: Float, steps: Int) {
+        self.method = method; self.teacher = teacher; self.guidanceScale = guidanceScale; self.steps = steps
+    }
+
+    enum CodingKeys: String, CodingKey { case method, teacher, steps, guidanceScale = "guidance_scale" }
+
+    public static let fileName = "distillation.json"
+
+    /// The record in pipeline folder `dir`, nil when it has none; an unreadable one is an error naming it.
+    public static func load(_ dir: URL) throws -> DistillationInfo? {
+        let url = dir.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let info: DistillationInfo
+        do { info = try JSONDecoder().decode(DistillationInfo.self, from: Data(contentsOf: url)) } catch {
+            throw ModelFolderError(path: url.path, reason: "is not a readable distillation record: \(error)")
+        }
+        guard info.guidanceScale.isFinite, info.guidanceScale >= 0, (1...1000).contains(info.steps) else {
+            throw ModelFolderError(path: url.path, reason: "guidance_scale must be a finite number ≥ 0 and steps 1 ... 1000")
+        }
+        return info
+    }
+
+    public func save(_ dir: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try enc.encode(self), to: dir.appendingPathComponent(Self.fileName))
+    }
+}
+
+/// Distils a teacher pipeline of any modality into a few-step student, in one run folder:
+///
+///     RUN/recipe.json                     the `DistillationRecipe`
+///     RUN/stage-1-guidance/               the guided teacher's prediction in one evaluation
+///     RUN/stage-2-consistency/            or, progressive: stage-2-16to8/, stage-3-8to4/, …
+///         checkpoints/ loss.csv loss.png previews/ model/   (each stage a `TrainingRun` folder)
+///     RUN/model/                          the student: a pipeline folder with an LCM (consistency)
+///                                         or DDIM "trailing" (progressive) scheduler and distillation.json
+///
+/// Each stage starts from the one before (the first from the teacher's weights) and resumes from
+/// its own checkpoints, so a killed run goes on where it stopped. Every draw is seeded per step.
+public enum Distillation {
+    public struct Stage: Sendable {
+        public let index: Int
+        public let name: String
+        public let steps: Int
+    }
+
+    /// The stages `recipe` runs, in order.
+    public static func stages(_ recipe: DistillationRecipe) -> [Stage] {
+        var names: [(String, Int)] = []
+        if recipe.guidanceSteps > 0 { names.append(("guidance", recipe.guidanceSteps)) }
+        switch recipe.method {
+        case .consistency: names.append(("consistency", recipe.steps))
+        case .progressive: for h in recipe.halvings { names.append(("\(h.teacher)to\(h.student)", recipe.steps)) }
+        }
+        return names.enumerated().map { Stage(index: $0.offset + 1, name: $0.element.0, steps: $0.element.1) }
+    }
+
+    /// The student's scheduler: the teacher's noise schedule, prediction type and clipping, with
+    /// the sampler the method trains for.
+    public static func studentScheduler(_ recipe: DistillationRecipe, teacher: SchedulerConfig) -> SchedulerConfig {
+        switch recipe.method {
+        case .consistency:
+            return teacher.converted(to: .lcm).setting(["original_inference_steps": .number(Double(recipe.grid)),
+                                                        "timestep_scaling": .number(10)])
+        case .progressive:
+            return teacher.converted(to: .ddim).setting(["timestep_spacing": .string("trailing"), "set_alpha_to_one": .bool(true),
+                                                         "steps_offset": .number(0)])
+        }
+    }
+
+    /// Runs every stage of `recipe` on `data` (labels mapped to the teacher's classes by name;
+    /// a class the teacher lacks trains as the null label) and writes RUN/model.
+    @discardableResult
+    public static func run<M: Modality>(recipe given: DistillationRecipe, teacher: Pipeline<M>, data: M.Data, out: URL,
+                                        resume: Bool, note: (String) -> Void = { _ in },
+                                        onStep: (Stage, TrainingStep) -> Bool = { _, _ in true }) throws -> Pipeline<M> {
+        let schedule = try teacher.scheduler.noiseSchedule()
+        try given.validate(trainSteps: schedule.numTrainTimesteps)
+        let recipe = try TrainingRun.prepare(given, out: out, resume: resume, ranks: nil)
+        let param = try teacher.scheduler.parameterization()
+        let null = teacher.nullLabel
+        if recipe.guidanceScale != 1, teacher.classes.isConditional, null == nil {
+            throw TrainingRunError(path: recipe.teacher, reason: "the teacher has no null label, so it cannot be guided: pass --guidance 1")
+        }
+        // The data's labels as the teacher's.
+        let labelMap: [Int]? = teacher.classes.isConditional
+            ? data.classNames.map { teacher.classes.matching($0) ?? null ?? 0 } : nil
+        if let labelMap, !data.classNames.isEmpty, labelMap.allSatisfy({ $0 == null }) {
+            throw TrainingRunError(path: out.path, reason: "none of the data's classes (\(data.classNames.prefix(4).joined(separator: ", "))) is one of the teacher's (\(teacher.classNames.prefix(4).joined(separator: ", ")))")
+        }
+        let b = recipe.training.batchSize
+        // Teacher (guided: two halves), student forward + backward, target: about 14 forwards' activations.
+        try MemoryBudget.check((Training.trainingActivationFactor + 4) * teacher.unet.activationBytes([b] + teacher.unet.sampleShape),
+                               "a distillation step at batch \(b) of \(teacher.unet.sampleShape)")
+        let ctx = Context(schedule: schedule, param: param, nullLabel: null, labelDropout: teacher.classes.isConditional ? recipe.labelDropout : 0,
+                          weighting: recipe.weighting)
+        teacher.unet.setTraining(false)
+        let guided = ctx.guided(teacher.unet, scale: teacher.classes.isConditional ? recipe.guidanceScale : 1)
+
+        func batch(_ rng: inout RandomGenerator) throws -> (Tensor, [Int]?) {
+            let (x, y) = try data.batch(rng.integers(b, below: data.count))
+            return (x, labelMap.map { m in y.map { $0 >= 0 && $0 < m.count ? m[$0] : (null ?? 0) } })
+        }
+
+        var previous: M.Model = teacher.unet
+        var stageModel: Pipeline<M>? = nil
+        for stage in stages(recipe) {
+            let dir = out.appendingPathComponent("stage-\(stage.index)-\(stage.name)")
+            try FileManager.default.createDirectory(at: dir.appendingPathComponent("previews"), withIntermediateDirectories: true)
+            let student = try NNInit.skippingRandomInit { try M.Model(config: teacher.unet.config) }
+            try student.load(from: previous.stateDict())
+            var options = recipe.training
+            options.steps = stage.steps
+            var scheduler = teacher.scheduler
+            var previewSteps = [1, 2, recipe.studentSteps].filter { $0 <= recipe.studentSteps }
+            let loss: Trainer.Loss
+            var target: M.Model? = nil
+            if stage.name == "guidance" {
+                loss = { x0, y, rng in ctx.guidanceLoss(student, teacher: guided, x0: x0, labels: y, rng: &rng) }
+                previewSteps = [recipe.studentSteps, 20]
+                scheduler = teacher.scheduler
+            } else if recipe.method == .consistency {
+                options.emaDecay = recipe.targetDecay
+                options.emaMinDecay = recipe.targetDecay
+                let t = try NNInit.skippingRandomInit { try M.Model(config: teacher.unet.config) }
+                t.setTraining(false)
+                target = t
+                // The ODE solver is the guided teacher itself (stage 1 only gave the student its start).
+                let solver = guided
+                let grid = recipe.grid
+                loss = { x0, y, rng in ctx.consistencyLoss(student, target: t, teacher: solver, grid: grid, x0: x0, labels: y, rng: &rng) }
+                scheduler = studentScheduler(recipe, teacher: teacher.scheduler)
+            } else {
+                let halving = recipe.halvings[stage.index - 1 - (recipe.guidanceSteps > 0 ? 1 : 0)]
+                let frozen = previous
+                frozen.setTraining(false)
+                // The first halving learns from the guided teacher itself, the others from the student before.
+                let solver = halving.teacher == recipe.grid ? guided : ctx.guided(frozen, scale: 1)
+                loss = { x0, y, rng in ctx.progressiveLoss(student, teacher: solver, studentSteps: halving.student, x0: x0, labels: y, rng: &rng) }
+                scheduler = studentScheduler(recipe, teacher: teacher.scheduler)
+                previewSteps = [halving.student, halving.teacher]
+            }
+            let trainer = try Trainer(module: student, options: options) { x0, y, rng in
+                // The consistency target is the EMA of the student: synced before every step.
+                if let target, let ema = trainerBox.trainer?.ema { ema.copy(to: target.trainableParameters()) }
+                return loss(x0, y, &rng)
+            }
+            trainerBox.trainer = trainer
+            defer { trainerBox.trainer = nil }
+            let isLast = stage.index == stages(recipe).count
+            let info = DistillationInfo(method: recipe.method, teacher: recipe.teacher, guidanceScale: recipe.guidanceScale,
+                                        steps: stage.name == "guidance" ? 20 : isLast ? recipe.studentSteps : previewSteps[0])
+            let pipeline = Pipeline<M>(unet: student, scheduler: scheduler, classNames: teacher.classNames, distillation: info)
+            var stopped = false
+            try TrainingRun.run(trainer: trainer, out: dir, previewEvery: recipe.previewEvery == 0 ? Int.max / 2 : recipe.previewEvery,
+                                batch: batch, preview: { step in
+                                    for n in previewSteps {
+                                        var request = M.previewRequest(classes: teacher.classes.isConditional ? teacher.classNames.count : nil, guided: false)
+                                        request.steps = n
+                                        request.sampler = stage.name == "guidance" ? .dpmpp2m : SamplerName.default(for: scheduler)
+                                        try M.writePreview(try pipeline.generate(request), of: pipeline,
+                                                           to: dir.appendingPathComponent("previews/step-\(step)-\(n)steps"))
+                                    }
+                                }, export: { try pipeline.save(to: dir.appendingPathComponent("model")) },
+                                onStep: { r in let go = onStep(stage, r); if !go { stopped = true }; return go }, ranks: nil)
+            if stopped { throw TrainingInterrupted(stage: stage.name, path: dir.path) }
+            try LossPlot.write(csv: dir.appendingPathComponent("loss.csv"), to: dir.appendingPathComponent("loss.png"))
+            _ = trainer.swapInEMA()  // what was exported goes on to the next stage
+            note("stage \(stage.index) (\(stage.name)): \(trainer.step) steps → \(dir.appendingPathComponent("model").path)")
+            previous = student
+            stageModel = pipeline
+        }
+        guard let student = stageModel else { throw TrainingRunError(path: out.path, reason: "the recipe has no stage") }
+        let final = Pipeline<M>(unet: student.unet, scheduler: studentScheduler(recipe, teacher: teacher.scheduler),
+                                classNames: teacher.classNames,
+                                distillation: DistillationInfo(method: recipe.method, teacher: recipe.teacher,
+                                                               guidanceScale: recipe.guidanceScale, steps: recipe.studentSteps))
+        try final.save(to: out.appendingPathComponent("model"))
+        return final
+    }
+
+    /// The running trainer, for the loss closure's EMA target (set for the length of one stage).
+    private static let trainerBox = TrainerBox()
+    private final class TrainerBox: @unchecked Sendable { var trainer: Trainer? }
+
+    /// The shared arithmetic of the three losses: per-sample ᾱ, conversions between the
+    /// prediction and (x₀, ε) with the teacher's clipping, the weighting.
+    struct Context {
+        let schedule: NoiseSchedule
+        let param: Parameterization
+        let nullLabel: Int?
+        let labelDropout: Float
+        let weighting: DistillationWeighting
+
+        /// A one-evaluation prediction: guided teacher (both halves in one batch) or a student.
+        typealias Predictor = (_ x: Tensor, _ t: [Float], _ labels: [Int]?) -> Tensor
+
+        func guided(_ model: DiffusionModel, scale: Float) -> Predictor {
+            { x, t, labels in
+                guard scale != 1, let labels, let null = nullLabel else { return model.predict(x, timesteps: t, labels: labels) }
+                let n = x.shape[0]
+                let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: t + t,
+                                         labels: labels + [Int](repeating: null, count: n)).chunked(2, axis: 0)
+                return both[1] + (both[0] - both[1]) * scale
+            }
+        }
+
+        /// ᾱ at a timestep; 1 at −1 (the end of a DDIM trajectory with `set_alpha_to_one`).
+        func alphaBar(_ t: Int) -> Double { t < 0 ? 1 : Double(schedule.alphasCumprodF[t]) }
+
+        /// Per-sample √ᾱ and √(1 − ᾱ), shaped [N, 1, …].
+        func coefficients(_ ts: [Int], like x: Tensor) -> (a: Tensor, s: Tensor) {
+            let shape = [ts.count] + [Int](repeating: 1, count: x.rank - 1)
+            let ab = ts.map(alphaBar)
+            return (Tensor(shape: shape, scalars: ab.map { Float($0.squareRoot()) }),
+                    Tensor(shape: shape, scalars: ab.map { Float((1 - $0).squareRoot()) }))
+        }
+
+        func perSample(_ values: [Float], like x: Tensor) -> Tensor {
+            Tensor(shape: [values.count] + [Int](repeating: 1, count: x.rank - 1), scalars: values)
+        }
+
+        /// x₀ implied by a prediction (unclipped).
+        func x0(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor) -> Tensor {
+            switch param.prediction {
+            case .epsilon: return (x - s * out) / a
+            case .vPrediction: return a * x - s * out
+            case .sample: return out
+            }
+        }
+
+        /// x₀ clipped as the teacher's sampler clips it, and the ε that goes with it (DDIM's way).
+        func x0AndEpsilon(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor) -> (Tensor, Tensor) {
+            let x0 = param.clip(self.x0(out, x: x, a: a, s: s))
+            return (x0, (x - a * x0) / s)
+        }
+
+        /// Labels with `labelDropout` of them replaced by the null label.
+        func dropped(_ labels: [Int]?, _ rng: inout RandomGenerator) -> [Int]? {
+            guard let l = labels, labelDropout > 0, let null = nullLabel else { return labels }
+            let u = rng.uniform([l.count])
+            return (0..<l.count).map { u.data[$0] < labelDropout ? null : l[$0] }
+        }
+
+        /// A noised batch at per-sample timesteps `ts`.
+        func noised(_ x0: Tensor, _ ts: [Int], _ rng: inout RandomGenerator) -> Tensor {
+            let (a, s) = coefficients(ts, like: x0)
+            let noise = rng.normal(x0.shape)
+            return GradMode.withoutGrad { a * x0 + s * noise }
+        }
+
+        func weights(_ ts: [Int], like x: Tensor) -> Tensor {
+            perSample(ts.map { t in let ab = alphaBar(t); return weighting.weight(snr: ab / Swift.max(1 - ab, 1e-12)) }, like: x)
+        }
+
+        /// Stage 1: the student's prediction against the guided teacher's, at uniform timesteps.
+        func guidanceLoss(_ student: DiffusionModel, teacher: Predictor, x0: Tensor, labels: [Int]?, rng: inout RandomGenerator) -> Tensor {
+            let n = x0.shape[0]
+            let ts = rng.integers(n, below: schedule.numTrainTimesteps)
+            let y = dropped(labels, &rng)
+            let xt = noised(x0, ts, &rng)
+            let t = ts.map(Float.init)
+            let want = GradMode.withoutGrad { teacher(xt, t, y) }
+            return (student.predict(xt, timesteps: t, labels: y) - want).square().mean()
+        }
+
+        /// c_skip and c_out of the consistency function at timestep t (σ_d = 0.5, `timestep_scaling` 10).
+        static func boundary(_ t: Int) -> (skip: Float, out: Float) {
+            let scaled = Float(Swift.max(t, 0)) * 10
+            let d = scaled * scaled + 0.25
+            return (0.25 / d, scaled / d.squareRoot())
+        }
+
+        /// Consistency distillation on an N-point grid (k = T / N): t = (i + 1) k − 1, t' = max(t − k, 0);
+        /// x_{t'} is one DDIM step of the teacher from x_t; the loss is w(t) ‖f_θ(x_t, t) − f_θ⁻(x_{t'}, t')‖².
+        func consistencyLoss(_ student: DiffusionModel, target: DiffusionModel, teacher: Predictor, grid: Int, x0: Tensor,
+                             labels: [Int]?, rng: inout RandomGenerator) -> Tensor {
+            let n = x0.shape[0], k = schedule.numTrainTimesteps / grid
+            let ts = rng.integers(n, below: grid).map { ($0 + 1) * k - 1 }
+            let prev = ts.map { Swift.max($0 - k, 0) }
+            let y = dropped(labels, &rng)
+            let xt = noised(x0, ts, &rng)
+            let (a, s) = coefficients(ts, like: x0), (ap, sp) = coefficients(prev, like: x0)
+            let skip = perSample(ts.map { Self.boundary($0).skip }, like: x0), cout = perSample(ts.map { Self.boundary($0).out }, like: x0)
+            let skipP = perSample(prev.map { Self.boundary($0).skip }, like: x0), coutP = perSample(prev.map { Self.boundary($0).out }, like: x0)
+            let want: Tensor = GradMode.withoutGrad {
+                let (tx0, teps) = x0AndEpsilon(teacher(xt, ts.map(Float.init), y), x: xt, a: a, s: s)
+                let xp = ap * tx0 + sp * teps
+                let (fx0, _) = x0AndEpsilon(target.predict(xp, timesteps: prev.map(Float.init), labels: y), x: xp, a: ap, s: sp)
+                return skipP * xp + coutP * fx0
+            }
+            let f = skip * xt + cout * self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s)
+            return ((f - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([n])).mean()
+        }
+
+        /// The DDIM timesteps of an n-step "trailing" trajectory, then −1 (ᾱ = 1).
+        func trailing(_ n: Int) -> [Int] {
+            TimestepSpacing.trailing.discrete(steps: n, trainSteps: schedule.numTrainTimesteps, offset: 0) + [-1]
+        }
+
+        /// Progressive distillation: from x_t at a step of the student's n-step trajectory, two DDIM
+        /// steps of the teacher's 2n-step one give x_{t''}; the target x̃₀ is the x₀ whose single
+        /// DDIM step lands there: x̃₀ = (x_{t''} − (s''/s) x_t) / (a'' − (s''/s) a) (x̃₀ = x_{t''} at
+        /// the end). The loss is w(t) ‖x̂₀_θ − x̃₀‖².
+        func progressiveLoss(_ student: DiffusionModel, teacher: Predictor, studentSteps n: Int, x0: Tensor, labels: [Int]?,
+                             rng: inout RandomGenerator) -> Tensor {
+            let b = x0.shape[0]
+            let coarse = trailing(n), fine = trailing(2 * n)
+            let idx = rng.integers(b, below: n)
+            let ts = idx.map { coarse[$0] }, mid = idx.map { fine[2 * $0 + 1] }, next = idx.map { coarse[$0 + 1] }
+            let y = dropped(labels, &rng)
+            let xt = noised(x0, ts, &rng)
+            let (a, s) = coefficients(ts, like: x0), (am, sm) = coefficients(mid, like: x0), (an, sn) = coefficients(next, like: x0)
+            let want: Tensor = GradMode.withoutGrad {
+                let (x0a, ea) = x0AndEpsilon(teacher(xt, ts.map(Float.init), y), x: xt, a: a, s: s)
+                let xm = am * x0a + sm * ea
+                let (x0b, eb) = x0AndEpsilon(teacher(xm, mid.map(Float.init), y), x: xm, a: am, s: sm)
+                let xn = an * x0b + sn * eb
+                let ratio = sn / s
+                return (xn - ratio * xt) / (an - ratio * a)
+            }
+            let x0s = self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s)
+            return ((x0s - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([b])).mean()
+        }
+    }
+}
