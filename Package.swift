@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(name: "VideoModelTests", dependencies: ["diffuse", "Video", "Evaluation", "Image", "Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/VideoModelTests"),
         // Runs the built `diffuse` executable; depending on it makes `swift build --build-tests` build it.
-        .testTarget(name: "CLITests", dependencies: ["diffuse", "TestSupport", "Tensor", "NN", "Image", "Audio", "Diffusion"], path: "Tests/CLITests",
+        .testTarget(name: "CLITests", dependencies: ["diffuse", "TestSupport", "Tensor", "NN", "Image", "Audio", "Diffusion", "Media", "Workflow"], path: "Tests/CLITests",
                     exclude: ["Recorded", "Hostile"]),
         // `diffuse serve` over HTTP on a loopback port, in process and as the built `diffuse` (SIGTERM),
         // and the web page in headless Chromium.

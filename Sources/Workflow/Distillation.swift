@@ -354,17 +354,22 @@ public enum Distillation {
 
     /// The shared arithmetic of the three losses: per-sample ᾱ, conversions between the
     /// prediction and (x₀, ε) with the teacher's clipping, the weighting.
-    struct Context {
+    public struct Context {
         let schedule: NoiseSchedule
         let param: Parameterization
         let nullLabel: Int?
         let labelDropout: Float
         let weighting: DistillationWeighting
 
-        /// A one-evaluation prediction: guided teacher (both halves in one batch) or a student.
-        typealias Predictor = (_ x: Tensor, _ t: [Float], _ labels: [Int]?) -> Tensor
+        public init(schedule: NoiseSchedule, param: Parameterization, nullLabel: Int?, labelDropout: Float, weighting: DistillationWeighting) {
+            self.schedule = schedule; self.param = param; self.nullLabel = nullLabel
+            self.labelDropout = labelDropout; self.weighting = weighting
+        }
 
-        func guided(_ model: DiffusionModel, scale: Float) -> Predictor {
+        /// A one-evaluation prediction: guided teacher (both halves in one batch) or a student.
+        public typealias Predictor = (_ x: Tensor, _ t: [Float], _ labels: [Int]?) -> Tensor
+
+        public func guided(_ model: DiffusionModel, scale: Float) -> Predictor {
             { x, t, labels in
                 guard scale != 1, let labels, let null = nullLabel else { return model.predict(x, timesteps: t, labels: labels) }
                 let n = x.shape[0]
@@ -434,7 +439,7 @@ public enum Distillation {
         }
 
         /// c_skip and c_out of the consistency function at timestep t (σ_d = 0.5, `timestep_scaling` 10).
-        static func boundary(_ t: Int) -> (skip: Float, out: Float) {
+        public static func boundary(_ t: Int) -> (skip: Float, out: Float) {
             let scaled = Float(Swift.max(t, 0)) * 10
             let d = scaled * scaled + 0.25
             return (0.25 / d, scaled / d.squareRoot())
@@ -462,25 +467,38 @@ public enum Distillation {
             return ((f - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([n])).mean()
         }
 
-        /// The DDIM timesteps of an n-step "trailing" trajectory, then −1 (ᾱ = 1).
-        func trailing(_ n: Int) -> [Int] {
-            TimestepSpacing.trailing.discrete(steps: n, trainSteps: schedule.numTrainTimesteps, offset: 0) + [-1]
+        /// The DDIM timesteps of an n-step "trailing" trajectory.
+        public func trailing(_ n: Int) -> [Int] {
+            TimestepSpacing.trailing.discrete(steps: n, trainSteps: schedule.numTrainTimesteps, offset: 0)
         }
 
-        /// Progressive distillation: from x_t at a step of the student's n-step trajectory, two DDIM
-        /// steps of the teacher's 2n-step one give x_{t''}; the target x̃₀ is the x₀ whose single
-        /// DDIM step lands there: x̃₀ = (x_{t''} − (s''/s) x_t) / (a'' − (s''/s) a) (x̃₀ = x_{t''} at
+        /// Progressive distillation: from x_t at a step of the student's n-step trajectory (DDIM,
+        /// "trailing" timesteps, each step t → t − T/n as diffusers' DDIMScheduler takes it), two
+        /// DDIM steps of the teacher (t → t − T/(2n) → t − T/n) give x_{t''}; the target x̃₀ is the x₀
+        /// whose single DDIM step lands there: x̃₀ = (x_{t''} − (s''/s) x_t) / (a'' − (s''/s) a) (x̃₀ = x_{t''} at
         /// the end). The loss is w(t) ‖x̂₀_θ − x̃₀‖².
         func progressiveLoss(_ student: DiffusionModel, teacher: Predictor, studentSteps n: Int, x0: Tensor, labels: [Int]?,
                              rng: inout RandomGenerator) -> Tensor {
             let b = x0.shape[0]
-            let coarse = trailing(n), fine = trailing(2 * n)
+            let coarse = trailing(n)
             let idx = rng.integers(b, below: n)
-            let ts = idx.map { coarse[$0] }, mid = idx.map { fine[2 * $0 + 1] }, next = idx.map { coarse[$0 + 1] }
+            let ts = idx.map { coarse[$0] }
             let y = dropped(labels, &rng)
             let xt = noised(x0, ts, &rng)
-            let (a, s) = coefficients(ts, like: x0), (am, sm) = coefficients(mid, like: x0), (an, sn) = coefficients(next, like: x0)
-            let want: Tensor = GradMode.withoutGrad {
+            let want = progressiveTarget(teacher: teacher, studentSteps: n, index: idx, xt: xt, labels: y)
+            let (a, s) = coefficients(ts, like: x0)
+            let x0s = self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s)
+            return ((x0s - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([b])).mean()
+        }
+
+        /// x̃₀ for samples x_t at steps `index` of the student's n-step trajectory (see `progressiveLoss`).
+        public func progressiveTarget(teacher: Predictor, studentSteps n: Int, index idx: [Int], xt: Tensor, labels y: [Int]?) -> Tensor {
+            // DDIM's own steps: t → t − T/n (−1: ᾱ = 1), the teacher through t − T/(2n).
+            let T = schedule.numTrainTimesteps, coarse = trailing(n)
+            let ts = idx.map { coarse[$0] }
+            let mid = ts.map { $0 - T / (2 * n) }, next = ts.map { Swift.max($0 - T / n, -1) }
+            let (a, s) = coefficients(ts, like: xt), (am, sm) = coefficients(mid, like: xt), (an, sn) = coefficients(next, like: xt)
+            return GradMode.withoutGrad {
                 let (x0a, ea) = x0AndEpsilon(teacher(xt, ts.map(Float.init), y), x: xt, a: a, s: s)
                 let xm = am * x0a + sm * ea
                 let (x0b, eb) = x0AndEpsilon(teacher(xm, mid.map(Float.init), y), x: xm, a: am, s: sm)
@@ -488,8 +506,6 @@ public enum Distillation {
                 let ratio = sn / s
                 return (xn - ratio * xt) / (an - ratio * a)
             }
-            let x0s = self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s)
-            return ((x0s - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([b])).mean()
         }
     }
 }

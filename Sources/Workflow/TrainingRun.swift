@@ -49,7 +49,8 @@ public enum TrainingRun {
         AtomicFile.removeLeftovers(in: out)
         try fm.createDirectory(at: out.appendingPathComponent("previews"), withIntermediateDirectories: true)
         let recipeURL = out.appendingPathComponent("recipe.json")
-        if Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")) != nil {
+        let stages = entries.filter { $0.hasPrefix("stage-") }.map { out.appendingPathComponent($0) }
+        if ([out] + stages).contains(where: { Trainer.latestCheckpoint(in: $0.appendingPathComponent("checkpoints")) != nil }) {
             guard resume else {
                 throw TrainingRunError(path: out.path, reason: "holds checkpoints of an earlier run: pass --resume, or choose another --out")
             }

@@ -1,0 +1,151 @@
+import XCTest
+import Foundation
+import TestSupport
+import Tensor
+import NN
+import Image
+import Media
+import Diffusion
+import Workflow
+
+/// `diffuse distill`: the targets against the samplers the students use, and the command on a
+/// tiny teacher (stages, the student folder, baked guidance, --fast, resumption).
+final class DistillTests: XCTestCase {
+    /// Progressive distillation's x̃₀: one DDIM step of the student's n-step trajectory with it
+    /// lands where two steps of the teacher's 2n-step trajectory do (our DDIM sampler, diffusers'
+    /// arithmetic), at every step of the trajectory.
+    func testProgressiveTargetIsTwoTeacherStepsInOne() throws {
+        let config = SchedulerConfig(.ddim, ["timestep_spacing": .string("trailing"), "set_alpha_to_one": .bool(true),
+                                             "clip_sample": .bool(false)])
+        let ctx = Distillation.Context(schedule: try config.noiseSchedule(), param: try config.parameterization(), nullLabel: nil,
+                                       labelDropout: 0, weighting: .x0)
+        // Any smooth function of x and t stands in for a teacher.
+        let teacher: Distillation.Context.Predictor = { x, t, _ in
+            x * 0.6 + Tensor(shape: [t.count, 1, 1, 1], scalars: t.map { Foundation.sin($0 / 300) })
+        }
+        let n = 4
+        let coarse = try DDIMSampler(config: config, steps: n), fine = try DDIMSampler(config: config, steps: 2 * n)
+        XCTAssertEqual(coarse.discreteTimesteps, ctx.trailing(n))
+        let ac = try config.noiseSchedule().alphasCumprodF
+        for i in 0..<n {
+            var rng = RandomGenerator(seed: UInt64(i))
+            let xt = rng.normal([2, 1, 4, 4])
+            let target = ctx.progressiveTarget(teacher: teacher, studentSteps: n, index: [i, i], xt: xt, labels: nil)
+            var two: Tensor?
+            _ = fine.sample(from: xt, startIndex: 2 * i, noise: &rng, denoise: { x, t in teacher(x, [t, t], nil) },
+                            onStep: { k, x in if k == 2 * i + 1 { two = x } })
+            let t = coarse.discreteTimesteps[i]
+            let a = ac[t].squareRoot(), s = (1 - ac[t]).squareRoot()
+            var one: Tensor?
+            _ = coarse.sample(from: xt, startIndex: i, noise: &rng, denoise: { x, tt in
+                Int(tt) == t ? (x - target * a) / s : Tensor.zeros(x.shape)
+            }, onStep: { k, x in if k == i { one = x } })
+            let d = zip(try XCTUnwrap(one).scalars, try XCTUnwrap(two).scalars).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(d, 2e-4, "step \(i) (t = \(t))")
+        }
+    }
+
+    /// The consistency function's boundary condition is the LCM sampler's (timestep_scaling 10).
+    func testConsistencyBoundaryIsTheLCMSamplers() throws {
+        let recipe = DistillationRecipe(teacher: "t", method: .consistency)
+        let config = Distillation.studentScheduler(recipe, teacher: SchedulerConfig(.ddpm))
+        XCTAssertEqual(config.className, "LCMScheduler")
+        let lcm = try LCMSampler(config: config, steps: 4)
+        for t in [0, 19, 39, 499, 999] {
+            let (skip, out) = lcm.boundaryCondition(t)
+            XCTAssertEqual(Distillation.Context.boundary(t).skip, skip)
+            XCTAssertEqual(Distillation.Context.boundary(t).out, out)
+        }
+        XCTAssertThrowsError(try JSONDecoder().decode(DistillationRecipe.self, from: Data(#"{"teacher": "t", "method": "progressive", "grid": 12}"#.utf8)),
+                             "progressive halves: the grid must be student_steps × 2^k")
+    }
+
+    /// A tiny teacher (2 classes + the null label, 8×8) distilled both ways on a tiny folder.
+    func testDistilTinyTeacherBothWays() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-distill-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = UNet2DConfig()
+        c.sampleSize = [8, 8]; c.inChannels = 1; c.outChannels = 1
+        c.blockOutChannels = [8, 16]; c.downBlockTypes = [.downBlock2D, .downBlock2D]
+        c.upBlockTypes = [.upBlock2D, .upBlock2D]; c.layersPerBlock = 1; c.normNumGroups = 4
+        c.numClassEmbeds = 3
+        NNInit.seed(3)
+        let teacherDir = dir.appendingPathComponent("teacher")
+        try Pipeline<ImageModality>(unet: try UNet2DModel(config: c), scheduler: SchedulerConfig(.ddpm), classNames: ["dot", "bar"])
+            .save(to: teacherDir)
+        for (k, name) in ["dot", "bar"].enumerated() {
+            let folder = dir.appendingPathComponent("data/\(name)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            for j in 0..<3 {
+                let img = Tensor(shape: [1, 8, 8], scalars: (0..<64).map { p in Float(((p / 8 + j) % (k + 2)) == 0 ? 1 : -1) })
+                try PNGCodec.write(img, to: folder.appendingPathComponent("\(j).png"))
+            }
+        }
+        func distill(_ out: String, _ extra: [String]) throws -> DiffuseResult {
+            try runDiffuseCommand(["distill", "image", "--teacher", teacherDir.path, "--data", dir.appendingPathComponent("data").path,
+                                   "--out", dir.appendingPathComponent(out).path, "--guidance-steps", "2", "--steps", "2",
+                                   "--batch", "2", "--preview-every", "2", "--threads", "1"] + extra)
+        }
+        var r = try distill("pd", ["--method", "progressive", "--student-steps", "2", "--grid", "8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let pd = dir.appendingPathComponent("pd")
+        for stage in ["stage-1-guidance", "stage-2-8to4", "stage-3-4to2"] {
+            let csv = try String(contentsOf: pd.appendingPathComponent("\(stage)/loss.csv"), encoding: .utf8)
+            XCTAssertEqual(csv.split(separator: "\n").count, 3, "\(stage): header + 2 steps")
+            XCTAssert(FileManager.default.fileExists(atPath: pd.appendingPathComponent("\(stage)/model/unet/config.json").path), stage)
+        }
+        let info = try XCTUnwrap(try DistillationInfo.load(pd.appendingPathComponent("model")))
+        XCTAssertEqual(info.method, .progressive)
+        XCTAssertEqual(info.steps, 2)
+        XCTAssertEqual(info.guidanceScale, 2)
+        let scheduler = try PipelineFolder.scheduler(in: pd.appendingPathComponent("model"))
+        XCTAssertEqual(scheduler.className, "DDIMScheduler")
+        XCTAssertEqual(scheduler.values["timestep_spacing"], .string("trailing"))
+        // The teacher's weights are not what the student ends with.
+        let t = try SafeTensorsFile(url: teacherDir.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"))
+        let s = try SafeTensorsFile(url: pd.appendingPathComponent("model/unet/diffusion_pytorch_model.safetensors"))
+        XCTAssertNotEqual(try t.tensor("conv_in.weight").scalars, try s.tensor("conv_in.weight").scalars)
+
+        // The student samples with its own sampler and steps, without guidance.
+        func raw(_ model: String, _ extra: [String], _ name: String) throws -> [Float] {
+            let u = dir.appendingPathComponent(name + ".safetensors")
+            let r = try runDiffuseCommand(["generate", "image", "--model", model, "--count", "2", "--threads", "1", "--raw", u.path,
+                                           "--out", dir.appendingPathComponent(name).path] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try SafeTensorsFile(url: u).tensor("sample").scalars
+        }
+        let student = pd.appendingPathComponent("model").path
+        let own = try raw(student, [], "own")
+        XCTAssertEqual(own, try raw(student, ["--sampler", "ddim", "--steps", "2"], "explicit"))
+        XCTAssertNotEqual(own, try raw(student, ["--steps", "3"], "three"))
+        r = try runDiffuseCommand(["generate", "image", "--model", student, "--guidance", "4", "--out", dir.appendingPathComponent("g").path])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssert(r.stderr.contains("baked"), r.stderr)
+
+        // --fast: an error saying how to make a student, then the student beside its teacher.
+        r = try runDiffuseCommand(["generate", "image", "--model", teacherDir.path, "--fast", "--out", dir.appendingPathComponent("f").path])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("diffuse distill image"), r.stderr)
+        try FileManager.default.copyItem(at: pd.appendingPathComponent("model"), to: dir.appendingPathComponent("teacher-fast"))
+        XCTAssertEqual(own, try raw(teacherDir.path, ["--fast"], "fast"))
+
+        // Consistency: the LCM student; the run refuses to start over, and resumes (nothing left to do).
+        r = try distill("cd", [])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let cd = dir.appendingPathComponent("cd/model")
+        XCTAssertEqual(try PipelineFolder.scheduler(in: cd).className, "LCMScheduler")
+        XCTAssertEqual(try DistillationInfo.load(cd)?.steps, 4)
+        XCTAssertEqual(try raw(cd.path, [], "lcm").count, 2 * 64)
+        r = try distill("cd", [])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("--resume"), r.stderr)
+        r = try distill("cd", ["--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try distill("cd", ["--resume", "--lr", "1e-3"])
+        XCTAssertEqual(r.status, 1, "another recipe cannot resume this run")
+        // A student is not a teacher.
+        r = try runDiffuseCommand(["distill", "image", "--teacher", cd.path, "--out", dir.appendingPathComponent("x").path])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains("distilled student"), r.stderr)
+    }
+}
