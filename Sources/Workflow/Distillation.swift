@@ -287,7 +287,6 @@ public enum Distillation {
             if stage.name == "guidance" {
                 loss = { x0, y, rng in ctx.guidanceLoss(student, teacher: guided, x0: x0, labels: y, rng: &rng) }
                 previewSteps = [recipe.studentSteps, 20]
-                scheduler = teacher.scheduler
             } else if recipe.method == .consistency {
                 options.emaDecay = recipe.targetDecay
                 options.emaMinDecay = recipe.targetDecay
@@ -309,13 +308,13 @@ public enum Distillation {
                 scheduler = studentScheduler(recipe, teacher: teacher.scheduler)
                 previewSteps = [halving.student, halving.teacher]
             }
+            // The consistency target is the EMA of the student (the trainer's own): synced before every step.
+            let ema = EMABox()
             let trainer = try Trainer(module: student, options: options) { x0, y, rng in
-                // The consistency target is the EMA of the student: synced before every step.
-                if let target, let ema = trainerBox.trainer?.ema { ema.copy(to: target.trainableParameters()) }
+                if let target, let shadow = ema.ema { shadow.copy(to: target.trainableParameters()) }
                 return loss(x0, y, &rng)
             }
-            trainerBox.trainer = trainer
-            defer { trainerBox.trainer = nil }
+            ema.ema = trainer.ema
             let isLast = stage.index == stages(recipe).count
             let info = DistillationInfo(method: recipe.method, teacher: recipe.teacher, guidanceScale: recipe.guidanceScale,
                                         steps: stage.name == "guidance" ? 20 : isLast ? recipe.studentSteps : previewSteps[0])
@@ -348,9 +347,8 @@ public enum Distillation {
         return final
     }
 
-    /// The running trainer, for the loss closure's EMA target (set for the length of one stage).
-    private static let trainerBox = TrainerBox()
-    private final class TrainerBox: @unchecked Sendable { var trainer: Trainer? }
+    /// The trainer's EMA, handed to its loss closure once the trainer exists.
+    private final class EMABox { var ema: EMA? }
 
     /// The shared arithmetic of the three losses: per-sample ᾱ, conversions between the
     /// prediction and (x₀, ε) with the teacher's clipping, the weighting.
