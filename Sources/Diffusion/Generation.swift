@@ -86,15 +86,32 @@ public enum Generation {
     /// cancels: the remaining steps skip the model and `GenerationCancelled` is thrown.
     /// `firstSample = k` makes this batch the samples k, k+1, ... of a larger one with the same
     /// seed (every noise draw is per sample), so work split into batches gives the same images.
+    /// `noiseOrder: .torch` draws instead as diffusers does on the CPU (see `NoiseOrder`).
     public static func sample(model: DiffusionModel, shape: [Int], sampler: any Sampler, schedule: NoiseSchedule,
                               seed: UInt64, start: Tensor? = nil, labels: [Int]? = nil, guidance: Guidance? = nil,
                               initial: (sample: Tensor, strength: Float)? = nil, known: KnownRegion? = nil,
-                              firstSample: Int = 0,
+                              firstSample: Int = 0, noiseOrder: NoiseOrder = .diffuse,
                               progress: ((_ step: Int, _ total: Int) -> Bool)? = nil) throws -> Tensor {
         model.setTraining(false)
-        return try GradMode.withoutGrad {
+        switch noiseOrder {
+        case .diffuse:
             var rng = RandomGenerator(seed: seed, firstSample: firstSample)
-            let z = start ?? rng.normal(shape)
+            return try sample(model: model, shape: shape, sampler: sampler, schedule: schedule, noise: &rng, start: start, labels: labels,
+                              guidance: guidance, initial: initial, known: known, progress: progress)
+        case .torch:
+            precondition(firstSample == 0, "torch noise is drawn for a whole batch: no first sample \(firstSample)")
+            var rng = TorchGenerator(seed: seed)
+            return try sample(model: model, shape: shape, sampler: sampler, schedule: schedule, noise: &rng, start: start, labels: labels,
+                              guidance: guidance, initial: initial, known: known, progress: progress)
+        }
+    }
+
+    private static func sample<N: NoiseSource>(model: DiffusionModel, shape: [Int], sampler: any Sampler, schedule: NoiseSchedule,
+                                               noise rng: inout N, start: Tensor?, labels: [Int]?, guidance: Guidance?,
+                                               initial: (sample: Tensor, strength: Float)?, known: KnownRegion?,
+                                               progress: ((_ step: Int, _ total: Int) -> Bool)?) throws -> Tensor {
+        try GradMode.withoutGrad {
+            let z = start ?? rng.nextNormal(shape)
             precondition(z.shape == shape, "start noise \(z.shape) for shape \(shape)")
             var startIndex = 0
             var xT = z * sampler.initNoiseSigma
@@ -105,7 +122,7 @@ public enum Generation {
                 xT = try sampler.noised(initial.sample, noise: z, atIndex: startIndex)
             }
             var keptNoise: Tensor? = nil
-            if let known { keptNoise = rng.normal(known.sample.shape) }
+            if let known { keptNoise = rng.nextNormal(known.sample.shape) }
             let inner = denoiser(model, labels: labels, guidance: guidance)
             let total = sampler.timesteps.count - startIndex
             var calls = 0

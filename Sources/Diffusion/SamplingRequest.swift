@@ -16,6 +16,17 @@ public enum Conditioning {
     }
 }
 
+/// The order noise is drawn in for one seed.
+public enum NoiseOrder: String, CaseIterable, Codable, Sendable {
+    /// Ours: every draw is per sample, so a sample does not depend on --batch, --threads or its
+    /// neighbours in the batch.
+    case diffuse
+    /// diffusers' on the CPU: `torch.Generator().manual_seed(seed)` draws the start noise of the
+    /// whole batch (`torch.randn([N, …])`), then each stochastic step's, so a seed gives the
+    /// images diffusers gives for that seed. The samples depend on the batch, which must be one.
+    case torch
+}
+
 /// Everything one generation asks for, built and checked once (`validate`) wherever it comes
 /// from — a command's flags, an augmentation record, a library call — and handed as one value
 /// to `Generation.batched`.
@@ -46,6 +57,8 @@ public struct SamplingRequest {
     /// The ranks of an `mpirun` job to deal the model calls over (call k on rank k mod K); every
     /// rank gets all samples back, each the same call's as in one process (nil: this process).
     public var ranks: Ranks? = nil
+    /// How the noise is drawn from `seed`.
+    public var noiseOrder: NoiseOrder = .diffuse
 
     public init(count: Int = 1, conditioning: Conditioning = .unconditional, sampler: SamplerName? = nil, steps: Int = 20,
                 eta: Float? = nil, seed: UInt64 = 0, guidance: Float = 1, guidanceRescale: Float = 0, batchSize: Int? = nil,
@@ -80,6 +93,10 @@ public struct SamplingRequest {
         if !Self.guidanceRescaleRange.contains(guidanceRescale) { try fail("guidance-rescale", "must be within 0–1, got \(guidanceRescale)") }
         if let eta, !Self.etaRange.contains(eta) { try fail("eta", "must be within 0–1, got \(eta)") }
         if firstIndex < 0 { try fail("first index", "must be ≥ 0, got \(firstIndex)") }
+        if noiseOrder == .torch {
+            if let b = batchSize, b < count { try fail("batch", "torch noise is drawn for all samples at once, as diffusers draws it: the batch (\(b)) must hold all \(count)") }
+            if firstIndex != 0 { try fail("first index", "torch noise starts at the seed's first draw: it must be 0, got \(firstIndex)") }
+        }
         if let l = conditioning.labels, l.count != count { try fail("labels", "\(l.count) labels for \(count) samples") }
         if let s = initial?.strength, let p = Self.strengthProblem(s) { try fail("strength", p) }
         for (name, t) in [("start noise", start), ("init", initial?.sample), ("known", known?.sample), ("mask", known?.mask)] {
@@ -127,7 +144,7 @@ extension Generation {
                 model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps, eta: r.eta),
                 schedule: schedule, seed: r.seed, start: r.start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
                 guidance: guidance, initial: r.initial.map { (rows($0.sample), $0.strength) },
-                known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo,
+                known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo, noiseOrder: r.noiseOrder,
                 progress: progress.map { p in
                     let j = mine.firstIndex(of: k) ?? k
                     return { step, total in p(j * total + step, mine.count * total) }

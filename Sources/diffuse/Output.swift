@@ -34,6 +34,8 @@ struct GenerationSummary: Encodable {
     var classNote: String?
     var seed: UInt64
     var randomSeed: Bool
+    /// "torch" when the noise was drawn as diffusers draws it (nil: our own order).
+    var rng: String? = nil
     var sampler: String
     var steps: Int
     var guidance: Float
@@ -52,7 +54,7 @@ struct GenerationSummary: Encodable {
             for c in classes where !distinct.contains(c) { distinct.append(c) }
             parts.append((distinct.count == 1 ? "class " : "classes ") + distinct.joined(separator: ", "))
         }
-        parts.append("seed \(seed)\(randomSeed ? " (random; --seed \(seed) makes it again)" : "")")
+        parts.append("seed \(seed)\(rng.map { " (\($0) noise)" } ?? "")\(randomSeed ? " (random; --seed \(seed) makes it again)" : "")")
         parts.append(String(format: "%.1f s", seconds))
         print(parts.joined(separator: ", ") + ":")
         for f in files { print("  " + f) }

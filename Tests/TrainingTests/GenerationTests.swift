@@ -185,3 +185,35 @@ final class RePaintTests: XCTestCase {
         }
     }
 }
+
+final class TorchNoiseOrderTests: XCTestCase {
+    /// `.torch` is diffusers' order: one torch.Generator draws the whole batch's start noise,
+    /// then each stochastic step's noise for the whole batch (checked against diffusers itself by
+    /// Tests/References/check_diffusers_interop.py, which needs Python).
+    func testTorchOrderDrawsTheStartThenEachStepFromOneGenerator() throws {
+        let base = SchedulerConfig(.ddpm, ["clip_sample": .bool(false)])
+        let schedule = try base.noiseSchedule()
+        let model = GaussianModel(schedule: schedule)
+        let shape = [3, 1, 20]
+        let sampler = try makeSampler(SamplerName.ddpm.config(from: base), steps: 5)
+        let got = try Generation.sample(model: model, shape: shape, sampler: sampler, schedule: schedule, seed: 11,
+                                        labels: [0, 1, 2], noiseOrder: .torch)
+        var g = TorchGenerator(seed: 11)
+        let start = g.randn(shape)
+        var replay = ReplayNoise((0..<4).map { _ in g.randn(shape) })  // DDPM draws at every step but the last
+        let want = sampler.sample(from: start * sampler.initNoiseSigma, noise: &replay,
+                                  denoise: Generation.denoiser(model, labels: [0, 1, 2], guidance: nil))
+        XCTAssertEqual(replay.used, 4)
+        XCTAssertEqual(got.scalars, want.scalars)
+        let ours = try Generation.sample(model: model, shape: shape, sampler: sampler, schedule: schedule, seed: 11, labels: [0, 1, 2])
+        XCTAssertNotEqual(got.scalars, ours.scalars, "the default order is our own per-sample one")
+    }
+
+    func testTorchOrderNeedsOneBatch() throws {
+        var r = SamplingRequest(count: 4, steps: 2, batchSize: 2)
+        r.noiseOrder = .torch
+        XCTAssertThrowsError(try r.validate()) { e in XCTAssert("\(e)".hasPrefix("batch:") && "\(e)".contains("all 4"), "\(e)") }
+        r.batchSize = 4
+        XCTAssertNoThrow(try r.validate())
+    }
+}

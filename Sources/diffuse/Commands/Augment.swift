@@ -50,6 +50,7 @@ struct AugmentOptions: ParsableArguments {
         if let total, total < 1 || total > 10_000_000 { throw ValidationError("--total must be between 1 and 10000000") }
         if balance && total == nil { throw ValidationError("--balance goes with --total") }
         if perSource < 1 || perSource > 999 { throw ValidationError("--per-source must be between 1 and 999") }
+        if sampling.rng != .diffuse { throw ValidationError("--rng: augment draws every sample's own noise, so its manifest can make each file again; leave --rng out") }
         if sampling.guidanceRescale != 0 { throw ValidationError("--guidance-rescale: augment does not record it in the manifest yet; leave it at 0") }
         if let trainSteps, trainSteps < 1 || trainSteps > 10_000_000 { throw ValidationError("--train-steps must be between 1 and 10000000") }
         if trainSteps != nil && model != nil { throw ValidationError("--train-steps trains a new model: drop --model") }

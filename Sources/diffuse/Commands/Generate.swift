@@ -116,6 +116,7 @@ struct GenerateImage: ParsableCommand {
             var p = "Class: \(names?[i] ?? "none"), Steps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), "
                 + "CFG scale: \(request.guidance), Seed: \(request.seed), Sample: \(i), Model: \(dir.lastPathComponent)"
             if let s = request.initial?.strength { p += ", Denoising strength: \(s)" }
+            if request.noiseOrder == .torch { p += ", RNG: torch" }
             return [("parameters", p)]
         }
         let outURL = URL(fileURLWithPath: out)
@@ -449,7 +450,7 @@ extension GenerateOptions {
     func summary<M: Modality>(files: [String], samples: Int, kind: String, request: SamplingRequest, pipeline: Pipeline<M>, model: URL,
                               classNote: String?, started: Date, detail: String?) throws {
         try GenerationSummary(files: files, samples: samples, kind: kind, classes: classNames(request, pipeline), classNote: classNote,
-                              seed: request.seed, randomSeed: sampling.seedArgument < 0, sampler: request.sampler?.rawValue ?? "folder",
+                              seed: request.seed, randomSeed: sampling.seedArgument < 0, rng: request.noiseOrder == .torch ? "torch" : nil, sampler: request.sampler?.rawValue ?? "folder",
                               steps: request.steps, guidance: request.guidance, strength: request.initial?.strength, model: model.path,
                               seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }

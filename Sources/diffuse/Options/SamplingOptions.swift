@@ -6,6 +6,7 @@ import Diffusion
 import Workflow
 
 extension SamplerName: ExpressibleByArgument {}
+extension NoiseOrder: ExpressibleByArgument {}
 
 /// How samples are drawn: every command that samples (generate image|audio|video, augment)
 /// declares these once, with one help text and one range check each (`SamplingRequest`'s ranges).
@@ -19,6 +20,8 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("seed"), parsing: .unconditional,
             help: "Seed: the same seed draws the same noise for each sample whatever --batch and --threads are; -1 picks a random one (printed in the summary).")
     var seedArgument: Int64 = 0
+    @Option(help: "Noise order: diffuse (default; every sample's own, whatever --batch) or torch (as diffusers draws it on the CPU from torch.Generator().manual_seed(SEED): the same seed gives diffusers' images; all samples in one batch).")
+    var rng: NoiseOrder = .diffuse
     @Option(name: [.long, .customLong("cfg-scale")], help: "Classifier-free guidance scale (1 = none; 0-50; default 2 for class models, 7.5 with --prompt).")
     var guidance: Float?
     @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
@@ -63,6 +66,7 @@ struct SamplingOptions: ParsableArguments {
         }
         var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps ?? defaultSteps, eta: eta, seed: seed,
                                 guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
+        r.noiseOrder = rng
         r.ranks = MPIRanks.world  // under mpirun, the --batch calls are dealt over the ranks
         return r
     }
