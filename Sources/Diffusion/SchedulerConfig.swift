@@ -231,6 +231,16 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         return out
     }
 
+    /// Only the keys this config's class has (what diffusers writes after `from_config`): a folder
+    /// meant for one class, such as a distilled student's, loads there without warnings.
+    public func keepingOwnKeys() -> SchedulerConfig {
+        guard let cls = SchedulerClass(rawValue: className) else { return self }
+        var out = self
+        out.values = values.filter { cls.defaults[$0.key] != nil }
+        out.defaultedKeys = defaultedKeys.filter { cls.defaults[$0] != nil }
+        return out
+    }
+
     /// Sets keys explicitly (they then carry over to other classes).
     public func setting(_ overrides: [String: JSONValue]) -> SchedulerConfig {
         var out = self

@@ -47,7 +47,12 @@ final class DistillTests: XCTestCase {
 
     /// The consistency function's boundary condition is the LCM sampler's (timestep_scaling 10).
     func testConsistencyBoundaryIsTheLCMSamplers() throws {
+        let standard = DistillationRecipe(teacher: "t")
+        XCTAssertEqual(standard.method, .progressive, "the method that measured best is the default")
+        XCTAssertEqual(standard.training.learningRate, 5e-5)
+        XCTAssertEqual(standard.grid, 16)
         let recipe = DistillationRecipe(teacher: "t", method: .consistency)
+        XCTAssertEqual(recipe.training.learningRate, 5e-6)
         let config = Distillation.studentScheduler(recipe, teacher: SchedulerConfig(.ddpm))
         XCTAssertEqual(config.className, "LCMScheduler")
         let lcm = try LCMSampler(config: config, steps: 4)
@@ -101,6 +106,7 @@ final class DistillTests: XCTestCase {
         let scheduler = try PipelineFolder.scheduler(in: pd.appendingPathComponent("model"))
         XCTAssertEqual(scheduler.className, "DDIMScheduler")
         XCTAssertEqual(scheduler.values["timestep_spacing"], .string("trailing"))
+        XCTAssertNil(scheduler.values["variance_type"], "only DDIMScheduler's own keys (diffusers warns about others)")
         // The teacher's weights are not what the student ends with.
         let t = try SafeTensorsFile(url: teacherDir.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"))
         let s = try SafeTensorsFile(url: pd.appendingPathComponent("model/unet/diffusion_pytorch_model.safetensors"))
@@ -130,18 +136,18 @@ final class DistillTests: XCTestCase {
         XCTAssertEqual(own, try raw(teacherDir.path, ["--fast"], "fast"))
 
         // Consistency: the LCM student; the run refuses to start over, and resumes (nothing left to do).
-        r = try distill("cd", [])
+        r = try distill("cd", ["--method", "consistency"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let cd = dir.appendingPathComponent("cd/model")
         XCTAssertEqual(try PipelineFolder.scheduler(in: cd).className, "LCMScheduler")
         XCTAssertEqual(try DistillationInfo.load(cd)?.steps, 4)
         XCTAssertEqual(try raw(cd.path, [], "lcm").count, 2 * 64)
-        r = try distill("cd", [])
+        r = try distill("cd", ["--method", "consistency"])
         XCTAssertEqual(r.status, 1)
         XCTAssert(r.stderr.contains("--resume"), r.stderr)
-        r = try distill("cd", ["--resume"])
+        r = try distill("cd", ["--method", "consistency", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        r = try distill("cd", ["--resume", "--lr", "1e-3"])
+        r = try distill("cd", ["--method", "consistency", "--resume", "--lr", "1e-3"])
         XCTAssertEqual(r.status, 1, "another recipe cannot resume this run")
         // A student is not a teacher.
         r = try runDiffuseCommand(["distill", "image", "--teacher", cd.path, "--out", dir.appendingPathComponent("x").path])

@@ -16,10 +16,10 @@ struct Distill: ParsableCommand {
         abstract: "Distil a model into a student that samples in a few steps (consistency or progressive distillation).",
         discussion: """
         The student learns the teacher's guided prediction in one evaluation first (stage 1, \
-        --guidance-steps), then to sample in --student-steps steps: --method consistency (latent \
-        consistency models' recipe: an EMA target, one DDIM step of the guided teacher on a \
-        --grid point grid; sampled with LCM) or --method progressive (halvings from the \
-        teacher's --grid DDIM steps down to --student-steps; sampled with DDIM "trailing"). \
+        --guidance-steps), then to sample in --student-steps steps: --method progressive (the \
+        default: halvings from the teacher's --grid DDIM steps down to --student-steps; sampled \
+        with DDIM "trailing") or --method consistency (latent consistency models' recipe: an EMA \
+        target, one DDIM step of the guided teacher on a --grid point grid; sampled with LCM). \
         The guidance scale is baked in (recorded in distillation.json): the student is sampled \
         without guidance, one model call per step.
 
@@ -39,7 +39,7 @@ struct DistillOptions: ParsableArguments {
     @Option(help: "Training data (default: the modality's built-in set); labels are matched to the teacher's classes by name.")
     var data: String?
     @Option(help: "Run folder.") var out: String
-    @Option(help: "consistency or progressive.") var method: DistillationMethod = .consistency
+    @Option(help: "progressive (default; measured best on the image model) or consistency.") var method: DistillationMethod = .progressive
     @Option(help: "Sampling steps the student is made for (default 4).") var studentSteps: Int?
     @Option(help: "Training steps of the consistency stage, or of each progressive halving (default 300).") var steps: Int?
     @Option(help: "Steps of stage 1, learning the guided prediction in one evaluation (default 300; 0 skips it).") var guidanceSteps: Int?
@@ -48,7 +48,7 @@ struct DistillOptions: ParsableArguments {
     var grid: Int?
     @Option(help: "Loss weighting over noise levels: x0, epsilon or min-snr (default).") var weighting: DistillationWeighting?
     @Option(help: "Batch size (default 16).") var batch: Int?
-    @Option(help: "Learning rate (default 5e-6).") var lr: Float?
+    @Option(help: "Learning rate (default 5e-5 progressive, 5e-6 consistency).") var lr: Float?
     @Option(help: "Steps between preview grids (default 100; 0: none).") var previewEvery: Int?
     @Option(help: "Seed of every draw (batches, timesteps, noise).") var seed: UInt64?
     @Flag(help: "Continue from the run folder's checkpoints.") var resume = false
@@ -74,7 +74,9 @@ struct DistillOptions: ParsableArguments {
         if let d = teacherPipeline.distillation {
             throw ModelFolderError(path: dir.path, reason: "is itself a distilled student (of \(d.teacher)); distil its teacher instead")
         }
-        var recipe = DistillationRecipe(teacher: dir.standardizedFileURL.path, method: method, guidanceScale: guidance ?? ClassLabels.defaultGuidance)
+        // The bundled teacher is recorded as samples/NAME, so a student bundled beside it names it on any machine.
+        let recorded = teacher == nil ? "samples/\(M.name)" : dir.standardizedFileURL.path
+        var recipe = DistillationRecipe(teacher: recorded, method: method, guidanceScale: guidance ?? ClassLabels.defaultGuidance)
         if let studentSteps { recipe.studentSteps = studentSteps; if grid == nil, method == .progressive { recipe.grid = 4 * studentSteps } }
         if let steps { recipe.steps = steps }
         if let guidanceSteps { recipe.guidanceSteps = guidanceSteps }
