@@ -93,16 +93,18 @@ public enum Generation {
                               firstSample: Int = 0, noiseOrder: NoiseOrder = .diffuse,
                               progress: ((_ step: Int, _ total: Int) -> Bool)? = nil) throws -> Tensor {
         model.setTraining(false)
+        func run<N: NoiseSource>(_ rng: inout N) throws -> Tensor {
+            try sample(model: model, shape: shape, sampler: sampler, schedule: schedule, noise: &rng, start: start, labels: labels,
+                       guidance: guidance, initial: initial, known: known, progress: progress)
+        }
         switch noiseOrder {
         case .diffuse:
             var rng = RandomGenerator(seed: seed, firstSample: firstSample)
-            return try sample(model: model, shape: shape, sampler: sampler, schedule: schedule, noise: &rng, start: start, labels: labels,
-                              guidance: guidance, initial: initial, known: known, progress: progress)
+            return try run(&rng)
         case .torch:
             precondition(firstSample == 0, "torch noise is drawn for a whole batch: no first sample \(firstSample)")
             var rng = TorchGenerator(seed: seed)
-            return try sample(model: model, shape: shape, sampler: sampler, schedule: schedule, noise: &rng, start: start, labels: labels,
-                              guidance: guidance, initial: initial, known: known, progress: progress)
+            return try run(&rng)
         }
     }
 
