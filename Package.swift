@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], path: "Tests/TensorTests"),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensor", "TestSupport"], path: "Tests/NNTests",
                     exclude: ["Goldens", "Corrupt"]),
-        .testTarget(name: "ImageModelTests", dependencies: ["Image", "Text", "Diffusion", "NN", "Tensor", "TestSupport"],
+        .testTarget(name: "ImageModelTests", dependencies: ["Image", "Workflow", "Text", "Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/ImageModelTests", exclude: ["Goldens"]),
         .testTarget(name: "AudioModelTests", dependencies: ["Audio", "Diffusion", "NN", "Tensor", "TestSupport"],
                     path: "Tests/AudioModelTests", exclude: ["Goldens"]),  // goldens read via #filePath

@@ -3,6 +3,7 @@ import Tensor
 import NN
 import Diffusion
 import Text
+import Workflow
 
 /// What a prompt-driven generation asks for: one prompt per sample, a negative prompt (the
 /// "unconditional" side of classifier-free guidance; empty = diffusers' default ""), and CLIP
@@ -37,6 +38,8 @@ public final class StableDiffusionPipeline {
     public let unet: UNet2DConditionModel
     public let vae: AutoencoderKL
     public let scheduler: SchedulerConfig
+    /// A distilled student's record (distillation.json): its default steps and guidance scale.
+    public var distillation: DistillationInfo?
 
     public static let className = "StableDiffusionPipeline"
 
@@ -44,8 +47,9 @@ public final class StableDiffusionPipeline {
     public private(set) var timings: [(String, Double)] = []
 
     public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
-                scheduler: SchedulerConfig) {
+                scheduler: SchedulerConfig, distillation: DistillationInfo? = nil) {
         self.tokenizer = tokenizer; self.textEncoder = textEncoder; self.unet = unet; self.vae = vae; self.scheduler = scheduler
+        self.distillation = distillation
     }
 
     /// Whether `dir` is a pipeline folder of this family (its model_index.json names it, or its
@@ -79,7 +83,7 @@ public final class StableDiffusionPipeline {
                                        textEncoder: try CLIPTextModel.load(dir.appendingPathComponent("text_encoder"), keepHalf: true),
                                        unet: try UNet2DConditionModel.load(dir.appendingPathComponent("unet"), keepHalf: true),
                                        vae: try AutoencoderKL.load(dir.appendingPathComponent("vae"), keepHalf: true),
-                                       scheduler: try PipelineFolder.scheduler(in: dir))
+                                       scheduler: try PipelineFolder.scheduler(in: dir), distillation: try DistillationInfo.load(dir))
     }
 
     static func loadSingleFile(_ url: URL, prediction: StableDiffusionPrediction?) throws -> StableDiffusionPipeline {
@@ -124,6 +128,7 @@ public final class StableDiffusionPipeline {
             "image_encoder": .array([.null, .null]), "requires_safety_checker": .bool(false),
         ]
         try ConfigFile.write(index, to: dir.appendingPathComponent("model_index.json"))
+        if let distillation { try distillation.save(dir) }
     }
 
     /// Merges LoRA files into the unet and text encoder (`FILE[:SCALE]` each, in order);
@@ -136,6 +141,28 @@ public final class StableDiffusionPipeline {
             let report = try LoRA.load(URL(fileURLWithPath: lora.path)).merge(unet: u, textEncoder: t, scale: lora.scale)
             return (lora.path, report.unused)
         }
+    }
+
+    /// Whether the unet takes the guidance scale as an input (`time_cond_proj_dim`, an
+    /// LCM-distilled unet): it is called once per step with w = scale − 1 embedded
+    /// (`guidanceScaleEmbedding`), as diffusers' `LatentConsistencyModelPipeline` and
+    /// `StableDiffusionPipeline` call it; no classifier-free guidance, no negative prompt.
+    public var takesGuidanceScale: Bool { unet.config.timeCondProjDim != nil }
+
+    /// Steps when none are asked for: a distilled student's own; 4 on a folder whose scheduler is
+    /// LCM's or TCD's (diffusers' `LatentConsistencyModelPipeline` default), else 20.
+    public var defaultSteps: Int {
+        if let distillation { return distillation.steps }
+        switch SchedulerClass(rawValue: scheduler.className) {
+        case .lcm?, .tcd?: return 4
+        default: return 20
+        }
+    }
+
+    /// Guidance when none is asked for: a distilled student's own; 8.5 for a unet that takes the
+    /// scale as an input (diffusers' `LatentConsistencyModelPipeline` default), else 7.5.
+    public var defaultGuidance: Float {
+        distillation?.guidanceScale ?? (takesGuidanceScale ? 8.5 : TextToImageJob.defaultGuidance)
     }
 
     /// Pixels per latent pixel (8 for SD).
@@ -177,7 +204,9 @@ public final class StableDiffusionPipeline {
         var distinct: [String] = []
         var row: [String: Int] = [:]
         for p in prompt.prompts where row[p] == nil { row[p] = distinct.count; distinct.append(p) }
-        let guided = given.guidance > 1  // diffusers guides only above 1
+        // diffusers guides only above 1, and never a unet that takes the guidance scale as an input
+        // (`time_cond_proj_dim`: LCM-distilled): that one gets w = scale − 1 embedded beside the timestep.
+        let guided = given.guidance > 1 && !takesGuidanceScale
         let clock = ContinuousClock()
         var mark = clock.now
         func lap(_ name: String) {
@@ -188,7 +217,8 @@ public final class StableDiffusionPipeline {
         timings = []
         let table = embed(distinct + (guided ? [prompt.negativePrompt] : []), clipSkip: prompt.clipSkip)
         lap("text encoder")
-        let denoiser = PromptTableDenoiser(unet: unet, table: table, extra: inpaintingInputs)
+        let denoiser = PromptTableDenoiser(unet: unet, table: table, extra: inpaintingInputs,
+                                           guidanceEmbedding: unet.config.timeCondProjDim.map { guidanceScaleEmbedding([given.guidance - 1], dim: $0) })
         var request = given
         request.conditioning = .labels(prompt.prompts.map { row[$0]! })
         let guidance = guided ? Guidance(scale: given.guidance, rescale: given.guidanceRescale, nullLabel: distinct.count) : nil
@@ -216,13 +246,16 @@ public final class StableDiffusionPipeline {
 /// The conditional U-Net as the sampling loop sees a class model: "label" k selects row k of
 /// a table of text embeddings [K, L, D]. With `extra` (a 9-channel inpainting unet), the mask
 /// [1, 1, h, w] and the masked image's latents [1, 4, h, w] are appended to every input's channels.
+/// With `guidanceEmbedding` [1, time_cond_proj_dim] (an LCM unet), every sample gets it as `timestepCond`.
 final class PromptTableDenoiser: Module, DiffusionModel {
     let unet: UNet2DConditionModel
     let table: Tensor
     let extra: (mask: Tensor, maskedImageLatents: Tensor)?
+    /// [1, dim] (every sample) or [N, dim] (one per sample: a distillation batch's drawn scales).
+    var guidanceEmbedding: Tensor?
 
-    init(unet: UNet2DConditionModel, table: Tensor, extra: (mask: Tensor, maskedImageLatents: Tensor)?) {
-        self.unet = unet; self.table = table; self.extra = extra
+    init(unet: UNet2DConditionModel, table: Tensor, extra: (mask: Tensor, maskedImageLatents: Tensor)?, guidanceEmbedding: Tensor? = nil) {
+        self.unet = unet; self.table = table; self.extra = extra; self.guidanceEmbedding = guidanceEmbedding
     }
 
     func visit(_ v: inout ModuleVisitor) { v("unet", unet) }
@@ -242,6 +275,7 @@ final class PromptTableDenoiser: Module, DiffusionModel {
             precondition(mask.shape == [n, 1, h, w] && masked.shape == [n, 4, h, w], "inpainting inputs for \(x.shape)")
             input = Tensor.concat([x, mask, masked], axis: 1)
         }
-        return unet(input, timesteps: timesteps, encoderHiddenStates: context)
+        let cond = guidanceEmbedding.map { e in e.shape[0] == n ? e : Tensor.concat([Tensor](repeating: e, count: n), axis: 0) }
+        return unet(input, timesteps: timesteps, encoderHiddenStates: context, timestepCond: cond)
     }
 }

@@ -317,7 +317,7 @@ public final class DiffuseServer: @unchecked Sendable {
             let (w, h) = t2i.size(on: pipe)
             if let p = pipe.sizeProblem(height: h, width: w) { throw BadParameter(t2i.width == nil ? "height" : "width", p) }
             let request = sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
-                                           defaultGuidance: TextToImageJob.defaultGuidance)
+                                           defaultGuidance: pipe.defaultGuidance)
             return try generator.textToImage(entry, t2i, request, job: job)
         }
     }

@@ -153,9 +153,12 @@ public final class Tensor: @unchecked Sendable {
             half.assign(from: other.materialized().data)
             return
         }
-        let src = SendablePointer(other.data), dst = SendablePointer(data)
-        Parallel.chunks(count, grain: 1 << 16) { s, e in
-            (dst.p + s).update(from: src.p + s, count: e - s)
+        let source = other.half == nil ? other : other.materialized()  // a 16-bit source widened first
+        withExtendedLifetime(source) {
+            let src = SendablePointer(source.data), dst = SendablePointer(data)
+            Parallel.chunks(count, grain: 1 << 16) { s, e in
+                (dst.p + s).update(from: src.p + s, count: e - s)
+            }
         }
     }
 

@@ -46,6 +46,10 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     /// The classifier-free guidance scale baked into the student (the teacher's guided
     /// prediction is what it learns; 1: none).
     public var guidanceScale: Float
+    /// For a student that takes the guidance scale as an input (a text-to-image unet with
+    /// `time_cond_proj_dim`, as LCM's): the range [low, high] each sample's scale is drawn from,
+    /// uniformly; `guidanceScale` is then only the student's default. nil: baked in.
+    public var guidanceRange: [Float]?
     /// Stage 1 (Meng et al. 2023, "On Distillation of Guided Diffusion Models", §3.1): steps of
     /// learning the guided teacher's prediction in one evaluation (0 skips it).
     public var guidanceSteps: Int
@@ -93,6 +97,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     enum CodingKeys: String, CodingKey {
         case teacher, method, steps, grid, weighting, training
         case guidanceScale = "guidance_scale", guidanceSteps = "guidance_steps", studentSteps = "student_steps"
+        case guidanceRange = "guidance_range"
         case targetDecay = "target_decay", labelDropout = "label_dropout", previewEvery = "preview_every"
     }
 
@@ -101,6 +106,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
         let method = try c.decodeIfPresent(DistillationMethod.self, forKey: .method) ?? .progressive
         var r = DistillationRecipe(teacher: try c.decode(String.self, forKey: .teacher), method: method)
         r.guidanceScale = try c.decodeIfPresent(Float.self, forKey: .guidanceScale) ?? r.guidanceScale
+        r.guidanceRange = try c.decodeIfPresent([Float].self, forKey: .guidanceRange)
         r.guidanceSteps = try c.decodeIfPresent(Int.self, forKey: .guidanceSteps) ?? r.guidanceSteps
         r.steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? r.steps
         r.studentSteps = try c.decodeIfPresent(Int.self, forKey: .studentSteps) ?? r.studentSteps
@@ -118,6 +124,11 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     public func validate(trainSteps T: Int?) throws {
         func bad(_ k: CodingKeys, _ r: String) -> ConfigError { ConfigError(key: k.rawValue, reason: r) }
         guard guidanceScale.isFinite, guidanceScale >= 0, guidanceScale <= 50 else { throw bad(.guidanceScale, "must be in [0, 50]") }
+        if let g = guidanceRange {
+            guard g.count == 2, g.allSatisfy({ $0.isFinite && $0 >= 1 && $0 <= 50 }), g[0] <= g[1] else {
+                throw bad(.guidanceRange, "must be [low, high] with 1 ≤ low ≤ high ≤ 50, got \(g)")
+            }
+        }
         guard (0...10_000_000).contains(guidanceSteps) else { throw bad(.guidanceSteps, "must be in 0 ... 10000000") }
         guard (1...10_000_000).contains(steps) else { throw bad(.steps, "must be in 1 ... 10000000") }
         guard (1...64).contains(studentSteps) else { throw bad(.studentSteps, "must be in 1 ... 64") }
@@ -163,16 +174,28 @@ public struct DistillationInfo: Codable, Equatable, Sendable {
     public var method: DistillationMethod
     /// The teacher's folder, as the run was given it.
     public var teacher: String
-    /// The guidance scale baked in: the student is sampled without guidance.
+    /// The guidance scale baked in (the student is sampled without guidance), or, with
+    /// `guidanceRange`, the default of a student that takes the scale as an input.
     public var guidanceScale: Float
+    /// The scales a student that takes the scale as an input was trained on; nil: baked in.
+    public var guidanceRange: [Float]?
     /// The default number of sampling steps.
     public var steps: Int
 
-    public init(method: DistillationMethod, teacher: String, guidanceScale: Float, steps: Int) {
-        self.method = method; self.teacher = teacher; self.guidanceScale = guidanceScale; self.steps = steps
+    public init(method: DistillationMethod, teacher: String, guidanceScale: Float, guidanceRange: [Float]? = nil, steps: Int) {
+        self.method = method; self.teacher = teacher; self.guidanceScale = guidanceScale; self.guidanceRange = guidanceRange
+        self.steps = steps
     }
 
-    enum CodingKeys: String, CodingKey { case method, teacher, steps, guidanceScale = "guidance_scale" }
+    /// What a run of `recipe` records in a student made for `steps` steps.
+    public init(_ recipe: DistillationRecipe, steps: Int) {
+        self.init(method: recipe.method, teacher: recipe.teacher, guidanceScale: recipe.guidanceScale,
+                  guidanceRange: recipe.guidanceRange, steps: steps)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, teacher, steps, guidanceScale = "guidance_scale", guidanceRange = "guidance_range"
+    }
 
     public static let fileName = "distillation.json"
 
@@ -187,6 +210,9 @@ public struct DistillationInfo: Codable, Equatable, Sendable {
         guard info.guidanceScale.isFinite, info.guidanceScale >= 0, (1...1000).contains(info.steps) else {
             throw ModelFolderError(path: url.path, reason: "guidance_scale must be a finite number ≥ 0 and steps 1 ... 1000")
         }
+        if let g = info.guidanceRange, g.count != 2 || !g.allSatisfy({ $0.isFinite && $0 >= 0 }) || g[0] > g[1] {
+            throw ModelFolderError(path: url.path, reason: "guidance_range must be [low, high] with 0 ≤ low ≤ high, got \(g)")
+        }
         return info
     }
 
@@ -194,6 +220,98 @@ public struct DistillationInfo: Codable, Equatable, Sendable {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(self), to: dir.appendingPathComponent(Self.fileName))
+    }
+}
+
+/// What the distillation loop needs of a teacher and its students, whatever they are: the class
+/// models of every modality (`ClassDistillation`), or a text-to-image pipeline whose student takes
+/// the guidance scale as an input (the Image module's `TextToImageDistillation`).
+public protocol DistillationSubject {
+    associatedtype Student: DiffusionModel
+    /// The teacher's denoiser, called with the teacher's labels (`nullLabel`: the unconditional side).
+    var teacher: DiffusionModel { get }
+    /// The teacher's scheduler config (noise schedule, prediction type, clipping).
+    var scheduler: SchedulerConfig { get }
+    /// The label of the unconditional side of guidance; nil when the teacher cannot be guided.
+    var nullLabel: Int? { get }
+    /// Whether the teacher takes labels (classes or captions) at all.
+    var isConditional: Bool { get }
+    /// A student with `previous`'s weights (nil: the teacher's), ready to train.
+    func makeStudent(from previous: Student?) throws -> Student
+    /// Each sample's guidance scale for a batch of `n` when the student takes the scale as an
+    /// input (drawn from `rng`); nil when `recipe.guidanceScale` is baked in (nothing drawn).
+    func guidanceScales(_ n: Int, recipe: DistillationRecipe, rng: inout RandomGenerator) -> [Float]?
+    /// Gives `model` the guidance scales of the batch it is about to see.
+    func setGuidance(_ scales: [Float], on model: Student)
+    /// A training batch of `size` [B, C, …] with its labels as the teacher's.
+    func batch(_ size: Int, rng: inout RandomGenerator) throws -> (Tensor, [Int]?)
+    /// Bytes of one forward pass at batch `b` (the memory check before training).
+    func activationBytes(batch b: Int) -> Double
+    /// Writes a preview of `student` sampled with `sampler` in `steps` steps to `base` + its extension.
+    func writePreview(_ student: Student, scheduler: SchedulerConfig, sampler: SamplerName, steps: Int, info: DistillationInfo,
+                      to base: URL) throws
+    /// Writes `student` as a pipeline folder with `scheduler` and distillation.json.
+    func save(_ student: Student, scheduler: SchedulerConfig, info: DistillationInfo, to dir: URL) throws
+}
+
+extension DistillationSubject {
+    public func guidanceScales(_ n: Int, recipe: DistillationRecipe, rng: inout RandomGenerator) -> [Float]? { nil }
+    public func setGuidance(_ scales: [Float], on model: Student) {}
+}
+
+/// A class model of any modality (`Pipeline<M>`): the student has the teacher's config, the
+/// guidance scale is baked in, the data's labels are matched to the teacher's classes by name.
+public struct ClassDistillation<M: Modality>: DistillationSubject {
+    public let pipeline: Pipeline<M>
+    let data: M.Data
+    let labelMap: [Int]?
+
+    /// - Throws: when none of the data's classes is one of the teacher's (`out` names the run).
+    public init(teacher: Pipeline<M>, data: M.Data, out: URL) throws {
+        pipeline = teacher
+        self.data = data
+        let null = teacher.nullLabel
+        labelMap = teacher.classes.isConditional ? data.classNames.map { teacher.classes.matching($0) ?? null ?? 0 } : nil
+        if let labelMap, !data.classNames.isEmpty, labelMap.allSatisfy({ $0 == null }) {
+            throw TrainingRunError(path: out.path, reason: "none of the data's classes (\(data.classNames.prefix(4).joined(separator: ", "))) is one of the teacher's (\(teacher.classNames.prefix(4).joined(separator: ", ")))")
+        }
+    }
+
+    public var teacher: DiffusionModel { pipeline.unet }
+    public var scheduler: SchedulerConfig { pipeline.scheduler }
+    public var nullLabel: Int? { pipeline.nullLabel }
+    public var isConditional: Bool { pipeline.classes.isConditional }
+
+    public func makeStudent(from previous: M.Model?) throws -> M.Model {
+        let student = try NNInit.skippingRandomInit { try M.Model(config: pipeline.unet.config) }
+        try student.load(from: (previous ?? pipeline.unet).stateDict())
+        return student
+    }
+
+    public func batch(_ size: Int, rng: inout RandomGenerator) throws -> (Tensor, [Int]?) {
+        let (x, y) = try data.batch(rng.integers(size, below: data.count))
+        let null = nullLabel
+        return (x, labelMap.map { m in y.map { $0 >= 0 && $0 < m.count ? m[$0] : (null ?? 0) } })
+    }
+
+    public func activationBytes(batch b: Int) -> Double { pipeline.unet.activationBytes([b] + pipeline.unet.sampleShape) }
+
+    /// The student as a pipeline folder's contents.
+    public func pipeline(_ student: M.Model, scheduler: SchedulerConfig, info: DistillationInfo) -> Pipeline<M> {
+        Pipeline<M>(unet: student, scheduler: scheduler, classNames: pipeline.classNames, distillation: info)
+    }
+
+    public func writePreview(_ student: M.Model, scheduler: SchedulerConfig, sampler: SamplerName, steps: Int, info: DistillationInfo,
+                             to base: URL) throws {
+        let p = pipeline(student, scheduler: scheduler, info: info)
+        var request = M.previewRequest(classes: isConditional ? pipeline.classNames.count : nil, guided: false)
+        request.steps = steps
+        request.sampler = sampler
+        try M.writePreview(try p.generate(request), of: p, to: base)
+    }
+
+    public func save(_ student: M.Model, scheduler: SchedulerConfig, info: DistillationInfo, to dir: URL) throws {
+        try pipeline(student, scheduler: scheduler, info: info).save(to: dir)
     }
 }
 
@@ -242,72 +360,88 @@ public enum Distillation {
     /// Runs every stage of `recipe` on `data` (labels mapped to the teacher's classes by name;
     /// a class the teacher lacks trains as the null label) and writes RUN/model.
     @discardableResult
-    public static func run<M: Modality>(recipe given: DistillationRecipe, teacher: Pipeline<M>, data: M.Data, out: URL,
+    public static func run<M: Modality>(recipe: DistillationRecipe, teacher: Pipeline<M>, data: M.Data, out: URL,
                                         resume: Bool, note: (String) -> Void = { _ in },
                                         onStep: (Stage, TrainingStep) -> Bool = { _, _ in true }) throws -> Pipeline<M> {
-        let schedule = try teacher.scheduler.noiseSchedule()
+        let subject = try ClassDistillation(teacher: teacher, data: data, out: out)
+        let student = try run(subject, recipe: recipe, out: out, resume: resume, note: note, onStep: onStep)
+        return subject.pipeline(student, scheduler: studentScheduler(recipe, teacher: teacher.scheduler),
+                                info: DistillationInfo(recipe, steps: recipe.studentSteps))
+    }
+
+    /// Runs every stage of `recipe` on what `subject` gives (teacher, batches, students, their
+    /// previews and folders) and writes RUN/model; returns the last stage's student.
+    @discardableResult
+    public static func run<S: DistillationSubject>(_ subject: S, recipe given: DistillationRecipe, out: URL, resume: Bool,
+                                                   note: (String) -> Void = { _ in },
+                                                   onStep: (Stage, TrainingStep) -> Bool = { _, _ in true }) throws -> S.Student {
+        let schedule = try subject.scheduler.noiseSchedule()
         try given.validate(trainSteps: schedule.numTrainTimesteps)
         let recipe = try TrainingRun.prepare(given, out: out, resume: resume, ranks: nil)
-        let param = try teacher.scheduler.parameterization()
-        let null = teacher.nullLabel
-        if recipe.guidanceScale != 1, teacher.classes.isConditional, null == nil {
+        let param = try subject.scheduler.parameterization()
+        let null = subject.nullLabel
+        if recipe.guidanceScale != 1 || recipe.guidanceRange != nil, subject.isConditional, null == nil {
             throw TrainingRunError(path: recipe.teacher, reason: "the teacher has no null label, so it cannot be guided: pass --guidance 1")
-        }
-        // The data's labels as the teacher's.
-        let labelMap: [Int]? = teacher.classes.isConditional
-            ? data.classNames.map { teacher.classes.matching($0) ?? null ?? 0 } : nil
-        if let labelMap, !data.classNames.isEmpty, labelMap.allSatisfy({ $0 == null }) {
-            throw TrainingRunError(path: out.path, reason: "none of the data's classes (\(data.classNames.prefix(4).joined(separator: ", "))) is one of the teacher's (\(teacher.classNames.prefix(4).joined(separator: ", ")))")
         }
         let b = recipe.training.batchSize
         // Teacher (guided: two halves), student forward + backward, target: about 14 forwards' activations.
-        try MemoryBudget.check((Training.trainingActivationFactor + 4) * teacher.unet.activationBytes([b] + teacher.unet.sampleShape),
-                               "a distillation step at batch \(b) of \(teacher.unet.sampleShape)")
-        let ctx = Context(schedule: schedule, param: param, nullLabel: null, labelDropout: teacher.classes.isConditional ? recipe.labelDropout : 0,
+        try MemoryBudget.check((Training.trainingActivationFactor + 4) * subject.activationBytes(batch: b),
+                               "a distillation step at batch \(b)")
+        let ctx = Context(schedule: schedule, param: param, nullLabel: null, labelDropout: subject.isConditional ? recipe.labelDropout : 0,
                           weighting: recipe.weighting)
-        teacher.unet.setTraining(false)
-        let guided = ctx.guided(teacher.unet, scale: teacher.classes.isConditional ? recipe.guidanceScale : 1)
+        subject.teacher.setTraining(false)
+        let fixed = ctx.guided(subject.teacher, scale: subject.isConditional ? recipe.guidanceScale : 1)
+        /// The guided teacher for a batch: at the baked-in scale, or at each sample's drawn one.
+        func guidedTeacher(_ scales: [Float]?) -> Context.Predictor { scales.map { ctx.guided(subject.teacher, scales: $0) } ?? fixed }
 
-        func batch(_ rng: inout RandomGenerator) throws -> (Tensor, [Int]?) {
-            let (x, y) = try data.batch(rng.integers(b, below: data.count))
-            return (x, labelMap.map { m in y.map { $0 >= 0 && $0 < m.count ? m[$0] : (null ?? 0) } })
-        }
-
-        var previous: M.Model = teacher.unet
-        var stageModel: Pipeline<M>? = nil
+        var previous: S.Student? = nil
         for stage in stages(recipe) {
             let dir = out.appendingPathComponent("stage-\(stage.index)-\(stage.name)")
             try FileManager.default.createDirectory(at: dir.appendingPathComponent("previews"), withIntermediateDirectories: true)
-            let student = try NNInit.skippingRandomInit { try M.Model(config: teacher.unet.config) }
-            try student.load(from: previous.stateDict())
+            let student = try subject.makeStudent(from: previous)
             var options = recipe.training
             options.steps = stage.steps
-            var scheduler = teacher.scheduler
+            var scheduler = subject.scheduler
             var previewSteps = [1, 2, recipe.studentSteps].filter { $0 <= recipe.studentSteps }
             let loss: Trainer.Loss
-            var target: M.Model? = nil
+            var target: S.Student? = nil
+            // A student that takes the guidance scale as an input sees each sample's drawn scale
+            // (as do its EMA target and the frozen student before it); nil: the scale is baked in.
+            func drawGuidance(_ n: Int, _ rng: inout RandomGenerator, for models: [S.Student]) -> [Float]? {
+                guard let w = subject.guidanceScales(n, recipe: recipe, rng: &rng) else { return nil }
+                for m in models { subject.setGuidance(w, on: m) }
+                return w
+            }
             if stage.name == "guidance" {
-                loss = { x0, y, rng in ctx.guidanceLoss(student, teacher: guided, x0: x0, labels: y, rng: &rng) }
+                loss = { x0, y, rng in
+                    let w = drawGuidance(x0.shape[0], &rng, for: [student])
+                    return ctx.guidanceLoss(student, teacher: guidedTeacher(w), x0: x0, labels: y, rng: &rng)
+                }
                 previewSteps = [recipe.studentSteps, 20]
             } else if recipe.method == .consistency {
                 options.emaDecay = recipe.targetDecay
                 options.emaMinDecay = recipe.targetDecay
-                let t = try NNInit.skippingRandomInit { try M.Model(config: teacher.unet.config) }
+                let t = try subject.makeStudent(from: student)
                 t.setTraining(false)
                 target = t
                 // The ODE solver is the guided teacher itself (stage 1 only gave the student its start).
-                let solver = guided
                 let grid = recipe.grid
-                loss = { x0, y, rng in ctx.consistencyLoss(student, target: t, teacher: solver, grid: grid, x0: x0, labels: y, rng: &rng) }
-                scheduler = studentScheduler(recipe, teacher: teacher.scheduler)
+                loss = { x0, y, rng in
+                    let w = drawGuidance(x0.shape[0], &rng, for: [student, t])
+                    return ctx.consistencyLoss(student, target: t, teacher: guidedTeacher(w), grid: grid, x0: x0, labels: y, rng: &rng)
+                }
+                scheduler = studentScheduler(recipe, teacher: subject.scheduler)
             } else {
                 let halving = recipe.halvings[stage.index - 1 - (recipe.guidanceSteps > 0 ? 1 : 0)]
-                let frozen = previous
-                frozen.setTraining(false)
                 // The first halving learns from the guided teacher itself, the others from the student before.
-                let solver = halving.teacher == recipe.grid ? guided : ctx.guided(frozen, scale: 1)
-                loss = { x0, y, rng in ctx.progressiveLoss(student, teacher: solver, studentSteps: halving.student, x0: x0, labels: y, rng: &rng) }
-                scheduler = studentScheduler(recipe, teacher: teacher.scheduler)
+                let frozen = halving.teacher == recipe.grid ? nil : previous
+                frozen?.setTraining(false)
+                loss = { x0, y, rng in
+                    let w = drawGuidance(x0.shape[0], &rng, for: [student] + (frozen.map { [$0] } ?? []))
+                    let solver = frozen.map { ctx.guided($0, scale: 1) } ?? guidedTeacher(w)
+                    return ctx.progressiveLoss(student, teacher: solver, studentSteps: halving.student, x0: x0, labels: y, rng: &rng)
+                }
+                scheduler = studentScheduler(recipe, teacher: subject.scheduler)
                 previewSteps = [halving.student, halving.teacher]
             }
             // The consistency target is the EMA of the student (the trainer's own): synced before every step.
@@ -318,35 +452,29 @@ public enum Distillation {
             }
             ema.ema = trainer.ema
             let isLast = stage.index == stages(recipe).count
-            let info = DistillationInfo(method: recipe.method, teacher: recipe.teacher, guidanceScale: recipe.guidanceScale,
-                                        steps: stage.name == "guidance" ? 20 : isLast ? recipe.studentSteps : previewSteps[0])
-            let pipeline = Pipeline<M>(unet: student, scheduler: scheduler, classNames: teacher.classNames, distillation: info)
+            let info = DistillationInfo(recipe, steps: stage.name == "guidance" ? 20 : isLast ? recipe.studentSteps : previewSteps[0])
+            let stageScheduler = scheduler
             var stopped = false
             try TrainingRun.run(trainer: trainer, out: dir, previewEvery: recipe.previewEvery == 0 ? Int.max / 2 : recipe.previewEvery,
-                                batch: batch, preview: { step in
+                                batch: { rng in try subject.batch(b, rng: &rng) }, preview: { step in
                                     for n in previewSteps {
-                                        var request = M.previewRequest(classes: teacher.classes.isConditional ? teacher.classNames.count : nil, guided: false)
-                                        request.steps = n
-                                        request.sampler = stage.name == "guidance" ? .dpmpp2m : SamplerName.default(for: scheduler)
-                                        try M.writePreview(try pipeline.generate(request), of: pipeline,
-                                                           to: dir.appendingPathComponent("previews/step-\(step)-\(n)steps"))
+                                        try subject.writePreview(student, scheduler: stageScheduler,
+                                                                 sampler: stage.name == "guidance" ? .dpmpp2m : SamplerName.default(for: stageScheduler),
+                                                                 steps: n, info: info,
+                                                                 to: dir.appendingPathComponent("previews/step-\(step)-\(n)steps"))
                                     }
-                                }, export: { try pipeline.save(to: dir.appendingPathComponent("model")) },
+                                }, export: { try subject.save(student, scheduler: stageScheduler, info: info, to: dir.appendingPathComponent("model")) },
                                 onStep: { r in let go = onStep(stage, r); if !go { stopped = true }; return go }, ranks: nil)
             if stopped { throw TrainingInterrupted(stage: stage.name, path: dir.path) }
             try LossPlot.write(csv: dir.appendingPathComponent("loss.csv"), to: dir.appendingPathComponent("loss.png"))
             _ = trainer.swapInEMA()  // what was exported goes on to the next stage
             note("stage \(stage.index) (\(stage.name)): \(trainer.step) steps → \(dir.appendingPathComponent("model").path)")
             previous = student
-            stageModel = pipeline
         }
-        guard let student = stageModel else { throw TrainingRunError(path: out.path, reason: "the recipe has no stage") }
-        let final = Pipeline<M>(unet: student.unet, scheduler: studentScheduler(recipe, teacher: teacher.scheduler),
-                                classNames: teacher.classNames,
-                                distillation: DistillationInfo(method: recipe.method, teacher: recipe.teacher,
-                                                               guidanceScale: recipe.guidanceScale, steps: recipe.studentSteps))
-        try final.save(to: out.appendingPathComponent("model"))
-        return final
+        guard let student = previous else { throw TrainingRunError(path: out.path, reason: "the recipe has no stage") }
+        try subject.save(student, scheduler: studentScheduler(recipe, teacher: subject.scheduler),
+                         info: DistillationInfo(recipe, steps: recipe.studentSteps), to: out.appendingPathComponent("model"))
+        return student
     }
 
     /// The trainer's EMA, handed to its loss closure once the trainer exists.
@@ -376,6 +504,18 @@ public enum Distillation {
                 let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: t + t,
                                          labels: labels + [Int](repeating: null, count: n)).chunked(2, axis: 0)
                 return both[1] + (both[0] - both[1]) * scale
+            }
+        }
+
+        /// The guided teacher at a scale per sample (students that take the scale as an input).
+        public func guided(_ model: DiffusionModel, scales: [Float]) -> Predictor {
+            { x, t, labels in
+                guard let labels, let null = nullLabel else { return model.predict(x, timesteps: t, labels: labels) }
+                let n = x.shape[0]
+                precondition(scales.count == n, "\(scales.count) guidance scales for a batch of \(n)")
+                let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: t + t,
+                                         labels: labels + [Int](repeating: null, count: n)).chunked(2, axis: 0)
+                return both[1] + (both[0] - both[1]) * perSample(scales, like: x)
             }
         }
 

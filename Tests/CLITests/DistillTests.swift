@@ -3,7 +3,7 @@ import Foundation
 import TestSupport
 import Tensor
 import NN
-import Image
+@testable import Image
 import Media
 import Diffusion
 import Workflow
@@ -153,5 +153,82 @@ final class DistillTests: XCTestCase {
         r = try runDiffuseCommand(["distill", "image", "--teacher", cd.path, "--out", dir.appendingPathComponent("x").path])
         XCTAssertEqual(r.status, 1)
         XCTAssert(r.stderr.contains("distilled student"), r.stderr)
+    }
+
+    /// A text-to-image teacher (the tiny pipeline of the SD goldens, 64×64): the student's unet
+    /// takes the guidance scale as an input; it starts as the teacher's conditional prediction,
+    /// learns a different prediction per scale, and samples in one call per step in diffusers'
+    /// way (tested against diffusers in StableDiffusionPipelineTests).
+    func testDistilTextToImageTeacherIntoAGuidanceInputStudent() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("diffuse-distill-t2i-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let teacherDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ImageModelTests/Goldens/sd-pipeline/tiny")
+        let data = dir.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        var lines: [String] = []
+        for (k, caption) in ["red square", "blue circle", "green bar", "yellow dot"].enumerated() {
+            let img = Tensor(shape: [3, 64, 64], scalars: (0..<(3 * 64 * 64)).map { p in Float((p / 64 + k * 7 + p / 4096) % 5) / 2 - 1 })
+            try PNGCodec.write(img, to: data.appendingPathComponent("\(k).png"))
+            lines.append(#"{"file_name": "\#(k).png", "text": "\#(caption)"}"#)
+        }
+        try (lines.joined(separator: "\n") + "\n").write(to: data.appendingPathComponent("metadata.jsonl"), atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("run")
+        func distill(_ extra: [String]) throws -> DiffuseResult {
+            try runDiffuseCommand(["distill", "image", "--teacher", teacherDir.path, "--data", data.path, "--out", out.path,
+                                   "--guidance-steps", "2", "--steps", "2", "--batch", "2", "--student-steps", "1", "--grid", "2",
+                                   "--preview-every", "2", "--lr", "1e-3", "--threads", "1"] + extra)
+        }
+        var r = try distill(["--guidance-range", "9,2"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssert(r.stderr.contains("--guidance-range"), r.stderr)
+        r = try distill([])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("takes --guidance 2.0-8.0"), r.stdout)
+        for stage in ["stage-1-guidance", "stage-2-2to1"] {
+            XCTAssert(FileManager.default.fileExists(atPath: out.appendingPathComponent("\(stage)/previews/step-2-1steps.png").path), stage)
+        }
+        let model = out.appendingPathComponent("model")
+        let student = try StableDiffusionPipeline.load(model)
+        XCTAssertEqual(student.unet.config.timeCondProjDim, TextToImageDistillation.guidanceEmbeddingDim)
+        XCTAssertTrue(student.takesGuidanceScale)
+        let info = try XCTUnwrap(student.distillation)
+        XCTAssertEqual(info.guidanceRange, [2, 8])
+        XCTAssertEqual(info.guidanceScale, TextToImageDistillation.defaultGuidance)
+        XCTAssertEqual(student.defaultSteps, 1)
+        XCTAssertEqual(student.defaultGuidance, 5)
+        XCTAssertEqual(student.scheduler.className, "DDIMScheduler")
+
+        // Stage 1 starts from the teacher: before training, the student is the teacher's conditional prediction at every scale.
+        let teacher = try StableDiffusionPipeline.load(teacherDir)
+        let subject = try TextToImageDistillation.Subject(teacher: teacher, images: Tensor.zeros([1, 3, 64, 64]), captions: ["red square"],
+                                                          previewPrompts: [])
+        let fresh = try subject.makeStudent(from: nil)
+        var rng = RandomGenerator(seed: 4)
+        let x = rng.normal([2, 4, 8, 8])
+        subject.setGuidance([2, 7], on: fresh)
+        XCTAssertEqual(fresh.predict(x, timesteps: [500, 500], labels: [0, 0]).scalars,
+                       subject.teacher.predict(x, timesteps: [500, 500], labels: [0, 0]).scalars)
+        // The trained student's prediction depends on the scale it is given.
+        let trained = PromptTableDenoiser(unet: student.unet, table: subject.table, extra: nil)
+        subject.setGuidance([2, 2], on: trained)
+        let low = trained.predict(x, timesteps: [500, 500], labels: [0, 0])
+        subject.setGuidance([8, 8], on: trained)
+        XCTAssertNotEqual(low.scalars, trained.predict(x, timesteps: [500, 500], labels: [0, 0]).scalars)
+
+        // generate --prompt: the student's own steps and default guidance; --guidance changes the image.
+        func raw(_ extra: [String], _ name: String) throws -> [Float] {
+            let u = dir.appendingPathComponent(name + ".safetensors")
+            let r = try runDiffuseCommand(["generate", "image", "--model", model.path, "--prompt", "red square", "--threads", "1",
+                                           "--raw", u.path, "--out", dir.appendingPathComponent(name + ".png").path] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try SafeTensorsFile(url: u).tensor("latents").scalars
+        }
+        let own = try raw([], "own")
+        XCTAssertEqual(own, try raw(["--steps", "1", "--guidance", "5", "--sampler", "ddim"], "explicit"))
+        XCTAssertNotEqual(own, try raw(["--guidance", "3"], "three"))
+        // Resuming a finished run does nothing more; a class teacher's --guidance-range is refused.
+        r = try distill(["--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 }

@@ -5,6 +5,7 @@ import NN
 import Diffusion
 import Image
 import Text
+import Workflow
 import TestSupport
 
 /// Whole text-to-image pipelines against diffusers' StableDiffusionPipeline (goldens from
@@ -25,17 +26,31 @@ final class StableDiffusionPipelineTests: XCTestCase {
         var height: Int
         var width: Int
         var clip_skip: Int?
+        var seed: UInt64?
+        /// LCM cases ("lcm" or "sd"): start latents and step noise drawn from `seed` in torch's order.
+        var pipeline: String?
+        var eta: Float?
     }
 
-    func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let pipe = try Self.pipeline.get()
+    /// The tiny pipeline with the LCM unet (`time_cond_proj_dim` 32) and LCMScheduler's config of tiny-lcm/.
+    static let lcmPipeline = Result {
+        let tiny = try pipeline.get(), lcm = dir.appendingPathComponent("tiny-lcm")
+        return StableDiffusionPipeline(tokenizer: tiny.tokenizer, textEncoder: tiny.textEncoder,
+                                       unet: try UNet2DConditionModel.load(lcm.appendingPathComponent("unet"), keepHalf: true),
+                                       vae: tiny.vae, scheduler: try PipelineFolder.scheduler(in: lcm))
+    }
+
+    func check(_ name: String, lcm: Bool = false, file: StaticString = #filePath, line: UInt = #line) throws {
+        let pipe = try (lcm ? Self.lcmPipeline : Self.pipeline).get()
         let golden = try SafeTensorsFile(url: Self.dir.appendingPathComponent(name + ".safetensors"))
         let call = try JSONDecoder().decode(Call.self, from: Data(golden.metadata["call"]!.utf8))
         let prompt = PromptConditioning(prompts: call.prompts, negativePrompt: call.negative_prompt ?? "", clipSkip: call.clip_skip)
         assertClose(pipe.embed(call.prompts, clipSkip: call.clip_skip), try golden.tensor("prompt_embeds"), atol: 1e-5, rtol: 0,
                     "\(name) prompt embeddings", file: file, line: line)
-        let request = SamplingRequest(count: call.prompts.count, sampler: SamplerName(rawValue: call.sampler), steps: call.steps,
-                                      guidance: call.guidance, start: try golden.tensor("latents"))
+        var request = SamplingRequest(count: call.prompts.count, sampler: SamplerName(rawValue: call.sampler), steps: call.steps,
+                                      eta: call.eta, seed: call.pipeline == nil ? 0 : call.seed ?? 0, guidance: call.guidance,
+                                      start: call.pipeline == nil ? try golden.tensor("latents") : nil)
+        if call.pipeline != nil { request.noiseOrder = .torch }
         let (latents, images) = try pipe.generate(prompt, request: request, height: call.height, width: call.width)
         for (got, key) in [(latents, "output_latents"), (images, "sample")] {
             let want = try golden.tensor(key)
@@ -53,6 +68,21 @@ final class StableDiffusionPipelineTests: XCTestCase {
     func testTwoPromptsUnguidedOnTheFoldersPNDM() throws { try check("two-prompts-unguided-pndm") }
     func testDDIMWithClipSkip() throws { try check("ddim-clip-skip") }
     func testKarrasSigmasAndAPromptPast77Tokens() throws { try check("karras-long-prompt") }
+    /// An LCM-distilled unet takes the guidance scale as an input: diffusers' LatentConsistencyModelPipeline.
+    func testLCMUnetTakesTheGuidanceScaleAsInput() throws { try check("lcm-4steps", lcm: true) }
+    /// The same unet in StableDiffusionPipeline with TCD (eta 0.3): no classifier-free guidance, the negative prompt unused.
+    func testLCMUnetWithTCDIgnoresTheNegativePrompt() throws { try check("lcm-tcd-sd-pipeline", lcm: true) }
+
+    func testLCMUnetDefaults() throws {
+        let lcm = try Self.lcmPipeline.get(), plain = try Self.pipeline.get()
+        XCTAssertTrue(lcm.takesGuidanceScale)
+        XCTAssertFalse(plain.takesGuidanceScale)
+        XCTAssertEqual(lcm.defaultSteps, 4)
+        XCTAssertEqual(lcm.defaultGuidance, 8.5)
+        XCTAssertEqual(plain.defaultSteps, 20)
+        XCTAssertEqual(plain.defaultGuidance, 7.5)
+        XCTAssertEqual(SamplerName.default(for: lcm.scheduler), .lcm)
+    }
 
     /// An F16 pipeline folder (the tiny golden one is F16) keeps its layer weights 16-bit in
     /// memory, and makes exactly the images the same weights make loaded as Float32.

@@ -16,12 +16,21 @@ Writes Tests/ImageModelTests/Goldens/sd-pipeline/:
                            text encoder gives the unet, cond rows), `output_latents` (the final
                            latents, before the VAE) and `sample` (the VAE's decoded output, [-1, 1]
                            scale, before clamping); metadata: the call as JSON.
+- tiny-lcm/unet/, tiny-lcm/scheduler/
+                           an LCM-distilled unet's shape (the tiny unet + `time_cond_proj_dim` 32: it
+                           takes the guidance scale as an input) and LCMScheduler's config; the test
+                           puts it in the tiny pipeline in place of its unet and scheduler.
+- lcm-*.safetensors        the same keys for calls on it: LatentConsistencyModelPipeline (4 LCM
+                           steps, guidance 8.5 embedded, no negative side) and StableDiffusionPipeline
+                           with TCDScheduler (eta 0.3; a negative prompt that it does not use). Start
+                           latents and every step's noise come from `torch.Generator().manual_seed(seed)`
+                           (`latents` holds the start noise as drawn): `--rng torch`'s order.
 """
 import gzip, json, os, shutil, zipfile, glob
 import torch
 from diffusers import (StableDiffusionPipeline, UNet2DConditionModel, AutoencoderKL, PNDMScheduler,
                        EulerDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler,
-                       EulerAncestralDiscreteScheduler)
+                       EulerAncestralDiscreteScheduler, LatentConsistencyModelPipeline, LCMScheduler, TCDScheduler)
 from transformers import CLIPTextModel, CLIPTextConfig, CLIPTokenizer
 from safetensors.torch import save_file
 
@@ -148,5 +157,56 @@ def main():
         print(name, tuple(out.shape), float(sample.abs().max()))
 
 
+LCM_CASES = [
+    # name, pipeline, prompts, negative, guidance, sampler, steps, (h, w) latents, seed, eta
+    ("lcm-4steps", "lcm", ["a red apple", "cat face"], None, 8.5, "lcm", 4, (8, 8), 11, None),
+    ("lcm-tcd-sd-pipeline", "sd", ["grinning face with big eyes"], "blurry", 3.0, "tcd", 3, (8, 12), 12, 0.3),
+]
+
+
+def lcm(pipe):
+    """The tiny pipeline with an LCM unet (time_cond_proj_dim 32), called as diffusers' LCM and SD pipelines call it."""
+    folder = os.path.join(OUT, "tiny-lcm")
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(**{**pipe.unet.config, "time_cond_proj_dim": 32})
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+            p.copy_(p.half().float())
+    sched = LCMScheduler.from_config(pipe.scheduler.config)
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    unet.to(torch.float16).save_pretrained(os.path.join(folder, "unet"), safe_serialization=True)
+    sched.save_pretrained(os.path.join(folder, "scheduler"))
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(folder, "unet"), torch_dtype=torch.float32)
+    parts = dict(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=unet,
+                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    for name, kind, prompts, negative, guidance, sampler, steps, (h, w), seed, eta in LCM_CASES:
+        cls = {"lcm": LCMScheduler, "tcd": TCDScheduler}[sampler]
+        p = (LatentConsistencyModelPipeline if kind == "lcm" else StableDiffusionPipeline)(
+            scheduler=cls.from_config(sched.config), **parts)
+        n = len(prompts)
+        latents = torch.randn(n, 4, h, w, generator=torch.Generator().manual_seed(seed))  # what the pipeline draws first
+        extra = {} if kind == "lcm" else dict(negative_prompt=[negative] * n, eta=eta)
+        with torch.no_grad():
+            cond, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
+            out = p(prompt=prompts, height=h * 8, width=w * 8, num_inference_steps=steps, guidance_scale=guidance,
+                    output_type="latent", generator=torch.Generator().manual_seed(seed), **extra).images
+            sample = pipe.vae.decode(out / pipe.vae.config.scaling_factor).sample
+        call = dict(pipeline=kind, prompts=prompts, negative_prompt=negative, guidance=guidance, sampler=sampler,
+                    steps=steps, height=h * 8, width=w * 8, clip_skip=None, seed=seed, eta=eta)
+        save_file({"latents": latents.contiguous(), "prompt_embeds": cond.contiguous(),
+                   "output_latents": out.contiguous(), "sample": sample.contiguous()},
+                  os.path.join(OUT, name + ".safetensors"), metadata={"call": json.dumps(call)})
+        print(name, tuple(out.shape), float(sample.abs().max()))
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["lcm"]:  # only the LCM cases, on the committed tiny folder
+        lcm(StableDiffusionPipeline.from_pretrained(os.path.join(OUT, "tiny"), safety_checker=None, local_files_only=True,
+                                                    torch_dtype=torch.float32))
+    else:
+        main()
+        lcm(StableDiffusionPipeline.from_pretrained(os.path.join(OUT, "tiny"), safety_checker=None, local_files_only=True,
+                                                    torch_dtype=torch.float32))

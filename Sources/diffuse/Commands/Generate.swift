@@ -166,7 +166,9 @@ extension GenerateImage {
         return lines
     }
 
-    func runPrompt(_ given: [String], model dir: URL) throws {
+    func runPrompt(_ given: [String], model teacher: URL) throws {
+        // --fast: the teacher's distilled student beside it (its steps and default guidance; --guidance still applies).
+        let dir = options.fast ? try studentFolder(of: teacher, "image") : teacher
         let pipe = try StableDiffusionPipeline.load(dir)
         for (file, unused) in try pipe.applyLoRAs(lora.compactMap(LoRA.parseArgument)) where !unused.isEmpty {
             note("warning: \(file): \(unused.count) tensors apply to nothing in this model and were not used: "
@@ -186,7 +188,13 @@ extension GenerateImage {
         }
         let (w, h) = job.size(on: pipe)
         var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
-                                                   defaultGuidance: TextToImageJob.defaultGuidance)
+                                                   defaultGuidance: pipe.defaultGuidance, defaultSteps: pipe.defaultSteps)
+        if let g = pipe.distillation?.guidanceRange, !(g[0]...g[1]).contains(request.guidance) {
+            note("warning: --guidance \(request.guidance) is outside the scales \(dir.lastPathComponent) was distilled for (\(g[0])-\(g[1]))")
+        }
+        if pipe.takesGuidanceScale, let negativePrompt, !negativePrompt.isEmpty {
+            note("warning: --negative-prompt is not used: \(dir.lastPathComponent)'s unet takes the guidance scale as an input (an LCM unet) and is called once per step, without a negative prompt")
+        }
         if let latents = options.latents {
             let f = pipe.downFactor
             request.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [count, pipe.unet.config.outChannels, h / f, w / f])
