@@ -231,4 +231,30 @@ final class DistillTests: XCTestCase {
         r = try distill(["--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
     }
+
+    /// Every bundled student (samples/NAME-fast) records its bundled teacher, has the teacher's
+    /// unet config (a class model's guidance baked in) and a few-step scheduler of its method.
+    func testBundledStudentsBesideTheirTeachers() throws {
+        let samples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("samples")
+        let students = try FileManager.default.contentsOfDirectory(atPath: samples.path).filter { $0.hasSuffix("-fast") }.sorted()
+        XCTAssert(students.contains("image-fast"), "\(students)")
+        for name in students {
+            let dir = samples.appendingPathComponent(name)
+            let teacherName = String(name.dropLast("-fast".count))
+            let info = try XCTUnwrap(try DistillationInfo.load(dir), name)
+            XCTAssertEqual(info.teacher, "samples/\(teacherName)", name)
+            XCTAssertEqual(BundledModels.student(of: samples.appendingPathComponent(teacherName))?.standardizedFileURL, dir.standardizedFileURL, name)
+            let scheduler = try PipelineFolder.scheduler(in: dir)
+            XCTAssertEqual(scheduler.className, info.method == .progressive ? "DDIMScheduler" : "LCMScheduler", name)
+            XCTAssertLessThanOrEqual(info.steps, 8, name)
+            func unetConfig(_ d: URL) throws -> [String: Any] {
+                var c = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("unet/config.json"))) as? [String: Any])
+                c["_diffusers_version"] = nil
+                if info.guidanceRange != nil { c["time_cond_proj_dim"] = nil }  // a text-to-image student adds the guidance input
+                return c
+            }
+            XCTAssertEqual(NSDictionary(dictionary: try unetConfig(dir)), NSDictionary(dictionary: try unetConfig(samples.appendingPathComponent(teacherName))), name)
+        }
+    }
 }
