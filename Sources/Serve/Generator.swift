@@ -62,6 +62,9 @@ final class Generator: @unchecked Sendable {
         var seeds: [UInt64]
         var width: Int
         var height: Int
+        /// The steps and guidance as run (the model's defaults where the request left them out).
+        var steps: Int
+        var guidance: Float
     }
 
     func textToImage(_ entry: ModelCatalog.Entry, _ t2i: TextToImageJob, _ request: SamplingRequest, job: Job) throws -> TextToImageOutput {
@@ -76,7 +79,7 @@ final class Generator: @unchecked Sendable {
             job.preview = png
         }
         return TextToImageOutput(pngs: pngs, infotexts: infos, seeds: (0..<request.count).map { request.seed &+ UInt64($0) },
-                                 width: result.width, height: result.height)
+                                 width: result.width, height: result.height, steps: request.steps, guidance: request.guidance)
     }
 
     // MARK: Class models
@@ -94,7 +97,7 @@ final class Generator: @unchecked Sendable {
             throw BadParameter("class", "\(entry.name) is unconditional: leave class out")
         }
         let request = sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler,
-                                       defaultGuidance: ClassLabels.defaultGuidance)
+                                       defaultGuidance: ClassLabels.defaultGuidance, defaultSteps: pipeline.defaultSteps)
         let samples = try pipeline.generate(request, shape: try shape(pipeline), progress: job.progress)
         let dir = try TempFolder()
         var files: [GeneratedFile] = []
@@ -162,14 +165,16 @@ final class Generator: @unchecked Sendable {
 /// The sampling settings a request gave (validated), and the request they make for a model.
 struct SamplingSettings {
     var sampler: SamplerName?
-    var steps: Int
+    /// nil: the model's own (a distilled student's, 4 for an LCM folder, else 20).
+    var steps: Int?
     var seed: UInt64
     var guidance: Float?
     var eta: Float?
 
-    func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig, defaultGuidance: Float) -> SamplingRequest {
-        SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps, eta: eta,
-                        seed: seed, guidance: guidance ?? defaultGuidance)
+    func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig, defaultGuidance: Float,
+                 defaultSteps: Int) -> SamplingRequest {
+        SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps ?? defaultSteps,
+                        eta: eta, seed: seed, guidance: guidance ?? defaultGuidance)
     }
 }
 

@@ -277,7 +277,7 @@ public final class DiffuseServer: @unchecked Sendable {
             t2i.strength = s
         }
         let sampling = SamplingSettings(sampler: try SamplerNames.parse(r.sampler_name ?? r.sampler_index, scheduler: r.scheduler, param: "sampler_name"),
-                                        steps: try check("steps", r.steps, SamplingRequest.stepsRange, default: 20),
+                                        steps: try r.steps.map { try check("steps", $0, SamplingRequest.stepsRange, default: 20) },
                                         seed: try seed("seed", r.seed),
                                         guidance: try check("cfg_scale", r.cfg_scale, SamplingRequest.guidanceRange, default: 7),
                                         eta: try r.eta.map { try check("eta", $0, SamplingRequest.etaRange, default: 0) })
@@ -286,14 +286,14 @@ public final class DiffuseServer: @unchecked Sendable {
             "prompt": t2i.prompt, "all_prompts": [String](repeating: t2i.prompt, count: out.pngs.count),
             "negative_prompt": t2i.negativePrompt ?? "", "seed": sampling.seed, "all_seeds": out.seeds,
             "width": out.width, "height": out.height, "sampler_name": SamplerNames.a1111Name(sampling.sampler),
-            "cfg_scale": sampling.guidance ?? 7, "steps": sampling.steps, "batch_size": batch,
+            "cfg_scale": out.guidance, "steps": out.steps, "batch_size": batch,
             "sd_model_name": entry.name, "sd_model_hash": String(generator.hash(entry).prefix(10)),
             "denoising_strength": img2img ? (t2i.strength ?? 0) : 0, "infotexts": out.infotexts,
         ]
         let infoText = String(decoding: try JSONSerialization.data(withJSONObject: info, options: [.sortedKeys]), as: UTF8.self)
-        var parameters: [String: Any] = ["prompt": t2i.prompt, "negative_prompt": t2i.negativePrompt ?? "", "steps": sampling.steps,
+        var parameters: [String: Any] = ["prompt": t2i.prompt, "negative_prompt": t2i.negativePrompt ?? "", "steps": out.steps,
                                          "seed": sampling.seed, "width": out.width, "height": out.height, "batch_size": batch, "n_iter": iterations,
-                                         "cfg_scale": sampling.guidance ?? 7, "sampler_name": SamplerNames.a1111Name(sampling.sampler)]
+                                         "cfg_scale": out.guidance, "sampler_name": SamplerNames.a1111Name(sampling.sampler)]
         if img2img { parameters["denoising_strength"] = t2i.strength ?? 0 }
         return json(["images": out.pngs.map { Data($0).base64EncodedString() }, "parameters": parameters, "info": infoText])
     }
@@ -317,7 +317,7 @@ public final class DiffuseServer: @unchecked Sendable {
             let (w, h) = t2i.size(on: pipe)
             if let p = pipe.sizeProblem(height: h, width: w) { throw BadParameter(t2i.width == nil ? "height" : "width", p) }
             let request = sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
-                                           defaultGuidance: pipe.defaultGuidance)
+                                           defaultGuidance: pipe.defaultGuidance, defaultSteps: pipe.defaultSteps)
             return try generator.textToImage(entry, t2i, request, job: job)
         }
     }
@@ -337,7 +337,7 @@ public final class DiffuseServer: @unchecked Sendable {
         let t2i = try promptJob(prompt: prompt, negative: r.negative_prompt, width: width, height: height)
         if width != nil { _ = try check("size", width, 8...options.maxSide, default: 8) }
         let sampling = SamplingSettings(sampler: try SamplerNames.parse(r.sampler, param: "sampler"),
-                                        steps: try check("steps", r.steps, SamplingRequest.stepsRange, default: 20),
+                                        steps: try r.steps.map { try check("steps", $0, SamplingRequest.stepsRange, default: 20) },
                                         seed: try seed("seed", r.seed),
                                         guidance: try r.guidance.map { try check("guidance", $0, SamplingRequest.guidanceRange, default: 7.5) }, eta: nil)
         let out = try await textToImage(entry, t2i, sampling, count: n, context)
@@ -362,7 +362,7 @@ public final class DiffuseServer: @unchecked Sendable {
         let entry = try classModel(r.model, param: "model")
         let count = try check("count", r.count, 1...options.maxCount, default: 1)
         let sampling = SamplingSettings(sampler: try SamplerNames.parse(r.sampler, param: "sampler"),
-                                        steps: try check("steps", r.steps, SamplingRequest.stepsRange, default: 20),
+                                        steps: try r.steps.map { try check("steps", $0, SamplingRequest.stepsRange, default: 20) },
                                         seed: try seed("seed", r.seed),
                                         guidance: try r.guidance.map { try check("guidance", $0, SamplingRequest.guidanceRange, default: 2) }, eta: nil)
         if entry.kind == .textToImage {

@@ -141,6 +141,9 @@ final class ServeTests: XCTestCase {
             let info = try JSONSerialization.jsonObject(with: Data((t.object["info"] as? String ?? "").utf8)) as? [String: Any]
             XCTAssertEqual(info?["seed"] as? Int, 3)
             XCTAssertEqual(info?["sampler_name"] as? String, "Euler a")
+            XCTAssertEqual(info?["steps"] as? Int, 2)
+            XCTAssertEqual((t.object["parameters"] as? [String: Any])?["steps"] as? Int, 2)
+            XCTAssertEqual(info?["cfg_scale"] as? Double, 7)
             // The same request again gives the same bits (the seed fixes the noise).
             let again = try await call(base, "/sdapi/v1/txt2img", body)
             XCTAssertEqual(again.object["images"] as? [String], images)
