@@ -24,7 +24,7 @@ public enum ModelKind: String, Codable, Sendable, CaseIterable {
 }
 
 /// The models a server offers, by name: the bundled ones (`samples/image`, `audio`, `video`,
-/// `text-to-image` when present) and every pipeline folder or Stable Diffusion single file
+/// `text-to-image` when present, each followed by its few-step student `NAME-fast`) and every pipeline folder or Stable Diffusion single file
 /// directly inside a `--models` folder. A request names a model; the name is looked up in this
 /// list and nothing else, so no request can reach a path outside the configured folders.
 public struct ModelCatalog: Sendable {
@@ -40,8 +40,11 @@ public struct ModelCatalog: Sendable {
 
     public init(folders: [URL], bundled: Bool = true) throws {
         if bundled {
+            // Each bundled model, then its distilled few-step student (NAME-fast) when present.
             for name in ["text-to-image", "image", "audio", "video"] {
-                if let dir = BundledModels.folder(name) { add(dir, name: name) }
+                guard let dir = BundledModels.folder(name) else { continue }
+                add(dir, name: name)
+                if let student = BundledModels.student(of: dir) { add(student, name: name + "-fast") }
             }
         }
         let fm = FileManager.default

@@ -121,7 +121,8 @@ final class ServeTests: XCTestCase {
             let models = try await call(base, "/sdapi/v1/sd-models").json as? [[String: Any]] ?? []
             // The bundled text-to-image model (samples/text-to-image) when the checkout has it, then --models.
             let bundled = BundledModels.folder("text-to-image") != nil
-            XCTAssertEqual(models.map { $0["model_name"] as? String }, (bundled ? ["text-to-image"] : []) + ["tiny"])
+            let student = BundledModels.folder("text-to-image").flatMap { BundledModels.student(of: $0) } != nil
+            XCTAssertEqual(models.map { $0["model_name"] as? String }, (bundled ? ["text-to-image"] : []) + (student ? ["text-to-image-fast"] : []) + ["tiny"])
             let title = try XCTUnwrap(models.first { $0["model_name"] as? String == "tiny" }?["title"] as? String)
             let v1 = try await call(base, "/sdapi/v1/options", ["sd_model_checkpoint": title]).status
             XCTAssertEqual(v1, 200)
@@ -199,6 +200,11 @@ final class ServeTests: XCTestCase {
                 let bytes = Data(base64Encoded: files.first?["data"] as? String ?? "") ?? Data()
                 XCTAssertEqual(Array(bytes.prefix(magic.count)), magic, model)
                 if model == "video" { XCTAssertEqual(String(decoding: bytes.dropFirst(4).prefix(4), as: UTF8.self), "ftyp") }
+            }
+            if kinds["image-fast"] != nil {  // a bundled student, with its own steps (none given)
+                let r = try await call(base, "/api/v1/generate", ["model": "image-fast", "class": "bag", "seed": 5])
+                XCTAssertEqual(r.status, 200, String(decoding: r.data, as: UTF8.self))
+                XCTAssertEqual((r.object["files"] as? [[String: Any]])?.count, 1)
             }
             if kinds["image"] != nil {
                 let bad = try await call(base, "/api/v1/generate", ["model": "image", "class": "giraffe", "steps": 2])
