@@ -227,9 +227,17 @@ final class DistillTests: XCTestCase {
         let own = try raw([], "own")
         XCTAssertEqual(own, try raw(["--steps", "1", "--guidance", "5", "--sampler", "ddim"], "explicit"))
         XCTAssertNotEqual(own, try raw(["--guidance", "3"], "three"))
-        // Resuming a finished run does nothing more; a class teacher's --guidance-range is refused.
+        // Resuming a finished run does nothing more.
         r = try distill(["--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
+        // --fast with no student beside the teacher says how to make one.
+        r = try runDiffuseCommand(["generate", "image", "--model", teacherDir.path, "--prompt", "red square", "--fast",
+                                   "--out", dir.appendingPathComponent("f.png").path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssert(r.stderr.contains("diffuse distill image") && r.stderr.contains("--data"), r.stderr)
+        // A class teacher's student has its scale baked in: --guidance-range is refused.
+        r = try runDiffuseCommand(["distill", "image", "--guidance-range", "2,8", "--out", dir.appendingPathComponent("x").path])
+        XCTAssertEqual(r.status, 64, r.stderr)
     }
 
     /// Every bundled student (samples/NAME-fast) records its bundled teacher, has the teacher's

@@ -168,7 +168,7 @@ extension GenerateImage {
 
     func runPrompt(_ given: [String], model teacher: URL) throws {
         // --fast: the teacher's distilled student beside it (its steps and default guidance; --guidance still applies).
-        let dir = options.fast ? try studentFolder(of: teacher, "image") : teacher
+        let dir = options.fast ? try studentFolder(of: teacher, "image", data: " --data CAPTIONED_DIR") : teacher
         let pipe = try StableDiffusionPipeline.load(dir)
         for (file, unused) in try pipe.applyLoRAs(lora.compactMap(LoRA.parseArgument)) where !unused.isEmpty {
             note("warning: \(file): \(unused.count) tensors apply to nothing in this model and were not used: "

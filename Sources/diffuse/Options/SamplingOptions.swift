@@ -171,10 +171,10 @@ func noBundledModel(_ modality: String, alternative: String = "--model RUN/model
 }
 
 /// The distilled student of model folder `dir` (`--fast`), or an error saying how to make one.
-func studentFolder(of dir: URL, _ modality: String) throws -> URL {
+func studentFolder(of dir: URL, _ modality: String, data: String = "") throws -> URL {
     if let s = BundledModels.student(of: dir) { return s }
     let d = dir.standardizedFileURL
-    throw ModelFolderError(path: d.path, reason: "--fast: no distilled student beside it (\(d.lastPathComponent)-fast/ with distillation.json); make one with `diffuse distill \(modality) --teacher \(d.path) --out RUN` and copy RUN/model to \(d.path)-fast")
+    throw ModelFolderError(path: d.path, reason: "--fast: no distilled student beside it (\(d.lastPathComponent)-fast/ with distillation.json); make one with `diffuse distill \(modality) --teacher \(d.path)\(data) --out RUN` and copy RUN/model to \(d.path)-fast")
 }
 
 /// Where bundled models live (`BundledModels`).
