@@ -320,8 +320,9 @@ public struct UNet2DConditionConfig: Codable, Equatable, Sendable {
         if let t = timeEmbeddingDim, !(1...Self.maxWidth).contains(t) {
             throw ConfigError(key: "time_embedding_dim", reason: "must be in 1...\(Self.maxWidth), got \(t)")
         }
-        if let t = timeCondProjDim, !(1...Self.maxWidth).contains(t) {
-            throw ConfigError(key: "time_cond_proj_dim", reason: "must be in 1...\(Self.maxWidth), got \(t)")
+        if let t = timeCondProjDim, !(1...Self.maxWidth).contains(t) || t == 2 || t == 3 {
+            // 2 and 3: the guidance embedding's frequencies divide by ⌊dim / 2⌋ − 1 = 0 (NaN in diffusers).
+            throw ConfigError(key: "time_cond_proj_dim", reason: "must be 1 or in 4...\(Self.maxWidth), got \(t)")
         }
         if let k = numClassEmbeds, !(1...1_000_000).contains(k) {
             throw ConfigError(key: "num_class_embeds", reason: "must be in 1...1000000, got \(k)")

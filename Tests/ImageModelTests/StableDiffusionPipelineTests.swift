@@ -82,6 +82,13 @@ final class StableDiffusionPipelineTests: XCTestCase {
         XCTAssertEqual(plain.defaultSteps, 20)
         XCTAssertEqual(plain.defaultGuidance, 7.5)
         XCTAssertEqual(SamplerName.default(for: lcm.scheduler), .lcm)
+        // A guidance embedding of width 2 or 3 is undefined (diffusers divides by zero): refused with the key.
+        for (dim, ok) in [(1, true), (2, false), (3, false), (4, true)] {
+            var c = lcm.unet.config
+            c.timeCondProjDim = dim
+            let json = try JSONEncoder().encode(c)
+            XCTAssertEqual((try? JSONDecoder().decode(UNet2DConditionConfig.self, from: json)) != nil, ok, "time_cond_proj_dim \(dim)")
+        }
     }
 
     /// An F16 pipeline folder (the tiny golden one is F16) keeps its layer weights 16-bit in
