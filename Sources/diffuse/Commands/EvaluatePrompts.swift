@@ -21,7 +21,7 @@ struct PromptModeOptions: ParsableArguments {
     @Option(help: "Prompt mode: at most N prompts of each set, seen and held out (a seeded random choice; bounds the time).")
     var maxPrompts = 64
     @Option(help: "Prompt mode: images per prompt.") var countPerPrompt = 1
-    @Option(help: "Prompt mode: sampler (default: the folder's own when it is lcm or tcd, else dpm++2m).") var sampler: SamplerName?
+    @Option(help: "Prompt mode: sampler (default: the folder's own when it is lcm, tcd or ddim — a distilled student's — else dpm++2m).") var sampler: SamplerName?
     @Option(help: "Prompt mode: samples per model call (the images do not depend on it).") var batch = 16
     @Option(help: "Prompt mode: write a grid PNG at the sweeps' crossing: per prompt (8 seen, 8 held out) the real emoji, then its images.")
     var grid: String?
