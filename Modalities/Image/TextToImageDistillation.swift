@@ -121,16 +121,10 @@ public enum TextToImageDistillation {
             return (GradMode.withoutGrad { (mu + sd * rng.normal(mu.shape)) * k }, rows)
         }
 
-        /// `UNet2DConfig.activationBytes`' estimate at the latents' size (cross-attention over the
-        /// caption's tokens is small beside the resnets).
         func activationBytes(batch b: Int) -> Double {
-            var total = 0.0, pixels = Double(means.shape[2] * means.shape[3])
-            let layers = pipe.unet.config.layersPerBlock.values(pipe.unet.config.blockOutChannels.count).max() ?? 1
-            for c in pipe.unet.config.blockOutChannels {
-                total += 4 * Double(b) * Double(c) * pixels * Double(layers + 8)
-                pixels /= 4
-            }
-            return total
+            let c = pipe.unet.config
+            return UNet2DConfig.activationBytes(widths: c.blockOutChannels, layersPerBlock: c.layersPerBlock.values(c.blockOutChannels.count).max() ?? 1,
+                                                batch: Double(b), height: means.shape[2], width: means.shape[3])
         }
 
         func pipeline(_ student: PromptTableDenoiser, scheduler: SchedulerConfig, info: DistillationInfo) -> StableDiffusionPipeline {

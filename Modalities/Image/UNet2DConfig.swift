@@ -192,8 +192,14 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
     /// the skip states (layers + 1) and a resnet's intermediates (~5) at that level's width and
     /// size. Attention is chunked (never quadratic in the pixels).
     public func activationBytes(batch: Double, height: Int, width: Int) -> Double {
+        Self.activationBytes(widths: blockOutChannels, layersPerBlock: layersPerBlock, batch: batch, height: height, width: width)
+    }
+
+    /// The estimate for any U-Net of these level widths (the conditional one's too: cross-attention
+    /// over a caption's tokens is small beside the resnets).
+    public static func activationBytes(widths: [Int], layersPerBlock: Int, batch: Double, height: Int, width: Int) -> Double {
         var total = 0.0, pixels = Double(height) * Double(width)
-        for c in blockOutChannels {
+        for c in widths {
             total += 4 * batch * Double(c) * pixels * Double(layersPerBlock + 6)
             pixels /= 4
         }

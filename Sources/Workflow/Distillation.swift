@@ -499,24 +499,27 @@ public enum Distillation {
 
         public func guided(_ model: DiffusionModel, scale: Float) -> Predictor {
             { x, t, labels in
-                guard scale != 1, let labels, let null = nullLabel else { return model.predict(x, timesteps: t, labels: labels) }
-                let n = x.shape[0]
-                let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: t + t,
-                                         labels: labels + [Int](repeating: null, count: n)).chunked(2, axis: 0)
-                return both[1] + (both[0] - both[1]) * scale
+                guard scale != 1, let h = halves(model, x, t, labels) else { return model.predict(x, timesteps: t, labels: labels) }
+                return h.uncond + (h.cond - h.uncond) * scale
             }
         }
 
         /// The guided teacher at a scale per sample (students that take the scale as an input).
         public func guided(_ model: DiffusionModel, scales: [Float]) -> Predictor {
             { x, t, labels in
-                guard let labels, let null = nullLabel else { return model.predict(x, timesteps: t, labels: labels) }
-                let n = x.shape[0]
-                precondition(scales.count == n, "\(scales.count) guidance scales for a batch of \(n)")
-                let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: t + t,
-                                         labels: labels + [Int](repeating: null, count: n)).chunked(2, axis: 0)
-                return both[1] + (both[0] - both[1]) * perSample(scales, like: x)
+                precondition(scales.count == x.shape[0], "\(scales.count) guidance scales for a batch of \(x.shape[0])")
+                guard let h = halves(model, x, t, labels) else { return model.predict(x, timesteps: t, labels: labels) }
+                return h.uncond + (h.cond - h.uncond) * perSample(scales, like: x)
             }
+        }
+
+        /// The conditional and unconditional predictions in one call (both halves in one batch);
+        /// nil without labels or a null label.
+        func halves(_ model: DiffusionModel, _ x: Tensor, _ t: [Float], _ labels: [Int]?) -> (cond: Tensor, uncond: Tensor)? {
+            guard let labels, let null = nullLabel else { return nil }
+            let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: t + t,
+                                     labels: labels + [Int](repeating: null, count: x.shape[0])).chunked(2, axis: 0)
+            return (both[0], both[1])
         }
 
         /// ᾱ at a timestep; 1 at −1 (the end of a DDIM trajectory with `set_alpha_to_one`).
