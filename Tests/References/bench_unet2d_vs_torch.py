@@ -5,7 +5,9 @@ same machine and thread count, alternating the two so that both see the same mac
     /work/venv/bin/python Tests/References/bench_unet2d_vs_torch.py [CONFIG] [--threads 2] [--rounds 3]
 
 Pinned reference stack: see requirements.txt beside this file. Installs nothing.
-Prints one line per (engine, mode, batch) with the median over rounds and the ratio ours/torch.
+Prints the CPU (model name, family/model), the OpenBLAS core diffuse runs on and why
+(`diffuse bench core`), the torch and diffusers versions, then one line per (engine, mode, batch)
+with the median over rounds and the ratio ours/torch.
 """
 import argparse, json, os, resource, statistics, subprocess, sys, time
 
@@ -65,6 +67,23 @@ def ours_case(mode, batch):
     return json.loads(out.stdout)
 
 
+def cpu_description():
+    fields = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            k, _, v = line.partition(":")
+            fields.setdefault(k.strip(), v.strip())
+    except OSError:
+        return "unknown CPU"
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')})"
+
+
+def versions():
+    code = "import torch, diffusers; print(torch.__version__, diffusers.__version__)"
+    torch_v, diffusers_v = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return torch_v, diffusers_v
+
+
 results = {}
 for r in range(args.rounds):
     for mode, batch in CASES:
@@ -72,6 +91,11 @@ for r in range(args.rounds):
         if not args.torch_only:
             results.setdefault(("diffuse", mode, batch), []).append(ours_case(mode, batch))
 
+torch_v, diffusers_v = versions()
+print(f"CPU {cpu_description()}")
+core = subprocess.run([args.diffuse, "bench", "core"], capture_output=True, text=True).stdout.strip() or "?"
+print(f"diffuse: {core}")
+print(f"torch {torch_v} (threads {args.threads}), diffusers {diffusers_v}")
 print(f"config {os.path.basename(args.config)}, {args.threads} threads, {args.rounds} alternating rounds x {args.runs} runs (median)")
 for mode, batch in CASES:
     t = statistics.median(x["median_s"] for x in results[("torch", mode, batch)])
