@@ -81,3 +81,24 @@ public func gradientCheck(_ inputs: [Tensor], h: Float = 1e-2, atol: Float = 1e-
         }
     }
 }
+
+/// Whether the OpenBLAS core in use gives the same bits for a row whatever the shape of the
+/// product it is part of. Its AVX-512 kernels (SkylakeX, Cooperlake) do; its Haswell kernel
+/// (what a machine with `OPENBLAS_CORETYPE=Haswell` runs, on Zen 5 too) sums the tails of a
+/// small M in another order, so a batch of 3 and a batch of 2, or one thread and two, differ
+/// in the last bits (measured ~1e-5 after a 3-step DDPM).
+public var blasIsShapeStable: Bool {
+    ["skylakex", "cooperlake"].contains(BLASCore.active.core.lowercased())
+}
+
+/// Bit for bit where the BLAS core is shape-stable, else within `atol` (rounding, not a bug:
+/// a batch leaking into another sample moves values by far more).
+public func assertSameUpToBLASRounding(_ a: Tensor, _ b: Tensor, atol: Float = 1e-4, _ message: String = "",
+                                       file: StaticString = #filePath, line: UInt = #line) {
+    if blasIsShapeStable {
+        XCTAssertEqual(a.shape, b.shape, message, file: file, line: line)
+        XCTAssert(a.scalars == b.scalars, "not bit for bit on OpenBLAS core \(BLASCore.active.core) \(message)", file: file, line: line)
+    } else {
+        assertClose(a, b, atol: atol, rtol: 0, message, file: file, line: line)
+    }
+}

@@ -144,7 +144,7 @@ final class VideoCommandTests: XCTestCase {
         r = try run(["forward", model.path, "--input", input.path, "--output", output.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         let want = GradMode.withoutGrad { net(x, timesteps: [20, 600], classLabels: [2, 1]) }
-        XCTAssertEqual(try SafeTensorsFile(url: output).tensor("sample").scalars, want.scalars)
+        assertSameUpToBLASRounding(try SafeTensorsFile(url: output).tensor("sample"), want, "forward through the CLI")
         try SafeTensors.write(["sample": randomTensor([2, 1, 32, 32], seed: 6), "timestep": Tensor(5),
                                "class_labels": Tensor(shape: [2], scalars: [8, 1])], to: input)
         r = try run(["forward", model.path, "--input", input.path, "--output", output.path])
