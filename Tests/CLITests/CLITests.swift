@@ -120,7 +120,7 @@ final class TrainGenerateCommandTests: XCTestCase {
         XCTAssertEqual(log.split(separator: "\n").map { $0.split(separator: ",")[0] }, ["step", "1", "2", "3", "4"])
         // --raw keeps the unquantised samples, and at one thread --batch does not change a single
         // value (DDPM draws fresh noise every step: that too is per sample) — on OpenBLAS's AVX-512
-        // cores; its Haswell kernel rounds small-M tails another way (~1e-5 here). With two
+        // cores; on its Haswell kernel the last bits move (~1e-5: `blasIsShapeStable`). With two
         // threads the work splits differ with the batch and the last bits can too (seen in CI; a
         // 3-step DDPM on an untrained model amplifies them).
         func raw(_ batch: String, _ name: String) throws -> Tensor {
