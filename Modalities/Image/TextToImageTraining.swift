@@ -33,13 +33,15 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
     public var previewPrompts: [String]
     /// The guidance scale of the previews.
     public var previewGuidance: Float
+    /// Min-SNR-γ weighting of the unet stage's loss (nil: none), as in `Recipe.snrGamma`.
+    public var snrGamma: Float? = nil
 
     enum CodingKeys: String, CodingKey {
         case vae, unet, scheduler, training
         case textEncoder = "text_encoder", vaeTraining = "vae_training", klWeight = "kl_weight"
         case vaeDecoderTraining = "vae_decoder_training"
         case captionDropout = "caption_dropout", previewEvery = "preview_every", previewPrompts = "preview_prompts"
-        case previewGuidance = "preview_guidance"
+        case previewGuidance = "preview_guidance", snrGamma = "snr_gamma"
     }
 
     /// The recipe of the bundled emoji model (64×64 images, 16×16×4 latents): ≈ 1 M parameters of
@@ -116,6 +118,7 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
                   previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
                   previewPrompts: try c.decodeIfPresent([String].self, forKey: .previewPrompts) ?? d.previewPrompts,
                   previewGuidance: try c.decodeIfPresent(Float.self, forKey: .previewGuidance) ?? d.previewGuidance)
+        snrGamma = try c.decodeIfPresent(Float.self, forKey: .snrGamma)
         try validate()
     }
 
@@ -128,6 +131,9 @@ public struct TextToImageRecipe: RunRecipe, Equatable, Sendable {
         guard previewEvery >= 0 else { throw ConfigError(key: "preview_every", reason: "must be ≥ 0, got \(previewEvery)") }
         guard previewGuidance >= 0, previewGuidance <= 100 else {
             throw ConfigError(key: "preview_guidance", reason: "must be within 0-100, got \(previewGuidance)")
+        }
+        if let g = snrGamma, !(g > 0 && g <= 1e6) {
+            throw ConfigError(key: "snr_gamma", reason: "must be in (0, 1e6] (5 is usual), got \(g)")
         }
         guard previewPrompts.count <= 64 else { throw ConfigError(key: "preview_prompts", reason: "at most 64, got \(previewPrompts.count)") }
         guard unet.inChannels == vae.latentChannels, unet.outChannels == vae.latentChannels else {
@@ -336,6 +342,7 @@ public enum TextToImageTraining {
         let denoiser = CaptionTableDenoiser(unet: unet, textEncoder: textEncoder, tokens: tokens)
         let objective = DiffusionObjective(schedule: try recipe.scheduler.noiseSchedule(),
                                            prediction: try recipe.scheduler.parameterization().prediction,
+                                           minSNRGamma: recipe.snrGamma,
                                            labelDropout: recipe.captionDropout, nullLabel: tokens.count - 1)
         let trainer = try Trainer(model: denoiser, objective: objective, options: recipe.training)
         // The posterior of every training image, once: z = (mean + std · ε) · scaling_factor.

@@ -15,17 +15,25 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
     public var labelDropout: Float
     /// Steps between preview samples.
     public var previewEvery: Int
+    /// Min-SNR-γ loss weighting (Hang et al. 2023; diffusers' `--snr_gamma`, 5 in its scripts):
+    /// nil trains with the plain mean over noise levels.
+    public var snrGamma: Float?
+    /// Offset noise (diffusers' `--noise_offset`): a per-sample, per-channel constant of this
+    /// standard deviation added to the training noise; 0 = none.
+    public var noiseOffset: Float
     public var extras: M.Extras
 
     public init(model: M.Model.Config, scheduler: SchedulerConfig, training: TrainerOptions, labelDropout: Float = 0.1,
-                previewEvery: Int = 500, extras: M.Extras = .defaults) {
+                previewEvery: Int = 500, snrGamma: Float? = nil, noiseOffset: Float = 0, extras: M.Extras = .defaults) {
         self.model = model; self.scheduler = scheduler; self.training = training
-        self.labelDropout = labelDropout; self.previewEvery = previewEvery; self.extras = extras
+        self.labelDropout = labelDropout; self.previewEvery = previewEvery
+        self.snrGamma = snrGamma; self.noiseOffset = noiseOffset; self.extras = extras
     }
 
     enum CodingKeys: String, CodingKey {
         case model, scheduler, training
         case labelDropout = "label_dropout", previewEvery = "preview_every"
+        case snrGamma = "snr_gamma", noiseOffset = "noise_offset"
     }
 
     public init(from decoder: Decoder) throws {
@@ -36,11 +44,19 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
                   training: try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? d.training,
                   labelDropout: try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? d.labelDropout,
                   previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
+                  snrGamma: try c.decodeIfPresent(Float.self, forKey: .snrGamma),
+                  noiseOffset: try c.decodeIfPresent(Float.self, forKey: .noiseOffset) ?? 0,
                   extras: try M.Extras(from: decoder))
         guard labelDropout >= 0 && labelDropout <= 1 else {
             throw ConfigError(key: "label_dropout", reason: "must be in [0, 1], got \(labelDropout)")
         }
         guard previewEvery >= 0 else { throw ConfigError(key: "preview_every", reason: "must be ≥ 0, got \(previewEvery)") }
+        if let g = snrGamma, !(g > 0 && g <= 1e6) {
+            throw ConfigError(key: "snr_gamma", reason: "must be in (0, 1e6] (5 is usual), got \(g)")
+        }
+        guard noiseOffset >= 0 && noiseOffset <= 1 else {
+            throw ConfigError(key: "noise_offset", reason: "must be in [0, 1] (0.05–0.1 is usual), got \(noiseOffset)")
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -50,6 +66,8 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
         try c.encode(training, forKey: .training)
         try c.encode(labelDropout, forKey: .labelDropout)
         try c.encode(previewEvery, forKey: .previewEvery)
+        try c.encodeIfPresent(snrGamma, forKey: .snrGamma)
+        if noiseOffset != 0 { try c.encode(noiseOffset, forKey: .noiseOffset) }
         try extras.encode(to: encoder)
     }
 
@@ -60,6 +78,7 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
         var a = self, b = other
         a.training.steps = 0; b.training.steps = 0
         return a.model == b.model && a.training == b.training && a.labelDropout == b.labelDropout
+            && a.snrGamma == b.snrGamma && a.noiseOffset == b.noiseOffset
             && extras.trainsLike(other.extras) && scheduler.trainsLike(other.scheduler)
     }
 

@@ -118,6 +118,16 @@ public enum TrainingRun {
     /// The objective a recipe trains with, and its null label (classifier-free guidance: the
     /// last of the model's `labelCount` embeddings, when the recipe drops labels). Checks that a
     /// conditional model has an embedding for every class (and the null label).
+    public static func objective<M: Modality>(recipe: Recipe<M>, labelCount: Int?, classes: Int,
+                                              out: URL) throws -> (objective: DiffusionObjective, nullLabel: Int?) {
+        var (o, null) = try objective(scheduler: recipe.scheduler, labelCount: labelCount, classes: classes,
+                                      labelDropout: recipe.labelDropout, out: out)
+        o.minSNRGamma = recipe.snrGamma
+        o.offsetNoise = recipe.noiseOffset
+        return (o, null)
+    }
+
+    /// The plain objective (no min-SNR weighting, no offset noise) of a scheduler config.
     public static func objective(scheduler: SchedulerConfig, labelCount: Int?, classes: Int, labelDropout: Float,
                                  out: URL) throws -> (objective: DiffusionObjective, nullLabel: Int?) {
         if let k = labelCount, k < classes + (labelDropout > 0 ? 1 : 0) {
@@ -183,8 +193,8 @@ public enum Training {
         let classes = data.classNames
         let resuming = Trainer.latestCheckpoint(in: out.appendingPathComponent("checkpoints")) != nil
         let unet = try M.makeModel(for: recipe, resuming: resuming)
-        let (objective, null) = try TrainingRun.objective(scheduler: recipe.scheduler, labelCount: unet.labelCount,
-                                                          classes: classes.count, labelDropout: recipe.labelDropout, out: out)
+        let (objective, null) = try TrainingRun.objective(recipe: recipe, labelCount: unet.labelCount,
+                                                          classes: classes.count, out: out)
         let conditional = unet.labelCount != nil
         // A training step keeps every layer's output and its gradient for the backward pass:
         // about ten forward passes' activations (calibrated on the Fashion-MNIST recipe at batch

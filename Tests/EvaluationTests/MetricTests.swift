@@ -247,3 +247,37 @@ final class MetricTests: XCTestCase {
         XCTAssertEqual(matched.ratio, 1, accuracy: 0.5)
     }
 }
+
+final class AudioNoiseFloorTests: XCTestCase {
+    /// A 1 s note at 440 Hz (amplitude 0.5, a decaying envelope), plus white noise of `noise` std.
+    func note(noise: Float, seed: UInt64 = 1) -> [Float] {
+        var rng = RandomGenerator(seed: seed)
+        let n = rng.normal([16_000])
+        return (0..<16_000).map { i in
+            let t = Float(i) / 16_000
+            return 0.5 * exp(-2 * t) * sin(2 * .pi * 440 * t) + noise * n.data[i]
+        }
+    }
+
+    func testACleanNoteHasAFloorFarBelowItsPeakAndHissRaisesIt() throws {
+        let clean = try XCTUnwrap(AudioMetrics.noiseFloor(note(noise: 0)))
+        XCTAssertGreaterThan(clean, 90, "a pure tone leaves only the window's leakage")
+        // White noise of std σ in a Hann frame of 512: E|X|² = σ² Σw² = 192 σ²; the median of an
+        // exponential is ln 2 of its mean. The peak bin of a tone of amplitude A is (A · 256 / 2)².
+        for sigma: Float in [0.001, 0.01] {
+            let expected = 10 * log10(Double(64 * 64) / (192 * Double(sigma * sigma) * log(2)))
+            let floor = try XCTUnwrap(AudioMetrics.noiseFloor(note(noise: sigma)))
+            XCTAssertEqual(floor, expected, accuracy: 1.5, "σ \(sigma)")
+        }
+        XCTAssertNil(AudioMetrics.noiseFloor([Float](repeating: 0, count: 16_000)), "silence has no floor")
+    }
+
+    func testMetricsReportTheMedianFloorOfNonSilentClips() {
+        let clips: [(samples: [Float], className: String?)] = [(note(noise: 0.01), "69"), (note(noise: 0.01, seed: 2), "69"),
+                                                               ([Float](repeating: 0, count: 16_000), "69")]
+        let m = AudioMetrics.measure(clips, sampleRate: 16_000)
+        XCTAssertEqual(m.silentClips, 1.0 / 3, accuracy: 1e-9)
+        XCTAssertEqual(m.noiseFloorDB ?? 0, AudioMetrics.noiseFloor(clips[0].samples) ?? -1, accuracy: 1)
+        XCTAssert(m.summary.contains("noise floor"), m.summary)
+    }
+}

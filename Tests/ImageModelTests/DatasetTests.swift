@@ -4,6 +4,7 @@ import Tensor
 @testable import Image
 import Diffusion
 import NN
+import Workflow
 
 final class FashionMNISTTests: XCTestCase {
     func testLoadsDebiansFashionMNIST() throws {
@@ -112,5 +113,27 @@ final class ImageRecipeTests: XCTestCase {
         XCTAssertEqual(minimal.model.inChannels, 3)
         XCTAssertEqual(minimal.training, r.training)
         XCTAssertFalse(minimal.randomFlip)
+        XCTAssertNil(minimal.snrGamma)
+        XCTAssertEqual(minimal.noiseOffset, 0)
+    }
+
+    func testObjectiveSettingsRoundTripCountOnResumeAndAreValidated() throws {
+        var r = ImageRecipe.fashionMNIST()
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(r), as: UTF8.self).contains("snr_gamma"),
+                       "recipes without them stay as they were")
+        r.snrGamma = 5
+        r.noiseOffset = 0.05
+        let back = try JSONDecoder().decode(ImageRecipe.self, from: JSONEncoder().encode(r))
+        XCTAssertEqual(back.snrGamma, 5)
+        XCTAssertEqual(back.noiseOffset, 0.05)
+        XCTAssertFalse(ImageRecipe.fashionMNIST().canResume(as: r), "another loss weighting trains another model")
+        let (o, _) = try TrainingRun.objective(recipe: r, labelCount: 11, classes: 10, out: URL(fileURLWithPath: "/tmp/run"))
+        XCTAssertEqual(o.minSNRGamma, 5)
+        XCTAssertEqual(o.offsetNoise, 0.05)
+        for bad in [#""snr_gamma": 0"#, #""snr_gamma": -5"#, #""noise_offset": 2"#, #""noise_offset": -0.1"#] {
+            XCTAssertThrowsError(try JSONDecoder().decode(ImageRecipe.self, from: Data(#"{"model": {}, \#(bad)}"#.utf8)), bad) {
+                XCTAssert("\($0)".contains(bad.components(separatedBy: "\"")[1]), "\($0)")
+            }
+        }
     }
 }

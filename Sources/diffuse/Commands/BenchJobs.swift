@@ -142,8 +142,8 @@ extension Bench {
         /// bundled model's weights, with random data shaped like its training batches.
         func trainStep<M: Modality>(_ p: Pipeline<M>, recipe: Recipe<M>) throws -> Timing {
             let net = p.unet
-            let (objective, _) = try TrainingRun.objective(scheduler: recipe.scheduler, labelCount: net.labelCount,
-                                                           classes: p.classNames.count, labelDropout: recipe.labelDropout,
+            let (objective, _) = try TrainingRun.objective(recipe: recipe, labelCount: net.labelCount,
+                                                           classes: p.classNames.count,
                                                            out: URL(fileURLWithPath: "samples/\(M.name)"))
             let trainer = try Trainer(model: net, objective: objective, options: recipe.training)
             let b = recipe.training.batchSize

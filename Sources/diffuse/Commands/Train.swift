@@ -17,11 +17,12 @@ struct Train: ParsableCommand {
 /// What every `train <modality>` takes, and the run they share.
 struct TrainingOptions: ParsableArguments {
     @Option(help: "Run folder.") var out: String
-    @Option(help: "Recipe JSON (model, scheduler, training, label_dropout, preview_every); RUN/recipe.json of another run works.")
+    @Option(help: "Recipe JSON (model, scheduler, training, label_dropout, preview_every, snr_gamma, noise_offset); RUN/recipe.json of another run works.")
     var config: String?
     @Option(help: "Training steps (overrides the recipe).") var steps: Int?
     @Option(help: "Batch size (overrides the recipe).") var batch: Int?
     @Option(help: "Learning rate (overrides the recipe).") var lr: Float?
+    @Option(help: "Min-SNR-γ loss weighting, e.g. 5 (overrides the recipe; diffusers' --snr_gamma).") var snrGamma: Float?
     @Flag(help: "Continue from the run folder's last checkpoint (a finished run goes on to a larger --steps).") var resume = false
     @OptionGroup var runtime: RuntimeOptions
 
@@ -29,6 +30,7 @@ struct TrainingOptions: ParsableArguments {
         if let steps, steps < 1 || steps > 10_000_000 { throw ValidationError("--steps must be between 1 and 10000000") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be between 1 and 4096") }
         if let lr, !(lr > 0 && lr < 1) { throw ValidationError("--lr must be in (0, 1)") }
+        if let snrGamma, !(snrGamma > 0 && snrGamma <= 1e6) { throw ValidationError("--snr-gamma must be in (0, 1000000]; 5 is usual") }
     }
 
     /// Checks that `data` names a folder or the modality's built-in set.
@@ -47,6 +49,7 @@ struct TrainingOptions: ParsableArguments {
         if let steps { recipe.training.steps = steps }
         if let batch { recipe.training.batchSize = batch }
         if let lr { recipe.training.learningRate = lr }
+        if let snrGamma { recipe.snrGamma = snrGamma }
         try adjust(&recipe)
         let data = try M.loadData(spec, for: recipe, fitting: config == nil, note: { print($0) })
         if config == nil { recipe = M.fitted(recipe, to: data) }
@@ -121,6 +124,7 @@ struct TrainImage: ParsableCommand {
         if let s = options.steps { recipe.training.steps = s }
         if let b = options.batch { recipe.training.batchSize = b }
         if let lr = options.lr { recipe.training.learningRate = lr }
+        if let g = options.snrGamma { recipe.snrGamma = g }
         if let vaeSteps { recipe.vaeTraining.steps = vaeSteps }
         if let vaeDecoderSteps { recipe.vaeDecoderTraining.steps = vaeDecoderSteps }
         try recipe.validate()
