@@ -205,13 +205,17 @@ extension Recipe where M == AudioModality {
     /// The recipe of the bundled notes model (`samples/audio/`): the lean U-Net on 16 kHz mono
     /// clips of 16,384 samples, conditioned on `classes` pitches (+ the null label for guidance),
     /// v-prediction on a cosine schedule (waveforms have no "mostly flat" x₀ for ε to lean on).
+    /// Sampling scales a predicted clip louder than full scale down to it instead of clipping it
+    /// (diffusers' dynamic thresholding with the maximum as its quantile: ratio 1): guided notes
+    /// overshoot, and a scaled waveform keeps its shape where a clipped one distorts.
     public static func notes(classes: Int) -> AudioRecipe {
         let m = UNet1DConfig.lean(sampleSize: 16_384, sampleRate: 16_000, channels: 1, numClassEmbeds: classes + 1)
         var t = TrainerOptions()
         t.steps = 4_000; t.batchSize = 16; t.learningRate = 1e-3; t.warmupSteps = 200
         t.emaDecay = 0.999; t.checkpointEvery = 250
         let s = SchedulerConfig(.ddpm, ["beta_schedule": .string("squaredcos_cap_v2"), "prediction_type": .string("v_prediction"),
-                                        "clip_sample": .bool(true)])
+                                        "clip_sample": .bool(true), "thresholding": .bool(true),
+                                        "dynamic_thresholding_ratio": .number(1), "sample_max_value": .number(10)])
         return AudioRecipe(model: m, scheduler: s, training: t, labelDropout: 0.1, previewEvery: 500)
     }
 }

@@ -97,7 +97,7 @@ final class Generator: @unchecked Sendable {
             throw BadParameter("class", "\(entry.name) is unconditional: leave class out")
         }
         let request = sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler,
-                                       defaultGuidance: ClassLabels.defaultGuidance, defaultSteps: pipeline.defaultSteps)
+                                       defaultGuidance: pipeline.defaultGuidance, defaultSteps: pipeline.defaultSteps)
         let samples = try pipeline.generate(request, shape: try shape(pipeline), progress: job.progress)
         let dir = try TempFolder()
         var files: [GeneratedFile] = []

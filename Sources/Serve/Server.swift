@@ -405,7 +405,7 @@ public final class DiffuseServer: @unchecked Sendable {
         o.perSource = try check("per_source", r.per_source, 1...options.maxCount, default: 1)
         if let s = r.strength { if let p = SamplingRequest.strengthProblem(s) { throw BadParameter("strength", p) }; o.strength = s }
         o.steps = try check("steps", r.steps, SamplingRequest.stepsRange, default: 20)
-        o.guidance = try check("guidance", r.guidance, SamplingRequest.guidanceRange, default: ClassLabels.defaultGuidance)
+        if let g = r.guidance { o.guidance = try check("guidance", g, SamplingRequest.guidanceRange, default: g) }  // else the model's own
         o.seed = try seed("seed", r.seed)
         let sampler = try SamplerNames.parse(r.sampler, param: "sampler")
         guard let given = r.data, !given.isEmpty else { throw BadParameter("data", "an object of class name → list of base64 files") }

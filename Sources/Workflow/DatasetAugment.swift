@@ -26,7 +26,8 @@ public enum DatasetAugment {
         public var strength: Float = 0.5
         public var sampler = SamplerName.dpmpp2m
         public var steps = 20
-        public var guidance = ClassLabels.defaultGuidance
+        /// nil: the model folder's own default (`Pipeline.defaultGuidance`).
+        public var guidance: Float? = nil
         public var seed: UInt64 = 0
         public var batch = 32
         public init() {}
@@ -73,6 +74,7 @@ public enum DatasetAugment {
                             modelSHA256: String, options o: Options) throws -> [Job] {
         let names = data.classNames.isEmpty ? [""] : data.classNames
         func modelLabel(_ name: String) -> Int? { name.isEmpty ? nil : classes.matching(name) }
+        let guidance = o.guidance ?? ClassLabels.defaultGuidance
         var jobs: [Job] = []
         func record(_ file: String, _ c: Int, _ source: String?, _ index: Int, guidance: Float) -> AugmentationRecord {
             AugmentationRecord(file: file, className: names[c], label: modelLabel(names[c]) ?? -1, mode: o.mode.rawValue,
@@ -95,7 +97,7 @@ public enum DatasetAugment {
             for (c, n) in counts(real: real, options: o).enumerated() {
                 for k in 0..<n {
                     let file = dir(c) + String(format: "gen-s%llu-%05d.", o.seed, k) + ext
-                    jobs.append(Job(record: record(file, c, nil, c * 1_000_000 + k, guidance: modelLabel(names[c]) == nil ? 1 : o.guidance),
+                    jobs.append(Job(record: record(file, c, nil, c * 1_000_000 + k, guidance: modelLabel(names[c]) == nil ? 1 : guidance),
                                     label: modelLabel(names[c])))
                 }
             }
@@ -106,7 +108,7 @@ public enum DatasetAugment {
                 for k in 0..<o.perSource {
                     let file = dir(f.label) + "\(stem)-vary\(k)-s\(o.seed).\(ext)"
                     // A class the model never saw: vary it unconditionally (the null label, no guidance).
-                    jobs.append(Job(record: record(file, f.label, f.url.path, s * 1_000 + k, guidance: label == nil ? 1 : o.guidance),
+                    jobs.append(Job(record: record(file, f.label, f.url.path, s * 1_000 + k, guidance: label == nil ? 1 : guidance),
                                     label: label ?? (classes.isConditional ? classes.nullLabel : nil)))
                 }
             }
@@ -130,6 +132,8 @@ public enum DatasetAugment {
         let ranks = ranks.flatMap { $0.size > 1 ? $0 : nil }
         let writer = ranks?.isWriter ?? true
         let pipeline = try Pipeline<M>.load(modelDir)
+        var o = o
+        o.guidance = o.guidance ?? pipeline.defaultGuidance
         let jobs0 = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default

@@ -10,6 +10,7 @@ import Diffusion
 ///     scheduler/              scheduler_config.json
 ///     classes.json            (ours) class names by label; the null label is the last embedding
 ///     distillation.json       (ours, a distilled student's) the guidance baked in, its default steps
+///     sampling.json           (ours, optional) the guidance scale and steps its evaluation chose
 ///
 /// One class for every modality: `ImagePipeline`, `AudioPipeline` and `VideoPipeline` are this
 /// with their `Modality`; what is theirs alone (clip lengths, frame masks) is in extensions.
@@ -19,16 +20,24 @@ public final class Pipeline<M: Modality> {
     public let classes: ClassLabels
     /// A distilled student's record: its guidance is baked in, so sampling adds none.
     public let distillation: DistillationInfo?
+    /// The folder's own sampling defaults (sampling.json), when it has them.
+    public var samplingDefaults: SamplingDefaults?
 
-    public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String], distillation: DistillationInfo? = nil) {
+    public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String], distillation: DistillationInfo? = nil,
+                samplingDefaults: SamplingDefaults? = nil) {
         self.unet = unet
         self.scheduler = scheduler
         classes = ClassLabels(names: classNames, labelCount: unet.labelCount)
         self.distillation = distillation
+        self.samplingDefaults = samplingDefaults
     }
 
-    /// The sampling steps when none are asked for: a student's own count, else 20.
-    public var defaultSteps: Int { distillation?.steps ?? 20 }
+    /// The sampling steps when none are asked for: a student's own count, else the folder's
+    /// sampling.json, else 20.
+    public var defaultSteps: Int { distillation?.steps ?? samplingDefaults?.steps ?? 20 }
+    /// The guidance scale when none is asked for: a student's baked-in scale, else the folder's
+    /// sampling.json, else `ClassLabels.defaultGuidance`.
+    public var defaultGuidance: Float { distillation?.guidanceScale ?? samplingDefaults?.guidanceScale ?? ClassLabels.defaultGuidance }
 
     public var classNames: [String] { classes.names }
     /// The label meaning "no class" (classifier-free guidance), when the model was trained with one.
@@ -40,7 +49,7 @@ public final class Pipeline<M: Modality> {
         let unet = try M.Model.load(dir)
         let classes = try ClassLabels.load(dir, labelCount: unet.labelCount)
         return Pipeline(unet: unet, scheduler: try PipelineFolder.scheduler(in: dir), classNames: classes.names,
-                        distillation: try DistillationInfo.load(dir))
+                        distillation: try DistillationInfo.load(dir), samplingDefaults: try SamplingDefaults.load(dir))
     }
 
     public func save(to dir: URL, dtype: SafeTensorsDType = .F32) throws {
@@ -48,6 +57,7 @@ public final class Pipeline<M: Modality> {
         try PipelineFolder.save(to: dir, pipelineClass: M.pipelineClass, unetClass: M.Model.className, scheduler: scheduler,
                                 classes: classes)
         if let distillation { try distillation.save(dir) }
+        if let samplingDefaults { try samplingDefaults.save(dir) }
     }
 
     /// The guidance `request` asks for, when this model can give it (it needs the null label);
@@ -74,5 +84,47 @@ public final class Pipeline<M: Modality> {
         let x = try Generation.batched(model: unet, sampleShape: sampleShape, request: request, scheduler: scheduler,
                                        guidance: guidance(for: request), progress: progress)
         return clamp ? GradMode.withoutGrad { x.clamped(min: -1, max: 1) } : x
+    }
+}
+
+/// A pipeline folder's own sampling defaults (ours: sampling.json, diffusers ignores it): the
+/// guidance scale and step count its evaluation chose, used when a user asks for none.
+///
+///     {"guidance_scale": 3, "num_inference_steps": 20}
+public struct SamplingDefaults: Codable, Equatable, Sendable {
+    public var guidanceScale: Float?
+    public var steps: Int?
+
+    public init(guidanceScale: Float? = nil, steps: Int? = nil) {
+        self.guidanceScale = guidanceScale; self.steps = steps
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case guidanceScale = "guidance_scale", steps = "num_inference_steps"
+    }
+
+    public static let fileName = "sampling.json"
+
+    /// The defaults in pipeline folder `dir`, nil when it has none; a bad file is an error naming it.
+    public static func load(_ dir: URL) throws -> SamplingDefaults? {
+        let url = dir.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let d: SamplingDefaults
+        do { d = try JSONDecoder().decode(SamplingDefaults.self, from: Data(contentsOf: url)) } catch {
+            throw ModelFolderError(path: url.path, reason: "is not a readable sampling.json: \(error)")
+        }
+        if let g = d.guidanceScale, !SamplingRequest.guidanceRange.contains(g) {
+            throw ModelFolderError(path: url.path, reason: "guidance_scale must be within \(SamplingRequest.guidanceRange), got \(g)")
+        }
+        if let s = d.steps, !SamplingRequest.stepsRange.contains(s) {
+            throw ModelFolderError(path: url.path, reason: "num_inference_steps must be within \(SamplingRequest.stepsRange), got \(s)")
+        }
+        return d
+    }
+
+    public func save(_ dir: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try enc.encode(self), to: dir.appendingPathComponent(Self.fileName))
     }
 }

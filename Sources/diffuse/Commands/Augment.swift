@@ -112,8 +112,8 @@ struct AugmentOptions: ParsableArguments {
         o.perClass = perClass; o.total = total; o.balance = balance
         o.perSource = perSource; o.strength = sampling.strength ?? SamplingOptions.defaultStrength
         if sampling.eta != nil { throw ValidationError("augment: --eta is not recorded in the manifest yet; leave it out") }
-        o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = sampling.steps ?? student?.steps ?? 20
-        o.guidance = student?.guidanceScale ?? sampling.guidance ?? SamplingOptions.classGuidance; o.seed = sampling.seed
+        o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = try sampling.steps ?? student?.steps ?? SamplingDefaults.load(modelDir)?.steps ?? 20
+        o.guidance = student?.guidanceScale ?? sampling.guidance; o.seed = sampling.seed  // nil: the model folder's default
         o.batch = sampling.batch ?? 32
         var bar: Progress? = nil
         let r = try DatasetAugment.run(M.self, data: folder, modelDir: modelDir, out: outURL, options: o, warn: note) { done, total in

@@ -129,7 +129,7 @@ struct DistillOptions: ParsableArguments {
             throw ModelFolderError(path: dir.path, reason: "is itself a distilled student (of \(d.teacher)); distil its teacher instead")
         }
         let recipe = try self.recipe(teacher: teacher == nil ? "samples/\(M.name)" : recorded(dir, bundled: M.name),
-                                     defaultGuidance: ClassLabels.defaultGuidance,
+                                     defaultGuidance: teacherPipeline.defaultGuidance,
                                      trainSteps: try teacherPipeline.scheduler.noiseSchedule().numTrainTimesteps)
         let spec = data ?? M.builtinData
         let shaped = Recipe<M>(model: teacherPipeline.unet.config, scheduler: teacherPipeline.scheduler, training: TrainerOptions())

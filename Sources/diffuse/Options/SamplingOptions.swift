@@ -128,7 +128,7 @@ struct GenerateOptions: ParsableArguments {
             throw ValidationError("--guidance: \(dir.path) is a distilled student with guidance \(d.guidanceScale) baked in; leave --guidance out (or use its teacher, \(d.teacher))")
         }
         var r = try sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler,
-                                     defaultSteps: pipeline.defaultSteps)
+                                     defaultGuidance: pipeline.defaultGuidance, defaultSteps: pipeline.defaultSteps)
         if let d = pipeline.distillation { r.guidance = d.guidanceScale }  // recorded; the model applies it
         if !chosen.guided { r.guidance = 1 }
         return (r, chosen.note)
