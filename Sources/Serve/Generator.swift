@@ -45,6 +45,17 @@ final class Generator: @unchecked Sendable {
     }
 
     /// Class names of a class model (for the model list); nil for text-to-image.
+    /// The guidance scale and steps a model samples with when a request gives none.
+    func defaults(_ entry: ModelCatalog.Entry) -> (guidance: Float, steps: Int)? {
+        func of<M: Modality>(_ p: Pipeline<M>) -> (Float, Int) { (p.defaultGuidance, p.defaultSteps) }
+        switch entry.kind {
+        case .textToImage: return (try? textToImagePipeline(entry)).map { ($0.defaultGuidance, $0.defaultSteps) }
+        case .image: return (try? pipeline(ImageModality.self, entry)).map(of)
+        case .audio: return (try? pipeline(AudioModality.self, entry)).map(of)
+        case .video: return (try? pipeline(VideoModality.self, entry)).map(of)
+        }
+    }
+
     func classNames(_ entry: ModelCatalog.Entry) -> [String]? {
         switch entry.kind {
         case .textToImage: return nil

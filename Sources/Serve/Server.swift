@@ -148,6 +148,7 @@ public final class DiffuseServer: @unchecked Sendable {
             json(catalog.entries.map { e -> [String: Any] in
                 var m: [String: Any] = ["name": e.name, "kind": e.kind.rawValue]
                 if let names = generator.classNames(e) { m["classes"] = names }
+                if let d = generator.defaults(e) { m["guidance"] = Double(d.guidance); m["steps"] = d.steps }
                 return m
             })
         }

@@ -185,6 +185,12 @@ final class ServeTests: XCTestCase {
             let models = try await call(base, "/api/v1/models").json as? [[String: Any]] ?? []
             let kinds = Dictionary(models.map { ($0["name"] as! String, $0["kind"] as! String) }, uniquingKeysWith: { a, _ in a })
             XCTAssertEqual(kinds["tiny"], "text-to-image")
+            // Each model's own defaults, for the page's fields: the bundled notes model's sampling.json.
+            let defaults = Dictionary(models.map { ($0["name"] as! String, ($0["guidance"] as? Double, $0["steps"] as? Int)) },
+                                      uniquingKeysWith: { a, _ in a })
+            if kinds["audio"] != nil { XCTAssertEqual(defaults["audio"]?.0, 3); XCTAssertEqual(defaults["audio"]?.1, 20) }
+            if kinds["image"] != nil { XCTAssertEqual(defaults["image"]?.0, 2) }
+            XCTAssertEqual(defaults["tiny"]?.0, 7.5)
             for (model, body, mime, magic) in [
                 ("image", ["class": "sneaker,bag", "count": 2], "image/png", [UInt8]([0x89, 0x50, 0x4E, 0x47])),
                 ("audio", ["class": "60", "seconds": 0.25], "audio/wav", Array("RIFF".utf8)),
