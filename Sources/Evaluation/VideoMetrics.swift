@@ -54,7 +54,43 @@ public enum VideoMetrics {
         return n > 0 ? sum / Double(n) : nil
     }
 
-    /// Per set of clips: how their centres of mass move.
+    /// Share of frame `k` of a clip [F, C, H, W] in [-1, 1] whose pixels are specks: brightness
+    /// (mean over channels, mapped to [0, 1]) more than `threshold` away from the median of its
+    /// 3×3 neighbourhood (edges repeat the border). A smooth object and its outline stay near
+    /// their local median (a median keeps edges); salt-and-pepper noise does not.
+    public static func speckle(_ frames: Tensor, frame k: Int, threshold: Float = 0.25) -> Double {
+        precondition(frames.rank == 4 && (0..<frames.shape[0]).contains(k), "speckle: frame \(k) of \(frames.shape)")
+        let (c, h, w) = (frames.shape[1], frames.shape[2], frames.shape[3])
+        let plane = h * w
+        let base = frames.data + k * c * plane
+        var b = [Float](repeating: 0, count: plane)
+        for i in 0..<plane {
+            var v: Float = 0
+            for ch in 0..<c { v += base[ch * plane + i] }
+            b[i] = (v / Float(c) + 1) / 2
+        }
+        var specks = 0
+        var window = [Float](repeating: 0, count: 9)
+        for y in 0..<h {
+            for x in 0..<w {
+                var n = 0
+                for dy in -1...1 {
+                    for dx in -1...1 {
+                        window[n] = b[Swift.min(Swift.max(y + dy, 0), h - 1) * w + Swift.min(Swift.max(x + dx, 0), w - 1)]
+                        n += 1
+                    }
+                }
+                window.sort()
+                if abs(b[y * w + x] - window[4]) > threshold { specks += 1 }
+            }
+        }
+        return plane > 0 ? Double(specks) / Double(plane) : 0
+    }
+
+    /// A frame with more than this share of specks (`speckle`) counts as speckled.
+    public static let speckledShare = 0.01
+
+    /// Per set of clips: how their centres of mass move, and how many frames are speckled.
     public struct Motion: Codable, Equatable, Sendable {
         public var clips: Int
         /// Mean over clips of `roughness` (clips without a value are left out).
@@ -63,24 +99,35 @@ public enum VideoMetrics {
         public var speed: Double
         /// Fraction of frames with no mass (an object that vanished).
         public var emptyFrames: Double
+        /// Fraction of frames that are speckled (`speckle` > `speckledShare`), and the number of
+        /// clips with at least one.
+        public var speckledFrames: Double = 0
+        public var speckledClips: Int = 0
 
-        enum CodingKeys: String, CodingKey { case clips, roughness, speed, emptyFrames = "empty_frames" }
+        enum CodingKeys: String, CodingKey {
+            case clips, roughness, speed, emptyFrames = "empty_frames"
+            case speckledFrames = "speckled_frames", speckledClips = "speckled_clips"
+        }
     }
 
     /// `Motion` of clips, each [F, C, H, W].
     public static func motion(_ clips: [Tensor], floor: Float = 0.1) -> Motion {
         var r: [Double] = [], s: [Double] = []
-        var empty = 0, frames = 0
+        var empty = 0, frames = 0, speckled = 0, speckledClips = 0
         for clip in clips {
             let t = centerOfMassTrack(clip, floor: floor)
             frames += t.count
             empty += t.filter { $0 == nil }.count
+            let n = (0..<clip.shape[0]).filter { speckle(clip, frame: $0) > speckledShare }.count
+            speckled += n
+            if n > 0 { speckledClips += 1 }
             if let v = roughness(t) { r.append(v) }
             if let v = speed(t) { s.append(v) }
         }
         func mean(_ a: [Double]) -> Double { a.isEmpty ? .nan : a.reduce(0, +) / Double(a.count) }
         return Motion(clips: clips.count, roughness: mean(r), speed: mean(s),
-                      emptyFrames: frames > 0 ? Double(empty) / Double(frames) : .nan)
+                      emptyFrames: frames > 0 ? Double(empty) / Double(frames) : .nan,
+                      speckledFrames: frames > 0 ? Double(speckled) / Double(frames) : .nan, speckledClips: speckledClips)
     }
 
     /// Label stability of clips from a per-frame classifier: for each clip (its frames' labels),

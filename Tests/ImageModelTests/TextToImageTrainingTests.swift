@@ -140,5 +140,14 @@ final class TextToImageTrainingTests: XCTestCase {
         XCTAssertTrue(Self.tinyRecipe().canResume(as: longer))
         longer.training.learningRate *= 2
         XCTAssertFalse(Self.tinyRecipe().canResume(as: longer))
+        // Min-SNR weighting of the unet stage: validated, kept, and part of what a resume must match.
+        var weighted = Self.tinyRecipe()
+        weighted.snrGamma = 5
+        let back = try JSONDecoder().decode(TextToImageRecipe.self, from: enc.encode(weighted))
+        XCTAssertEqual(back.snrGamma, 5)
+        XCTAssertFalse(Self.tinyRecipe().canResume(as: weighted))
+        XCTAssertThrowsError(try JSONDecoder().decode(TextToImageRecipe.self, from: Data(#"{"snr_gamma": -1}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("snr_gamma"), "\($0)")
+        }
     }
 }

@@ -167,6 +167,29 @@ final class VideoMetricsTests: XCTestCase {
         XCTAssertEqual(VideoMetrics.labelStability([[1, 1, 1, 2], [3, 3]]), 0.875, accuracy: 1e-9)
     }
 
+    /// A smooth object (a filled disc with a soft rim) has no specks; salt-and-pepper pixels on
+    /// 5 % of a frame are found, and that frame (only) counts as speckled.
+    func testSpeckledFramesAreFoundAndCleanOnesAreNot() {
+        let t = Tensor.full([3, 1, 32, 32], -1)
+        for f in 0..<3 {
+            for y in 0..<32 {
+                for x in 0..<32 {
+                    let r = (Float((x - 12 - 2 * f) * (x - 12 - 2 * f) + (y - 16) * (y - 16))).squareRoot()
+                    t.data[f * 1024 + y * 32 + x] = r < 6 ? 0.8 : (r < 8 ? 0.8 - (r - 6) : -1)
+                }
+            }
+        }
+        XCTAssertEqual(VideoMetrics.speckle(t, frame: 0), 0)
+        var rng = SplitMix64(seed: 3)
+        var salted = Set<Int>()
+        while salted.count < 51 { salted.insert(Int(rng.next() % 1024)) }
+        for i in salted { t.data[2 * 1024 + i] = t.data[2 * 1024 + i] > 0 ? -1 : 1 }
+        XCTAssertEqual(VideoMetrics.speckle(t, frame: 2), 51.0 / 1024, accuracy: 0.01)
+        let m = VideoMetrics.motion([t, t.slice(axis: 0, 0..<2)])
+        XCTAssertEqual(m.speckledFrames, 1.0 / 5, accuracy: 1e-9)
+        XCTAssertEqual(m.speckledClips, 1)
+    }
+
     /// Consecutive stability counts label switches between neighbouring frames, which the
     /// majority fraction cannot see: a flickering clip and a clip that switches once can have the
     /// same majority.

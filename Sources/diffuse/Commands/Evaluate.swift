@@ -267,6 +267,8 @@ struct EvaluateVideo: ParsableCommand {
             row("motion roughness (px/frame²)", num(g.motion.roughness), num(q.motion.roughness)),
             row("motion speed (px/frame)", num(g.motion.speed), num(q.motion.speed)),
             row("empty frames", pct(g.motion.emptyFrames), pct(q.motion.emptyFrames)),
+            row("speckled frames", pct(g.motion.speckledFrames), pct(q.motion.speckledFrames)),
+            row("clips with a speckled frame", "\(g.motion.speckledClips) of \(g.motion.clips)", "\(q.motion.speckledClips) of \(q.motion.clips)"),
             "",
             row("", "generated", "real floor"),
             row("FD (frame features, \(r.fd.compared) vs \(r.fd.reference) clips)", num(r.fd.generated), num(r.fd.realFloor),
@@ -274,7 +276,8 @@ struct EvaluateVideo: ParsableCommand {
             row("KID ×1000 (mean ± std)", kid(r.kid.generated), kid(r.kid.realFloor)),
             "",
             "stability: how often the probe's label of a frame stays the same; roughness: mean length of the second",
-            String(format: "difference of the frames' centre-of-mass track. %.1f s in all.", seconds),
+            "difference of the frames' centre-of-mass track; speckled: more than 1 % of a frame's pixels 0.25 or more",
+            String(format: "off the median of their 3×3 neighbourhood (salt-and-pepper noise). %.1f s in all.", seconds),
         ].joined(separator: "\n")
     }
 }
