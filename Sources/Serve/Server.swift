@@ -405,8 +405,9 @@ public final class DiffuseServer: @unchecked Sendable {
         if mode == .generate { o.perClass = try check("per_class", r.per_class, 1...options.maxCount, default: 1) }
         o.perSource = try check("per_source", r.per_source, 1...options.maxCount, default: 1)
         if let s = r.strength { if let p = SamplingRequest.strengthProblem(s) { throw BadParameter("strength", p) }; o.strength = s }
-        o.steps = try check("steps", r.steps, SamplingRequest.stepsRange, default: 20)
-        if let g = r.guidance { o.guidance = try check("guidance", g, SamplingRequest.guidanceRange, default: g) }  // else the model's own
+        // Left out: the model folder's own (its sampling.json, a student's record), as `generate` does.
+        o.steps = try check("steps", r.steps, SamplingRequest.stepsRange, default: generator.defaults(entry)?.steps ?? 20)
+        if let g = r.guidance { o.guidance = try check("guidance", g, SamplingRequest.guidanceRange, default: g) }
         o.seed = try seed("seed", r.seed)
         let sampler = try SamplerNames.parse(r.sampler, param: "sampler")
         guard let given = r.data, !given.isEmpty else { throw BadParameter("data", "an object of class name → list of base64 files") }
