@@ -40,6 +40,8 @@ public final class StableDiffusionPipeline {
     public let scheduler: SchedulerConfig
     /// A distilled student's record (distillation.json): its default steps and guidance scale.
     public var distillation: DistillationInfo?
+    /// The folder's own sampling defaults (sampling.json), when it has them.
+    public let samplingDefaults: SamplingDefaults?
 
     public static let className = "StableDiffusionPipeline"
 
@@ -47,9 +49,9 @@ public final class StableDiffusionPipeline {
     public private(set) var timings: [(String, Double)] = []
 
     public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
-                scheduler: SchedulerConfig, distillation: DistillationInfo? = nil) {
+                scheduler: SchedulerConfig, distillation: DistillationInfo? = nil, samplingDefaults: SamplingDefaults? = nil) {
         self.tokenizer = tokenizer; self.textEncoder = textEncoder; self.unet = unet; self.vae = vae; self.scheduler = scheduler
-        self.distillation = distillation
+        self.distillation = distillation; self.samplingDefaults = samplingDefaults
     }
 
     /// Whether `dir` is a pipeline folder of this family (its model_index.json names it, or its
@@ -83,7 +85,8 @@ public final class StableDiffusionPipeline {
                                        textEncoder: try CLIPTextModel.load(dir.appendingPathComponent("text_encoder"), keepHalf: true),
                                        unet: try UNet2DConditionModel.load(dir.appendingPathComponent("unet"), keepHalf: true),
                                        vae: try AutoencoderKL.load(dir.appendingPathComponent("vae"), keepHalf: true),
-                                       scheduler: try PipelineFolder.scheduler(in: dir), distillation: try DistillationInfo.load(dir))
+                                       scheduler: try PipelineFolder.scheduler(in: dir), distillation: try DistillationInfo.load(dir),
+                                       samplingDefaults: try SamplingDefaults.load(dir))
     }
 
     static func loadSingleFile(_ url: URL, prediction: StableDiffusionPrediction?) throws -> StableDiffusionPipeline {
@@ -129,6 +132,7 @@ public final class StableDiffusionPipeline {
         ]
         try ConfigFile.write(index, to: dir.appendingPathComponent("model_index.json"))
         if let distillation { try distillation.save(dir) }
+        if let samplingDefaults { try samplingDefaults.save(dir) }
     }
 
     /// Merges LoRA files into the unet and text encoder (`FILE[:SCALE]` each, in order);
@@ -149,20 +153,22 @@ public final class StableDiffusionPipeline {
     /// `StableDiffusionPipeline` call it; no classifier-free guidance, no negative prompt.
     public var takesGuidanceScale: Bool { unet.config.timeCondProjDim != nil }
 
-    /// Steps when none are asked for: a distilled student's own; 4 on a folder whose scheduler is
-    /// LCM's or TCD's (diffusers' `LatentConsistencyModelPipeline` default), else 20.
+    /// Steps when none are asked for: a distilled student's own, else the folder's sampling.json;
+    /// 4 on a folder whose scheduler is LCM's or TCD's (diffusers' `LatentConsistencyModelPipeline`
+    /// default), else 20.
     public var defaultSteps: Int {
-        if let distillation { return distillation.steps }
+        if let steps = distillation?.steps ?? samplingDefaults?.steps { return steps }
         switch SchedulerClass(rawValue: scheduler.className) {
         case .lcm?, .tcd?: return 4
         default: return 20
         }
     }
 
-    /// Guidance when none is asked for: a distilled student's own; 8.5 for a unet that takes the
-    /// scale as an input (diffusers' `LatentConsistencyModelPipeline` default), else 7.5.
+    /// Guidance when none is asked for: a distilled student's own, else the folder's sampling.json;
+    /// 8.5 for a unet that takes the scale as an input (diffusers' `LatentConsistencyModelPipeline`
+    /// default), else 7.5.
     public var defaultGuidance: Float {
-        distillation?.guidanceScale ?? (takesGuidanceScale ? 8.5 : TextToImageJob.defaultGuidance)
+        distillation?.guidanceScale ?? samplingDefaults?.guidanceScale ?? (takesGuidanceScale ? 8.5 : TextToImageJob.defaultGuidance)
     }
 
     /// Pixels per latent pixel (8 for SD).

@@ -207,7 +207,10 @@ public final class DiffuseServer: @unchecked Sendable {
     }
 
     func check<T: Comparable>(_ param: String, _ value: T?, _ range: ClosedRange<T>, default d: T) throws -> T {
-        let v = value ?? d
+        try check(param, value ?? d, range)
+    }
+
+    func check<T: Comparable>(_ param: String, _ v: T, _ range: ClosedRange<T>) throws -> T {
         guard range.contains(v) else { throw BadParameter(param, "must be within \(range.lowerBound)-\(range.upperBound), got \(v)") }
         return v
     }
@@ -407,7 +410,7 @@ public final class DiffuseServer: @unchecked Sendable {
         if let s = r.strength { if let p = SamplingRequest.strengthProblem(s) { throw BadParameter("strength", p) }; o.strength = s }
         // Left out: the model folder's own (its sampling.json, a student's record), as `generate` does.
         o.steps = try check("steps", r.steps, SamplingRequest.stepsRange, default: generator.defaults(entry)?.steps ?? 20)
-        if let g = r.guidance { o.guidance = try check("guidance", g, SamplingRequest.guidanceRange, default: g) }
+        if let g = r.guidance { o.guidance = try check("guidance", g, SamplingRequest.guidanceRange) }
         o.seed = try seed("seed", r.seed)
         let sampler = try SamplerNames.parse(r.sampler, param: "sampler")
         guard let given = r.data, !given.isEmpty else { throw BadParameter("data", "an object of class name → list of base64 files") }

@@ -170,7 +170,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
 
 /// What a student folder records of its making (distillation.json beside model_index.json):
 /// the guidance it has baked in (so sampling adds none), the sampler and step count it is for.
-public struct DistillationInfo: Codable, Equatable, Sendable {
+public struct DistillationInfo: PipelineFolderRecord, Equatable, Sendable {
     public var method: DistillationMethod
     /// The teacher's folder, as the run was given it.
     public var teacher: String
@@ -198,28 +198,16 @@ public struct DistillationInfo: Codable, Equatable, Sendable {
     }
 
     public static let fileName = "distillation.json"
+    public static let recordName = "distillation record"
 
-    /// The record in pipeline folder `dir`, nil when it has none; an unreadable one is an error naming it.
-    public static func load(_ dir: URL) throws -> DistillationInfo? {
-        let url = dir.appendingPathComponent(fileName)
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        let info: DistillationInfo
-        do { info = try JSONDecoder().decode(DistillationInfo.self, from: Data(contentsOf: url)) } catch {
-            throw ModelFolderError(path: url.path, reason: "is not a readable distillation record: \(error)")
+    public func problem() -> String? {
+        guard guidanceScale.isFinite, guidanceScale >= 0, (1...1000).contains(steps) else {
+            return "guidance_scale must be a finite number ≥ 0 and steps 1 ... 1000"
         }
-        guard info.guidanceScale.isFinite, info.guidanceScale >= 0, (1...1000).contains(info.steps) else {
-            throw ModelFolderError(path: url.path, reason: "guidance_scale must be a finite number ≥ 0 and steps 1 ... 1000")
+        if let g = guidanceRange, g.count != 2 || !g.allSatisfy({ $0.isFinite && $0 >= 0 }) || g[0] > g[1] {
+            return "guidance_range must be [low, high] with 0 ≤ low ≤ high, got \(g)"
         }
-        if let g = info.guidanceRange, g.count != 2 || !g.allSatisfy({ $0.isFinite && $0 >= 0 }) || g[0] > g[1] {
-            throw ModelFolderError(path: url.path, reason: "guidance_range must be [low, high] with 0 ≤ low ≤ high, got \(g)")
-        }
-        return info
-    }
-
-    public func save(_ dir: URL) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try enc.encode(self), to: dir.appendingPathComponent(Self.fileName))
+        return nil
     }
 }
 

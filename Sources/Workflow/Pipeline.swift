@@ -21,7 +21,7 @@ public final class Pipeline<M: Modality> {
     /// A distilled student's record: its guidance is baked in, so sampling adds none.
     public let distillation: DistillationInfo?
     /// The folder's own sampling defaults (sampling.json), when it has them.
-    public var samplingDefaults: SamplingDefaults?
+    public let samplingDefaults: SamplingDefaults?
 
     public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String], distillation: DistillationInfo? = nil,
                 samplingDefaults: SamplingDefaults? = nil) {
@@ -91,7 +91,7 @@ public final class Pipeline<M: Modality> {
 /// guidance scale and step count its evaluation chose, used when a user asks for none.
 ///
 ///     {"guidance_scale": 3, "num_inference_steps": 20}
-public struct SamplingDefaults: Codable, Equatable, Sendable {
+public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
     public var guidanceScale: Float?
     public var steps: Int?
 
@@ -104,27 +104,15 @@ public struct SamplingDefaults: Codable, Equatable, Sendable {
     }
 
     public static let fileName = "sampling.json"
+    public static let recordName = "sampling.json"
 
-    /// The defaults in pipeline folder `dir`, nil when it has none; a bad file is an error naming it.
-    public static func load(_ dir: URL) throws -> SamplingDefaults? {
-        let url = dir.appendingPathComponent(fileName)
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        let d: SamplingDefaults
-        do { d = try JSONDecoder().decode(SamplingDefaults.self, from: Data(contentsOf: url)) } catch {
-            throw ModelFolderError(path: url.path, reason: "is not a readable sampling.json: \(error)")
+    public func problem() -> String? {
+        if let g = guidanceScale, !SamplingRequest.guidanceRange.contains(g) {
+            return "guidance_scale must be within \(SamplingRequest.guidanceRange), got \(g)"
         }
-        if let g = d.guidanceScale, !SamplingRequest.guidanceRange.contains(g) {
-            throw ModelFolderError(path: url.path, reason: "guidance_scale must be within \(SamplingRequest.guidanceRange), got \(g)")
+        if let s = steps, !SamplingRequest.stepsRange.contains(s) {
+            return "num_inference_steps must be within \(SamplingRequest.stepsRange), got \(s)"
         }
-        if let s = d.steps, !SamplingRequest.stepsRange.contains(s) {
-            throw ModelFolderError(path: url.path, reason: "num_inference_steps must be within \(SamplingRequest.stepsRange), got \(s)")
-        }
-        return d
-    }
-
-    public func save(_ dir: URL) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try enc.encode(self), to: dir.appendingPathComponent(Self.fileName))
+        return nil
     }
 }

@@ -193,3 +193,37 @@ public enum PipelineFolder {
     }
 }
 
+
+/// A small JSON record a pipeline folder keeps beside model_index.json for our own tools
+/// (diffusers ignores it): `distillation.json` (a student's record), `sampling.json` (the folder's
+/// sampling defaults). One load and one save for all of them: missing is nil, unreadable or
+/// out-of-range is an error naming the file.
+public protocol PipelineFolderRecord: Codable {
+    /// The file's name in the pipeline folder.
+    static var fileName: String { get }
+    /// What the record is, for errors ("a distillation record").
+    static var recordName: String { get }
+    /// Why a decoded record cannot be used, nil when it can.
+    func problem() -> String?
+}
+
+extension PipelineFolderRecord {
+    /// The record in pipeline folder `dir`, nil when it has none.
+    public static func load(_ dir: URL) throws -> Self? {
+        let url = dir.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let record: Self
+        do { record = try JSONDecoder().decode(Self.self, from: Data(contentsOf: url)) } catch {
+            throw ModelFolderError(path: url.path, reason: "is not a readable \(recordName): \(error)")
+        }
+        if let p = record.problem() { throw ModelFolderError(path: url.path, reason: p) }
+        return record
+    }
+
+    /// Writes the record into `dir` (atomically: a temp file renamed).
+    public func save(_ dir: URL) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try enc.encode(self), to: dir.appendingPathComponent(Self.fileName))
+    }
+}

@@ -91,6 +91,24 @@ final class StableDiffusionPipelineTests: XCTestCase {
         }
     }
 
+    /// A text-to-image folder's sampling.json sets its defaults as it does for the class models',
+    /// survives a save, and a bad one is an error naming the file.
+    func testAFoldersSamplingJSONSetsItsDefaults() throws {
+        let plain = try Self.pipeline.get()
+        let tmp = try TemporaryFolder()
+        let tuned = StableDiffusionPipeline(tokenizer: plain.tokenizer, textEncoder: plain.textEncoder, unet: plain.unet, vae: plain.vae,
+                                            scheduler: plain.scheduler, samplingDefaults: SamplingDefaults(guidanceScale: 3.5, steps: 9))
+        try tuned.save(to: tmp.url)
+        let loaded = try StableDiffusionPipeline.load(tmp.url)
+        XCTAssertEqual(loaded.samplingDefaults, SamplingDefaults(guidanceScale: 3.5, steps: 9))
+        XCTAssertEqual(loaded.defaultGuidance, 3.5)
+        XCTAssertEqual(loaded.defaultSteps, 9)
+        try Data(#"{"num_inference_steps": 0}"#.utf8).write(to: tmp.url.appendingPathComponent("sampling.json"))
+        XCTAssertThrowsError(try StableDiffusionPipeline.load(tmp.url)) { error in
+            XCTAssert("\(error)".contains("sampling.json") && "\(error)".contains("num_inference_steps"), "\(error)")
+        }
+    }
+
     /// An F16 pipeline folder (the tiny golden one is F16) keeps its layer weights 16-bit in
     /// memory, and makes exactly the images the same weights make loaded as Float32.
     func testF16FolderStaysHalfAndMatchesFloatWeights() throws {
