@@ -19,6 +19,9 @@ public struct VideoEvaluationOptions: Sendable {
     public var frameStride = 4
     /// Random re-splits of the held-out real clips that FD and the KID floor average over.
     public var repeats = 16
+    /// The generated clips continue their first `keptFrames` frames (`generate video --init CLIP
+    /// --keep-frames 0-(n−1)`): measure the seam (`VideoMetrics.seam`) of both sets at that frame.
+    public var keptFrames: Int? = nil
     /// Where trained probes are kept (nil: no cache).
     public var cacheDirectory: URL? = ProbeCache.defaultDirectory
     /// Words that tell the probe cache what else the real set depends on (limit, frames, size).
@@ -53,10 +56,13 @@ public struct VideoEvaluationReport: Codable, Sendable {
         /// Share of clips whose most common probe label (the lowest on a tie) is their class.
         public var clipAgreement: Double?
         public var motion: VideoMetrics.Motion
+        /// With `VideoEvaluationOptions.keptFrames`: the change across the seam against the change
+        /// inside the kept frames.
+        public var seam: VideoMetrics.Seam?
 
         enum CodingKeys: String, CodingKey {
             case clips, consecutiveStability = "consecutive_stability", majorityStability = "majority_stability"
-            case frameAgreement = "frame_agreement", clipAgreement = "clip_agreement", motion
+            case frameAgreement = "frame_agreement", clipAgreement = "clip_agreement", motion, seam
         }
     }
 
@@ -99,7 +105,9 @@ public struct VideoEvaluationReport: Codable, Sendable {
 ///     label agreement    frames (and clips, by majority) labelled as the class the clip was
 ///                        made for or belongs to
 ///     motion             the frames' centres of mass (`VideoMetrics.motion`): roughness (second
-///                        difference), speed, share of empty frames
+///                        difference), speed, share of empty frames; speckled frames
+///     seam               with `keptFrames`, for continuations: the change across the seam
+///                        against the change inside the kept frames (`VideoMetrics.seam`)
 public enum VideoEvaluation {
     /// - Parameters:
     ///   - progress: (what, step, total) while the probe trains.
@@ -118,6 +126,9 @@ public enum VideoEvaluation {
             throw EvaluationError("\(generated.source): clips of \(generated.framesPerClip) frames \(Array(generated.frames.images.shape.dropFirst())) differ from the real \(real.framesPerClip) frames \(Array(real.frames.images.shape.dropFirst()))")
         }
         precondition(options.frameStride >= 1, "VideoEvaluationOptions.frameStride \(options.frameStride)")
+        if let k = options.keptFrames, !(2..<real.framesPerClip).contains(k) {
+            throw EvaluationError("\(k) kept frames: a seam needs at least 2 kept frames and one after them, in clips of \(real.framesPerClip) frames")
+        }
         let gen = try generated.relabelled(to: real.classNames)
         let seed = options.seed, f = real.framesPerClip
 
@@ -161,12 +172,13 @@ public enum VideoEvaluation {
             probe: .init(trainedOn: train.count, heldOut: q.frames.count, accuracy: accuracy, testAccuracy: nil,
                          steps: probe.record?.steps ?? 0, seconds: cached ? 0 : probe.record?.seconds ?? 0, cached: cached,
                          path: path?.path, featureDimension: probe.featureDimension),
-            fd: fd, kid: kid, generatedClips: figures(gen, predictions: predG), realClips: figures(q, predictions: predQ))
+            fd: fd, kid: kid, generatedClips: figures(gen, predictions: predG, kept: options.keptFrames),
+            realClips: figures(q, predictions: predQ, kept: options.keptFrames))
     }
 
     /// Stability, agreement and motion of clips whose frames the probe labelled `predictions`
     /// (clip by clip, as `clips.frames`).
-    static func figures(_ clips: LabelledClips, predictions: [Int]) -> VideoEvaluationReport.ClipFigures {
+    static func figures(_ clips: LabelledClips, predictions: [Int], kept: Int? = nil) -> VideoEvaluationReport.ClipFigures {
         let f = clips.framesPerClip
         precondition(predictions.count == clips.frames.count, "figures: \(predictions.count) labels for \(clips.frames.count) frames")
         let perClip = (0..<clips.count).map { Array(predictions[($0 * f)..<(($0 + 1) * f)]) }
@@ -180,6 +192,7 @@ public enum VideoEvaluation {
                      majorityStability: VideoMetrics.labelStability(perClip),
                      frameAgreement: labelAgreement(predicted: predictions, requested: clips.frames.labels),
                      clipAgreement: labelAgreement(predicted: majority, requested: clips.labels),
-                     motion: VideoMetrics.motion((0..<clips.count).map(clips.clip)))
+                     motion: VideoMetrics.motion((0..<clips.count).map(clips.clip)),
+                     seam: kept.map { VideoMetrics.seam((0..<clips.count).map(clips.clip), kept: $0) })
     }
 }

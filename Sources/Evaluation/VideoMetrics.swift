@@ -130,6 +130,64 @@ public enum VideoMetrics {
                       speckledFrames: frames > 0 ? Double(speckled) / Double(frames) : .nan, speckledClips: speckledClips)
     }
 
+    /// Mean absolute change of brightness (mean over channels, mapped to [0, 1]) between frames
+    /// k − 1 and k of a clip [F, C, H, W] in [-1, 1].
+    public static func frameChange(_ frames: Tensor, at k: Int) -> Double {
+        precondition(frames.rank == 4 && k >= 1 && k < frames.shape[0], "frameChange: frame \(k) of \(frames.shape)")
+        let (c, plane) = (frames.shape[1], frames.shape[2] * frames.shape[3])
+        let a = frames.data + (k - 1) * c * plane, b = frames.data + k * c * plane
+        var sum = 0.0
+        for i in 0..<plane {
+            var d: Float = 0
+            for ch in 0..<c { d += b[ch * plane + i] - a[ch * plane + i] }
+            sum += Double(abs(d / Float(c)) / 2)
+        }
+        return plane > 0 ? sum / Double(plane) : 0
+    }
+
+    /// How smoothly clips that continue their first `kept` frames (`generate video --init CLIP
+    /// --keep-frames 0-(kept−1)`) go on: the mean change across the seam (frame kept − 1 → kept)
+    /// against the mean change between consecutive kept frames. A continuation that jumps has a
+    /// ratio well above 1; real clips, cut at the same frame, show what 1 looks like.
+    public struct Seam: Codable, Equatable, Sendable {
+        public var keptFrames: Int
+        public var clips: Int
+        /// Mean over clips of the mean `frameChange` between consecutive kept frames.
+        public var inside: Double
+        /// Mean over clips of the `frameChange` across the seam.
+        public var across: Double
+        /// across / inside.
+        public var ratio: Double { inside > 0 ? across / inside : .nan }
+
+        enum CodingKeys: String, CodingKey { case keptFrames = "kept_frames", clips, inside, across, ratio }
+
+        public init(keptFrames: Int, clips: Int, inside: Double, across: Double) {
+            self.keptFrames = keptFrames; self.clips = clips; self.inside = inside; self.across = across
+        }
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(keptFrames: try c.decode(Int.self, forKey: .keptFrames), clips: try c.decode(Int.self, forKey: .clips),
+                      inside: try c.decode(Double.self, forKey: .inside), across: try c.decode(Double.self, forKey: .across))
+        }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(keptFrames, forKey: .keptFrames); try c.encode(clips, forKey: .clips)
+            try c.encode(inside, forKey: .inside); try c.encode(across, forKey: .across); try c.encode(ratio, forKey: .ratio)
+        }
+    }
+
+    /// `Seam` of clips [F, C, H, W] whose first `kept` frames (2 ... F − 1) were given.
+    public static func seam(_ clips: [Tensor], kept: Int) -> Seam {
+        var inside = 0.0, across = 0.0
+        for clip in clips {
+            precondition(kept >= 2 && kept < clip.shape[0], "seam: \(kept) kept frames of \(clip.shape)")
+            inside += (1..<kept).map { frameChange(clip, at: $0) }.reduce(0, +) / Double(kept - 1)
+            across += frameChange(clip, at: kept)
+        }
+        let n = Double(Swift.max(clips.count, 1))
+        return Seam(keptFrames: kept, clips: clips.count, inside: inside / n, across: across / n)
+    }
+
     /// Label stability of clips from a per-frame classifier: for each clip (its frames' labels),
     /// the fraction of frames agreeing with the clip's most common label; the mean over clips.
     public static func labelStability(_ perFrameLabels: [[Int]]) -> Double {

@@ -125,6 +125,37 @@ final class EvaluateVideoCommandTests: XCTestCase {
         XCTAssertEqual(unknown.status, 1)
         XCTAssert(unknown.stderr.contains("unicorn"), unknown.stderr)
         XCTAssertEqual(try runDiffuse(["evaluate", "video", "--real", "builtin:moving-mnist", "--generated", shuffled.path]).status, 64)
+
+        // Continuations (--kept-frames 4): clips of the same kind go on as smoothly as real ones
+        // (the real clips cut at frame 4 are the reference); clips whose frames 4... come from
+        // another clip jump at the seam.
+        let jumped = dir.appendingPathComponent("jumped")
+        try fm.createDirectory(at: jumped, withIntermediateDirectories: true)
+        for i in 0..<8 {
+            let a = MovingFashion.clip(index: i, label: i % 4, pool: pools[i % 4], items: items, options: o).frames
+            let b = MovingFashion.clip(index: i + 8, label: i % 4, pool: pools[i % 4], items: items, options: o).frames
+            let plane = o.size * o.size
+            (a.data + 4 * plane).update(from: b.data + 4 * plane, count: 4 * plane)
+            try VideoCodec.writeMP4(a, fps: o.fps, to: jumped.appendingPathComponent(String(format: "%04d-%@.mp4", i, names[i % 4])))
+        }
+        func seam(_ generated: URL) throws -> (generated: Double, real: Double) {
+            let r = try runDiffuse(["evaluate", "video", "--real", real.path, "--generated", generated.path, "--json", "--kept-frames", "4"], env: env)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+            XCTAssertEqual(number(o, "generated_clips", "seam", "kept_frames"), 4)
+            return (number(o, "generated_clips", "seam", "ratio"), number(o, "real_clips", "seam", "ratio"))
+        }
+        let smooth = try seam(same), jump = try seam(jumped)
+        print("seam ratios: same kind \(smooth), jumped \(jump)")
+        XCTAssertEqual(smooth.real, 1, accuracy: 0.5)
+        XCTAssertEqual(smooth.generated, smooth.real, accuracy: 0.5)
+        XCTAssertGreaterThan(jump.generated, 2 * smooth.generated)
+        let seamText = try runDiffuse(["evaluate", "video", "--real", real.path, "--generated", jumped.path, "--kept-frames", "4"], env: env)
+        XCTAssert(seamText.stdout.contains("seam ÷ inside"), seamText.stdout)
+        XCTAssertFalse(text.stdout.contains("seam"), "no seam figures without --kept-frames")
+        let whole = try runDiffuse(["evaluate", "video", "--real", real.path, "--generated", jumped.path, "--kept-frames", "8"], env: env)
+        XCTAssertEqual(whole.status, 1)
+        XCTAssert(whole.stderr.contains("kept frames"), whole.stderr)
     }
 
     /// Clips load frame by frame, clip by clip, whatever the layout: [(N F), C, S, S] with every

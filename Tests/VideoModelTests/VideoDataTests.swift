@@ -190,6 +190,26 @@ final class VideoMetricsTests: XCTestCase {
         XCTAssertEqual(m.speckledClips, 1)
     }
 
+    /// The seam of a continuation: a clip whose brightness steps by 0.1 (in [0, 1]) per kept frame
+    /// and then by 0.4 has ratio 4; a uniform clip has ratio 1; JSON carries the ratio.
+    func testSeamComparesTheChangeAcrossTheCutWithTheChangeInsideTheKeptFrames() throws {
+        func clip(_ levels: [Float]) -> Tensor {
+            let t = Tensor.zeros([levels.count, 1, 4, 4])
+            for (f, l) in levels.enumerated() { for i in 0..<16 { t.data[f * 16 + i] = l * 2 - 1 } }
+            return t
+        }
+        XCTAssertEqual(VideoMetrics.frameChange(clip([0.2, 0.5]), at: 1), 0.3, accuracy: 1e-6)
+        let jump = VideoMetrics.seam([clip([0, 0.1, 0.2, 0.3, 0.7, 0.8])], kept: 4)
+        XCTAssertEqual(jump.inside, 0.1, accuracy: 1e-6)
+        XCTAssertEqual(jump.across, 0.4, accuracy: 1e-6)
+        XCTAssertEqual(jump.ratio, 4, accuracy: 1e-4)
+        let both = VideoMetrics.seam([clip([0, 0.1, 0.2, 0.3, 0.7, 0.8]), clip([0, 0.1, 0.2, 0.3, 0.4, 0.5])], kept: 4)
+        XCTAssertEqual(both.ratio, 2.5, accuracy: 1e-4, "means over clips, then their ratio")
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(jump)) as! [String: Any]
+        XCTAssertEqual(json["ratio"] as! Double, 4, accuracy: 1e-4)
+        XCTAssertEqual(try JSONDecoder().decode(VideoMetrics.Seam.self, from: JSONEncoder().encode(jump)), jump)
+    }
+
     /// Consecutive stability counts label switches between neighbouring frames, which the
     /// majority fraction cannot see: a flickering clip and a clip that switches once can have the
     /// same majority.

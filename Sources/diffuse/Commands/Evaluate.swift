@@ -192,7 +192,9 @@ struct EvaluateVideo: ParsableCommand {
         Sets are DIR/<class>/*.mp4|gif|webm, or flat DIR/NNNN-<class>.mp4 as `diffuse generate \
         video --out DIR` writes them, or builtin:moving-fashion (rendered into \
         $XDG_CACHE_HOME/diffuse/moving-fashion the first time). Probes are cached as `evaluate \
-        image`'s are.
+        image`'s are. --kept-frames N measures continuations (`generate video --init CLIP \
+        --keep-frames 0-(N-1)`): the mean change across the seam (frame N-1 to N) against the mean \
+        change between the kept frames, beside the same figure of the real clips.
         """
     )
 
@@ -204,11 +206,14 @@ struct EvaluateVideo: ParsableCommand {
     @Option(help: "Frames per clip (default: the real set's first clip's).") var frames: Int?
     @Option(help: "Side the frames are resized to (default: the real set's first clip's shorter side).") var size: Int?
     @Option(help: "Probe training steps (default: 500).") var probeSteps: Int?
+    @Option(help: "The generated clips continue their first N frames (generate video --init CLIP --keep-frames 0-(N-1)): also measure the seam at frame N.")
+    var keptFrames: Int?
     @Flag(help: "Train the probe afresh and keep it out of the cache.") var noCache = false
     @Flag(help: "JSON output.") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
+        if let keptFrames, keptFrames < 2 || keptFrames > 999 { throw ValidationError("--kept-frames must be between 2 and 999 (a seam needs 2 kept frames)") }
         if real.hasPrefix("builtin:") && !VideoSource.builtins.contains(real) {
             throw ValidationError("--real: the built-in set is \(VideoSource.builtins.joined(separator: ", "))")
         }
@@ -234,6 +239,7 @@ struct EvaluateVideo: ParsableCommand {
         var options = VideoEvaluationOptions()
         options.seed = seed
         options.probeTraining.steps = probeSteps
+        options.keptFrames = keptFrames
         options.cacheDirectory = noCache ? nil : ProbeCache.defaultDirectory
         options.cacheSalt = ["limit \(limit.map(String.init) ?? "default")", "frames \(f)", "size \(s)"]
         let report = try VideoEvaluation.run(real: realSet, generated: generatedSet, options: options, progress: Progress.stages(), log: note)
@@ -252,7 +258,7 @@ struct EvaluateVideo: ParsableCommand {
         func row(_ name: String, _ a: String, _ b: String, _ tail: String = "") -> String {
             pad(name, 36) + lpad(a, 18) + lpad(b, 18) + tail
         }
-        return [
+        var lines: [String] = [
             "real       \(r.real.source): \(r.real.clips) clips, \(r.real.classes) classes, \(r.real.frames) frames of \(r.real.size)×\(r.real.size)"
                 + (r.real.channels == 1 ? " gray" : " RGB"),
             "generated  \(r.generated.source): \(r.generated.clips) clips",
@@ -269,6 +275,15 @@ struct EvaluateVideo: ParsableCommand {
             row("empty frames", pct(g.motion.emptyFrames), pct(q.motion.emptyFrames)),
             row("speckled frames", pct(g.motion.speckledFrames), pct(q.motion.speckledFrames)),
             row("clips with a speckled frame", "\(g.motion.speckledClips) of \(g.motion.clips)", "\(q.motion.speckledClips) of \(q.motion.clips)"),
+        ]
+        if let gs = g.seam, let qs = q.seam {
+            lines += [
+                row("change inside the \(gs.keptFrames) kept frames", num(gs.inside, "%.4f"), num(qs.inside, "%.4f")),
+                row("change across the seam (frame \(gs.keptFrames - 1) → \(gs.keptFrames))", num(gs.across, "%.4f"), num(qs.across, "%.4f")),
+                row("seam ÷ inside", num(gs.ratio, "%.2f"), num(qs.ratio, "%.2f")),
+            ]
+        }
+        lines += [
             "",
             row("", "generated", "real floor"),
             row("FD (frame features, \(r.fd.compared) vs \(r.fd.reference) clips)", num(r.fd.generated), num(r.fd.realFloor),
@@ -277,7 +292,10 @@ struct EvaluateVideo: ParsableCommand {
             "",
             "stability: how often the probe's label of a frame stays the same; roughness: mean length of the second",
             "difference of the frames' centre-of-mass track; speckled: more than 1 % of a frame's pixels 0.25 or more",
-            String(format: "off the median of their 3×3 neighbourhood (salt-and-pepper noise). %.1f s in all.", seconds),
-        ].joined(separator: "\n")
+            "off the median of their 3×3 neighbourhood (salt-and-pepper noise)"
+                + (g.seam != nil ? "; change: mean |brightness difference| of consecutive frames (0–1)." : "."),
+            String(format: "%.1f s in all.", seconds),
+        ]
+        return lines.joined(separator: "\n")
     }
 }
