@@ -54,11 +54,14 @@ public enum VideoMetrics {
         return n > 0 ? sum / Double(n) : nil
     }
 
-    /// Share of frame `k` of a clip [F, C, H, W] in [-1, 1] whose pixels are specks: brightness
-    /// (mean over channels, mapped to [0, 1]) more than `threshold` away from the median of its
-    /// 3×3 neighbourhood (edges repeat the border). A smooth object and its outline stay near
-    /// their local median (a median keeps edges); salt-and-pepper noise does not.
-    public static func speckle(_ frames: Tensor, frame k: Int, threshold: Float = 0.25) -> Double {
+    /// Grain on the background of frame `k` of a clip [F, C, H, W] in [-1, 1]: of the pixels whose
+    /// 3×3 neighbourhood (edges repeat the border) has a median brightness below `background`
+    /// (mean over channels, mapped to [0, 1]) — the dark canvas — the share that are `threshold` or
+    /// more brighter than that median. Real moving-fashion backgrounds are black up to codec
+    /// ringing beside the items (at most 2.7 % of background pixels in 1,600 real frames); a
+    /// sampler that leaves noise in the canvas shows it as grey grain, 10–30 % of the background.
+    /// A frame with no background pixel has no grain.
+    public static func speckle(_ frames: Tensor, frame k: Int, threshold: Float = 0.05, background: Float = 0.1) -> Double {
         precondition(frames.rank == 4 && (0..<frames.shape[0]).contains(k), "speckle: frame \(k) of \(frames.shape)")
         let (c, h, w) = (frames.shape[1], frames.shape[2], frames.shape[3])
         let plane = h * w
@@ -69,7 +72,7 @@ public enum VideoMetrics {
             for ch in 0..<c { v += base[ch * plane + i] }
             b[i] = (v / Float(c) + 1) / 2
         }
-        var specks = 0
+        var canvas = 0, grain = 0
         var window = [Float](repeating: 0, count: 9)
         for y in 0..<h {
             for x in 0..<w {
@@ -81,14 +84,16 @@ public enum VideoMetrics {
                     }
                 }
                 window.sort()
-                if abs(b[y * w + x] - window[4]) > threshold { specks += 1 }
+                guard window[4] < background else { continue }
+                canvas += 1
+                if b[y * w + x] - window[4] >= threshold { grain += 1 }
             }
         }
-        return plane > 0 ? Double(specks) / Double(plane) : 0
+        return canvas > 0 ? Double(grain) / Double(canvas) : 0
     }
 
-    /// A frame with more than this share of specks (`speckle`) counts as speckled.
-    public static let speckledShare = 0.01
+    /// A frame whose background has more than this share of grain (`speckle`) counts as speckled.
+    public static let speckledShare = 0.05
 
     /// Per set of clips: how their centres of mass move, and how many frames are speckled.
     public struct Motion: Codable, Equatable, Sendable {

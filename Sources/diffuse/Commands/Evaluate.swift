@@ -291,8 +291,8 @@ struct EvaluateVideo: ParsableCommand {
             row("KID ×1000 (mean ± std)", kid(r.kid.generated), kid(r.kid.realFloor)),
             "",
             "stability: how often the probe's label of a frame stays the same; roughness: mean length of the second",
-            "difference of the frames' centre-of-mass track; speckled: more than 1 % of a frame's pixels 0.25 or more",
-            "off the median of their 3×3 neighbourhood (salt-and-pepper noise)"
+            "difference of the frames' centre-of-mass track; speckled: grain on the background, more than 5 % of the",
+            "dark canvas (3×3 median below 0.1) 0.05 or more brighter than its neighbourhood's median"
                 + (g.seam != nil ? "; change: mean |brightness difference| of consecutive frames (0–1)." : "."),
             String(format: "%.1f s in all.", seconds),
         ]
