@@ -21,6 +21,8 @@ public struct TextToImageJob {
     /// Inpainting (with `initImage`): [1, H, W], above 0 (white) = regenerate, else keep.
     public var mask: Tensor?
     /// How far `initImage` is noised (default 0.75, diffusers' img2img default).
+    /// With `mask` on a plain (4-channel) unet: `KnownRegion.reconstructionGuidance`.
+    public var reconstructionGuidance: Float = 0
     public var strength: Float?
 
     public init(prompt: String, negativePrompt: String? = nil, width: Int? = nil, height: Int? = nil, clipSkip: Int? = nil,
@@ -91,7 +93,8 @@ extension StableDiffusionPipeline {
                     inpainting = (latentMask, GradMode.withoutGrad { vae.encode(masked).mode * vae.scalingFactor })
                 } else {
                     let x0 = encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
-                    request.known = KnownRegion(sample: x0, mask: Tensor.concat([Tensor](repeating: latentMask, count: count), axis: 0))
+                    request.known = KnownRegion(sample: x0, mask: Tensor.concat([Tensor](repeating: latentMask, count: count), axis: 0),
+                                                reconstructionGuidance: job.reconstructionGuidance)
                 }
             } else {
                 let x0 = encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)

@@ -99,6 +99,9 @@ public struct SamplingRequest {
         }
         if let l = conditioning.labels, l.count != count { try fail("labels", "\(l.count) labels for \(count) samples") }
         if let s = initial?.strength, let p = Self.strengthProblem(s) { try fail("strength", p) }
+        if let w = known?.reconstructionGuidance, !KnownRegion.reconstructionGuidanceRange.contains(w) {
+            try fail("reconstruction guidance", "must be within \(KnownRegion.reconstructionGuidanceRange), got \(w)")
+        }
         for (name, t) in [("start noise", start), ("init", initial?.sample), ("known", known?.sample), ("mask", known?.mask)] {
             if let t, t.shape.first != count { try fail(name, "holds \(t.shape.first ?? 0) samples for \(count)") }
         }
@@ -144,7 +147,7 @@ extension Generation {
                 model: model, shape: [hi - lo] + sampleShape, sampler: try makeSampler(config, steps: r.steps, eta: r.eta),
                 schedule: schedule, seed: r.seed, start: r.start.map(rows), labels: labels.map { Array($0[lo..<hi]) },
                 guidance: guidance, initial: r.initial.map { (rows($0.sample), $0.strength) },
-                known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask)) }, firstSample: r.firstIndex + lo, noiseOrder: r.noiseOrder,
+                known: r.known.map { KnownRegion(sample: rows($0.sample), mask: rows($0.mask), reconstructionGuidance: $0.reconstructionGuidance) }, firstSample: r.firstIndex + lo, noiseOrder: r.noiseOrder,
                 progress: progress.map { p in
                     let j = mine.firstIndex(of: k) ?? k
                     return { step, total in p(j * total + step, mine.count * total) }

@@ -90,17 +90,19 @@ public final class Pipeline<M: Modality> {
 /// A pipeline folder's own sampling defaults (ours: sampling.json, diffusers ignores it): the
 /// guidance scale and step count its evaluation chose, used when a user asks for none.
 ///
-///     {"guidance_scale": 3, "num_inference_steps": 20}
+///     {"guidance_scale": 3, "num_inference_steps": 20, "reconstruction_guidance": 2}
 public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
     public var guidanceScale: Float?
     public var steps: Int?
+    /// `KnownRegion.reconstructionGuidance` where part of an input is kept (a continuation's frames).
+    public var reconstructionGuidance: Float?
 
-    public init(guidanceScale: Float? = nil, steps: Int? = nil) {
-        self.guidanceScale = guidanceScale; self.steps = steps
+    public init(guidanceScale: Float? = nil, steps: Int? = nil, reconstructionGuidance: Float? = nil) {
+        self.guidanceScale = guidanceScale; self.steps = steps; self.reconstructionGuidance = reconstructionGuidance
     }
 
     enum CodingKeys: String, CodingKey {
-        case guidanceScale = "guidance_scale", steps = "num_inference_steps"
+        case guidanceScale = "guidance_scale", steps = "num_inference_steps", reconstructionGuidance = "reconstruction_guidance"
     }
 
     public static let fileName = "sampling.json"
@@ -112,6 +114,9 @@ public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
         }
         if let s = steps, !SamplingRequest.stepsRange.contains(s) {
             return "num_inference_steps must be within \(SamplingRequest.stepsRange), got \(s)"
+        }
+        if let w = reconstructionGuidance, !KnownRegion.reconstructionGuidanceRange.contains(w) {
+            return "reconstruction_guidance must be within \(KnownRegion.reconstructionGuidanceRange), got \(w)"
         }
         return nil
     }

@@ -87,11 +87,16 @@ struct GenerateOptions: ParsableArguments {
     var raw: String?
     @Flag(help: "Sample with the model's distilled few-step student (MODEL-fast beside it, made by `diffuse distill`): its own sampler, steps and baked-in guidance.")
     var fast = false
+    @Option(help: "Where part of an input is kept (--keep-frames, --mask, a filled gap): also steer what is generated to agree with it through the model's gradient (reconstruction guidance; 0 = the kept part is only pasted in; about 3× the time). Default: the model folder's sampling.json, else 0.")
+    var reconstructionGuidance: Float?
     @Flag(help: "Print what was written as JSON (files, classes, seed, settings, seconds).") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         if let count, !SamplingRequest.countRange.contains(count) { throw ValidationError("--count must be between 1 and 10000") }
+        if let w = reconstructionGuidance, !KnownRegion.reconstructionGuidanceRange.contains(w) {
+            throw ValidationError("--reconstruction-guidance must be between 0 and \(Int(KnownRegion.reconstructionGuidanceRange.upperBound))")
+        }
     }
 
     /// The pipeline of --model, or the bundled one of `M`; with --fast, its distilled student.
@@ -139,6 +144,11 @@ struct GenerateOptions: ParsableArguments {
     func generate<M: Modality>(_ pipeline: Pipeline<M>, _ request: SamplingRequest, shape: [Int]? = nil,
                                finish: (Tensor) -> Tensor = { $0 }) throws -> Tensor {
         var r = request
+        if r.known != nil {
+            r.known?.reconstructionGuidance = reconstructionGuidance ?? pipeline.samplingDefaults?.reconstructionGuidance ?? 0
+        } else if reconstructionGuidance != nil {
+            throw ValidationError("--reconstruction-guidance applies where part of an input is kept (--keep-frames, --mask, a filled gap)")
+        }
         if let latents {
             r.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [r.count] + (shape ?? pipeline.unet.sampleShape))
         }
