@@ -226,4 +226,37 @@ final class UsabilityTests: XCTestCase {
         XCTAssertEqual(bad.status, 1)
         XCTAssert(bad.stderr.contains("sampling.json") && bad.stderr.contains("guidance_scale"), bad.stderr)
     }
+
+    // Reconstruction guidance: --reconstruction-guidance on a gap fill changes the filled part
+    // only, and equals the folder's sampling.json value when that is given instead; without a
+    // kept part, or out of range, it is refused with a message naming the option.
+    func testReconstructionGuidanceAppliesWhereAPartIsKept() throws {
+        let fm = FileManager.default
+        let tuned = tmp.appendingPathComponent("tuned-rg")
+        try fm.copyItem(at: Self.samples.appendingPathComponent("audio"), to: tuned)
+        // The bundled folder's own defaults plus the weight.
+        let sampling = tuned.appendingPathComponent("sampling.json")
+        var defaults = (try? JSONSerialization.jsonObject(with: Data(contentsOf: sampling)) as? [String: Any]) ?? [:]
+        defaults["reconstruction_guidance"] = 5
+        try JSONSerialization.data(withJSONObject: defaults).write(to: sampling)
+        let note = tmp.appendingPathComponent("note.wav")
+        let made = try run(["generate", "audio", "--class", "60", "--steps", "2", "--seed", "3", "--out", note.path])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        func fill(_ extra: [String], model: URL? = nil, _ name: String) throws -> Data {
+            let r = try run(["generate", "audio", "--init", note.path, "--mask-from", "0.4", "--mask-to", "0.6", "--class", "60",
+                             "--steps", "3", "--seed", "4", "--out", path(name)] + (model.map { ["--model", $0.path] } ?? []) + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try Data(contentsOf: URL(fileURLWithPath: path(name)))
+        }
+        let plain = try fill([], "plain.wav"), guided = try fill(["--reconstruction-guidance", "5"], "guided.wav")
+        XCTAssertNotEqual(plain, guided)
+        XCTAssertEqual(try fill([], model: tuned, "tuned.wav"), guided, "the folder's sampling.json value is the default")
+        XCTAssertEqual(try fill(["--reconstruction-guidance", "0"], model: tuned, "off.wav"), plain, "asked wins")
+        let nothingKept = try run(["generate", "audio", "--class", "60", "--steps", "1", "--reconstruction-guidance", "2", "--out", path("x.wav")])
+        XCTAssertNotEqual(nothingKept.status, 0)
+        XCTAssert(nothingKept.stderr.contains("--reconstruction-guidance applies where part of an input is kept"), nothingKept.stderr)
+        let negative = try run(["generate", "audio", "--class", "60", "--reconstruction-guidance", "-1", "--out", path("y.wav")])
+        XCTAssertNotEqual(negative.status, 0)
+        XCTAssert(negative.stderr.contains("--reconstruction-guidance"), negative.stderr)
+    }
 }
