@@ -190,6 +190,7 @@ final class ServeTests: XCTestCase {
                                       uniquingKeysWith: { a, _ in a })
             if kinds["audio"] != nil { XCTAssertEqual(defaults["audio"]?.0, 3); XCTAssertEqual(defaults["audio"]?.1, 20) }
             if kinds["image"] != nil { XCTAssertEqual(defaults["image"]?.0, 2) }
+            if kinds["video"] != nil { XCTAssertEqual(defaults["video"]?.1, 30, "samples/video/sampling.json") }
             XCTAssertEqual(defaults["tiny"]?.0, 7.5)
             for (model, body, mime, magic) in [
                 ("image", ["class": "sneaker,bag", "count": 2], "image/png", [UInt8]([0x89, 0x50, 0x4E, 0x47])),
