@@ -182,6 +182,7 @@ public enum VideoEvaluation {
         let f = clips.framesPerClip
         precondition(predictions.count == clips.frames.count, "figures: \(predictions.count) labels for \(clips.frames.count) frames")
         let perClip = (0..<clips.count).map { Array(predictions[($0 * f)..<(($0 + 1) * f)]) }
+        let frames = (0..<clips.count).map(clips.clip)
         let majority = perClip.map { labels -> Int in
             var counts: [Int: Int] = [:]
             for l in labels { counts[l, default: 0] += 1 }
@@ -192,7 +193,7 @@ public enum VideoEvaluation {
                      majorityStability: VideoMetrics.labelStability(perClip),
                      frameAgreement: labelAgreement(predicted: predictions, requested: clips.frames.labels),
                      clipAgreement: labelAgreement(predicted: majority, requested: clips.labels),
-                     motion: VideoMetrics.motion((0..<clips.count).map(clips.clip)),
-                     seam: kept.map { VideoMetrics.seam((0..<clips.count).map(clips.clip), kept: $0) })
+                     motion: VideoMetrics.motion(frames),
+                     seam: kept.map { VideoMetrics.seam(frames, kept: $0) })
     }
 }

@@ -10,20 +10,30 @@ public enum VideoMetrics {
     /// frame with no mass.
     public static func centerOfMassTrack(_ frames: Tensor, floor: Float = 0.1) -> [SIMD2<Double>?] {
         precondition(frames.rank == 4, "centerOfMassTrack: expected [F, C, H, W], got \(frames.shape)")
-        let (f, c, h, w) = (frames.shape[0], frames.shape[1], frames.shape[2], frames.shape[3])
-        let plane = h * w
-        return (0..<f).map { k in
+        let (h, w) = (frames.shape[2], frames.shape[3])
+        return (0..<frames.shape[0]).map { k in
             var m = 0.0, mx = 0.0, my = 0.0
-            let base = frames.data + k * c * plane
+            let bright = brightness(frames, frame: k)
             for y in 0..<h {
                 for x in 0..<w {
-                    var v: Float = 0
-                    for ch in 0..<c { v += base[ch * plane + y * w + x] }
-                    let b = Double((v / Float(c) + 1) / 2 - floor)
+                    let b = Double(bright[y * w + x] - floor)
                     if b > 0 { m += b; mx += b * Double(x); my += b * Double(y) }
                 }
             }
             return m > 1e-9 ? SIMD2(mx / m, my / m) : nil
+        }
+    }
+
+    /// Brightness of frame `k` of a clip [F, C, H, W] in [-1, 1]: the mean over channels mapped
+    /// to [0, 1], [H · W] row by row — what every measure here looks at.
+    public static func brightness(_ frames: Tensor, frame k: Int) -> [Float] {
+        precondition(frames.rank == 4 && (0..<frames.shape[0]).contains(k), "brightness: frame \(k) of \(frames.shape)")
+        let (c, plane) = (frames.shape[1], frames.shape[2] * frames.shape[3])
+        let base = frames.data + k * c * plane
+        return (0..<plane).map { i in
+            var v: Float = 0
+            for ch in 0..<c { v += base[ch * plane + i] }
+            return (v / Float(c) + 1) / 2
         }
     }
 
@@ -62,16 +72,8 @@ public enum VideoMetrics {
     /// sampler that leaves noise in the canvas shows it as grey grain, 10–30 % of the background.
     /// A frame with no background pixel has no grain.
     public static func speckle(_ frames: Tensor, frame k: Int, threshold: Float = 0.05, background: Float = 0.1) -> Double {
-        precondition(frames.rank == 4 && (0..<frames.shape[0]).contains(k), "speckle: frame \(k) of \(frames.shape)")
-        let (c, h, w) = (frames.shape[1], frames.shape[2], frames.shape[3])
-        let plane = h * w
-        let base = frames.data + k * c * plane
-        var b = [Float](repeating: 0, count: plane)
-        for i in 0..<plane {
-            var v: Float = 0
-            for ch in 0..<c { v += base[ch * plane + i] }
-            b[i] = (v / Float(c) + 1) / 2
-        }
+        let (h, w) = (frames.shape[2], frames.shape[3])
+        let b = brightness(frames, frame: k)
         var canvas = 0, grain = 0
         var window = [Float](repeating: 0, count: 9)
         for y in 0..<h {
@@ -135,19 +137,11 @@ public enum VideoMetrics {
                       speckledFrames: frames > 0 ? Double(speckled) / Double(frames) : .nan, speckledClips: speckledClips)
     }
 
-    /// Mean absolute change of brightness (mean over channels, mapped to [0, 1]) between frames
-    /// k − 1 and k of a clip [F, C, H, W] in [-1, 1].
+    /// Mean absolute change of `brightness` between frames k − 1 and k of a clip [F, C, H, W].
     public static func frameChange(_ frames: Tensor, at k: Int) -> Double {
-        precondition(frames.rank == 4 && k >= 1 && k < frames.shape[0], "frameChange: frame \(k) of \(frames.shape)")
-        let (c, plane) = (frames.shape[1], frames.shape[2] * frames.shape[3])
-        let a = frames.data + (k - 1) * c * plane, b = frames.data + k * c * plane
-        var sum = 0.0
-        for i in 0..<plane {
-            var d: Float = 0
-            for ch in 0..<c { d += b[ch * plane + i] - a[ch * plane + i] }
-            sum += Double(abs(d / Float(c)) / 2)
-        }
-        return plane > 0 ? sum / Double(plane) : 0
+        precondition(k >= 1, "frameChange: frame \(k) has no predecessor")
+        let a = brightness(frames, frame: k - 1), b = brightness(frames, frame: k)
+        return a.isEmpty ? 0 : zip(a, b).reduce(0.0) { $0 + Double(abs($1.1 - $1.0)) } / Double(a.count)
     }
 
     /// How smoothly clips that continue their first `kept` frames (`generate video --init CLIP
@@ -155,29 +149,20 @@ public enum VideoMetrics {
     /// against the mean change between consecutive kept frames. A continuation that jumps has a
     /// ratio well above 1; real clips, cut at the same frame, show what 1 looks like.
     public struct Seam: Codable, Equatable, Sendable {
-        public var keptFrames: Int
-        public var clips: Int
+        public let keptFrames: Int
+        public let clips: Int
         /// Mean over clips of the mean `frameChange` between consecutive kept frames.
-        public var inside: Double
+        public let inside: Double
         /// Mean over clips of the `frameChange` across the seam.
-        public var across: Double
-        /// across / inside.
-        public var ratio: Double { inside > 0 ? across / inside : .nan }
+        public let across: Double
+        /// across / inside (in the JSON for a reader's convenience).
+        public let ratio: Double
 
         enum CodingKeys: String, CodingKey { case keptFrames = "kept_frames", clips, inside, across, ratio }
 
         public init(keptFrames: Int, clips: Int, inside: Double, across: Double) {
             self.keptFrames = keptFrames; self.clips = clips; self.inside = inside; self.across = across
-        }
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            self.init(keptFrames: try c.decode(Int.self, forKey: .keptFrames), clips: try c.decode(Int.self, forKey: .clips),
-                      inside: try c.decode(Double.self, forKey: .inside), across: try c.decode(Double.self, forKey: .across))
-        }
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(keptFrames, forKey: .keptFrames); try c.encode(clips, forKey: .clips)
-            try c.encode(inside, forKey: .inside); try c.encode(across, forKey: .across); try c.encode(ratio, forKey: .ratio)
+            ratio = inside > 0 ? across / inside : .nan
         }
     }
 
