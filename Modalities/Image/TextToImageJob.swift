@@ -21,9 +21,9 @@ public struct TextToImageJob {
     /// Inpainting (with `initImage`): [1, H, W], above 0 (white) = regenerate, else keep.
     public var mask: Tensor?
     /// How far `initImage` is noised (default 0.75, diffusers' img2img default).
+    public var strength: Float?
     /// With `mask` on a plain (4-channel) unet: `KnownRegion.reconstructionGuidance`.
     public var reconstructionGuidance: Float = 0
-    public var strength: Float?
 
     public init(prompt: String, negativePrompt: String? = nil, width: Int? = nil, height: Int? = nil, clipSkip: Int? = nil,
                 initImage: Tensor? = nil, mask: Tensor? = nil, strength: Float? = nil) {

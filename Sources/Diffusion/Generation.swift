@@ -157,7 +157,7 @@ public enum Generation {
                 let ab = schedule.alphaBar(at: t)
                 let kept = known.sample * ab.squareRoot() + noise * (1 - ab).squareRoot()
                 let blended = x * known.mask + kept * (1 - known.mask)
-                if let parameterization, known.reconstructionGuidance > 0 {
+                if let parameterization {
                     return reconstructionGuided(inner, blended, t, alphaBar: ab, known: known, parameterization: parameterization)
                 }
                 return inner(blended, t)

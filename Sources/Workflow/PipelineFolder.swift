@@ -193,7 +193,6 @@ public enum PipelineFolder {
     }
 }
 
-
 /// A small JSON record a pipeline folder keeps beside model_index.json for our own tools
 /// (diffusers ignores it): `distillation.json` (a student's record), `sampling.json` (the folder's
 /// sampling defaults). One load and one save for all of them: missing is nil, unreadable or
@@ -201,7 +200,7 @@ public enum PipelineFolder {
 public protocol PipelineFolderRecord: Codable {
     /// The file's name in the pipeline folder.
     static var fileName: String { get }
-    /// What the record is, for errors ("a distillation record").
+    /// What the record is, for errors ("is not a readable distillation record").
     static var recordName: String { get }
     /// Why a decoded record cannot be used, nil when it can.
     func problem() -> String?

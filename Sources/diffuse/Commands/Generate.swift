@@ -186,12 +186,7 @@ extension GenerateImage {
             job.initImage = try PNGCodec.read(URL(fileURLWithPath: initImage), mode: .rgb)
             job.mask = try mask.map { try PNGCodec.read(URL(fileURLWithPath: $0), mode: .gray) }
         }
-        if let w = options.reconstructionGuidance ?? pipe.samplingDefaults?.reconstructionGuidance {
-            guard job.mask != nil || options.reconstructionGuidance == nil else {
-                throw ValidationError("--reconstruction-guidance applies where part of an input is kept (--init with --mask)")
-            }
-            job.reconstructionGuidance = w
-        }
+        job.reconstructionGuidance = try options.reconstructionWeight(kept: job.mask != nil, folder: pipe.samplingDefaults)
         let (w, h) = job.size(on: pipe)
         var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
                                                    defaultGuidance: pipe.defaultGuidance, defaultSteps: pipe.defaultSteps)

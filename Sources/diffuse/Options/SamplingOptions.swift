@@ -139,16 +139,25 @@ struct GenerateOptions: ParsableArguments {
         return (r, chosen.note)
     }
 
+    /// The reconstruction-guidance weight when part of an input is kept: --reconstruction-guidance,
+    /// else the folder's sampling.json, else 0. Asked for with nothing kept, it is an error.
+    func reconstructionWeight(kept: Bool, folder: SamplingDefaults?) throws -> Float {
+        guard kept else {
+            if reconstructionGuidance != nil {
+                throw ValidationError("--reconstruction-guidance applies where part of an input is kept (--keep-frames, --mask, a filled gap)")
+            }
+            return 0
+        }
+        return reconstructionGuidance ?? folder?.reconstructionGuidance ?? 0
+    }
+
     /// Runs `request` (start noise from --latents) with a progress bar, writes --raw, and
     /// returns the samples clamped to [-1, 1].
     func generate<M: Modality>(_ pipeline: Pipeline<M>, _ request: SamplingRequest, shape: [Int]? = nil,
                                finish: (Tensor) -> Tensor = { $0 }) throws -> Tensor {
         var r = request
-        if r.known != nil {
-            r.known?.reconstructionGuidance = reconstructionGuidance ?? pipeline.samplingDefaults?.reconstructionGuidance ?? 0
-        } else if reconstructionGuidance != nil {
-            throw ValidationError("--reconstruction-guidance applies where part of an input is kept (--keep-frames, --mask, a filled gap)")
-        }
+        let weight = try reconstructionWeight(kept: r.known != nil, folder: pipeline.samplingDefaults)
+        r.known?.reconstructionGuidance = weight
         if let latents {
             r.start = try Generation.startNoise(from: URL(fileURLWithPath: latents), shape: [r.count] + (shape ?? pipeline.unet.sampleShape))
         }
