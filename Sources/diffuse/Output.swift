@@ -40,6 +40,9 @@ struct GenerationSummary: Encodable {
     var steps: Int
     var guidance: Float
     var strength: Float?
+    /// Where part of an input was kept (a continuation, a gap, a mask): the reconstruction-guidance
+    /// weight it was generated with (0: the kept part only replaced at every step).
+    var reconstructionGuidance: Float? = nil
     var model: String
     var seconds: Double
     var detail: String?
@@ -55,6 +58,7 @@ struct GenerationSummary: Encodable {
             parts.append((distinct.count == 1 ? "class " : "classes ") + distinct.joined(separator: ", "))
         }
         parts.append("seed \(seed)\(rng.map { " (\($0) noise)" } ?? "")\(randomSeed ? " (random; --seed \(seed) makes it again)" : "")")
+        if let w = reconstructionGuidance { parts.append("reconstruction guidance \(String(format: "%g", w))") }
         parts.append(String(format: "%.1f s", seconds))
         print(parts.joined(separator: ", ") + ":")
         for f in files { print("  " + f) }

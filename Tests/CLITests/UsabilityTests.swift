@@ -252,6 +252,17 @@ final class UsabilityTests: XCTestCase {
         XCTAssertNotEqual(plain, guided)
         XCTAssertEqual(try fill([], model: tuned, "tuned.wav"), guided, "the folder's sampling.json value is the default")
         XCTAssertEqual(try fill(["--reconstruction-guidance", "0"], model: tuned, "off.wav"), plain, "asked wins")
+        // The summary says which weight a kept part was generated with (and says nothing where nothing was kept).
+        let reported = try run(["generate", "audio", "--init", note.path, "--mask-from", "0.4", "--mask-to", "0.6", "--class", "60",
+                                "--steps", "1", "--model", tuned.path, "--json", "--out", path("reported.wav")])
+        XCTAssertEqual(reported.status, 0, reported.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(reported.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(summary?["reconstructionGuidance"] as? Double, 5, reported.stdout)
+        let text = try run(["generate", "audio", "--init", note.path, "--mask-from", "0.4", "--mask-to", "0.6", "--class", "60",
+                            "--steps", "1", "--out", path("text.wav")])
+        XCTAssert(text.stdout.contains("reconstruction guidance 0"), text.stdout)
+        let none = try run(["generate", "audio", "--class", "60", "--steps", "1", "--json", "--out", path("none.wav")])
+        XCTAssertNil((try JSONSerialization.jsonObject(with: Data(none.stdout.utf8)) as? [String: Any])?["reconstructionGuidance"], none.stdout)
         let nothingKept = try run(["generate", "audio", "--class", "60", "--steps", "1", "--reconstruction-guidance", "2", "--out", path("x.wav")])
         XCTAssertNotEqual(nothingKept.status, 0)
         XCTAssert(nothingKept.stderr.contains("--reconstruction-guidance applies where part of an input is kept"), nothingKept.stderr)

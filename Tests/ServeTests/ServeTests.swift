@@ -167,6 +167,34 @@ final class ServeTests: XCTestCase {
         }
     }
 
+    /// An inpainting request on a plain (4-channel) unet uses the folder's reconstruction
+    /// guidance (sampling.json), as `generate --mask` does; without a mask it changes nothing.
+    func testInpaintingUsesTheFoldersReconstructionGuidance() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serve-rg-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tuned = dir.appendingPathComponent("tuned")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.tiny, to: tuned)
+        try Data(#"{"reconstruction_guidance": 50}"#.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+        try await withServer({ $0.modelFolders = [Self.tiny, tuned] }) { _, base in
+            let start = try PNGCodec.encode(Pixels(width: 64, height: 64, channels: 3, bytes: (0..<12288).map { UInt8($0 * 7 % 256) }), name: "start")
+            let mask = try PNGCodec.encode(Pixels(width: 64, height: 64, channels: 1, bytes: (0..<4096).map { $0 % 64 < 32 ? 0 : 255 }), name: "mask")
+            func image(_ model: String, masked: Bool) async throws -> [UInt8] {
+                var body: [String: Any] = ["init_images": [Data(start).base64EncodedString()], "prompt": "a pear", "steps": 2, "seed": 3,
+                                           "width": 64, "height": 64, "override_settings": ["sd_model_checkpoint": model]]
+                if masked { body["mask"] = Data(mask).base64EncodedString() }
+                let r = try await call(base, "/sdapi/v1/img2img", body)
+                XCTAssertEqual(r.status, 200, String(decoding: r.data, as: UTF8.self))
+                return try png((r.object["images"] as? [String])?.first).bytes  // pixels: the PNG's text names the model
+            }
+            let plain = try await image("tiny", masked: true), guided = try await image("tuned", masked: true)
+            XCTAssertTrue(plain != guided, "the tuned folder's weight steers the masked part")
+            let a = try await image("tiny", masked: false), b = try await image("tuned", masked: false)
+            XCTAssertTrue(a == b, "nothing kept: no reconstruction guidance")
+        }
+    }
+
     func testOpenAIAndOwnEndpoints() async throws {
         try await withServer { server, base in
             let b64 = try await call(base, "/v1/images/generations", ["prompt": "an apple", "model": "tiny", "n": 2, "size": "64x32",

@@ -460,7 +460,9 @@ extension GenerateOptions {
                               classNote: String?, started: Date, detail: String?) throws {
         try GenerationSummary(files: files, samples: samples, kind: kind, classes: classNames(request, pipeline), classNote: classNote,
                               seed: request.seed, randomSeed: sampling.seedArgument < 0, rng: request.noiseOrder == .torch ? "torch" : nil, sampler: request.sampler?.rawValue ?? "folder",
-                              steps: request.steps, guidance: request.guidance, strength: request.initial?.strength, model: model.path,
+                              steps: request.steps, guidance: request.guidance, strength: request.initial?.strength,
+                              reconstructionGuidance: request.known == nil ? nil : try reconstructionWeight(kept: true, folder: pipeline.samplingDefaults),
+                              model: model.path,
                               seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }
 }
