@@ -80,9 +80,14 @@ def sample_student(folder, diffuse, tmp, steps, classes, seed):
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     got = load_file(raw)["sample"]
     err = (got - x).abs().max().item()
-    ok = err <= TOL * max(1.0, x.abs().max().item())
+    # The last step predicts x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar): a float32 difference in
+    # eps reaches the image multiplied by sqrt((1 - abar) / abar) at that step's timestep (157 at
+    # t = 999 of the linear schedule, one step; about 1 from 4 steps on), so the tolerance is too.
+    abar = sched.alphas_cumprod[int(sched.timesteps[-1])].item()
+    amplification = max(1.0, ((1 - abar) / abar) ** 0.5)
+    ok = err <= TOL * amplification * max(1.0, x.abs().max().item())
     print(f"{'ok ' if ok else 'BAD'} student: {folder}: {cls} {steps} steps, classes {classes}, seed {seed}: "
-          f"max abs difference {err:.3g} (max {x.abs().max().item():.3g})")
+          f"max abs difference {err:.3g} (max {x.abs().max().item():.3g}; eps differences amplified up to {amplification:.3g}x by the last step)")
     return ok
 
 
