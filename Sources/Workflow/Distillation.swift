@@ -159,9 +159,13 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
         return out
     }
 
+    /// Only the preview interval and the stage length (`--steps`) may change on `--resume`: a
+    /// longer run goes on from each stage's own checkpoint (a finished stage trains on to the new
+    /// count before the next one continues).
     public func canResume(as other: DistillationRecipe) -> Bool {
         var a = self, b = other
         a.previewEvery = 0; b.previewEvery = 0
+        a.steps = b.steps; a.training.steps = b.training.steps
         return a == b
     }
 

@@ -61,6 +61,13 @@ final class DistillTests: XCTestCase {
             XCTAssertEqual(Distillation.Context.boundary(t).skip, skip)
             XCTAssertEqual(Distillation.Context.boundary(t).out, out)
         }
+        var longer = standard
+        longer.steps = 600; longer.previewEvery = 50
+        XCTAssertTrue(standard.canResume(as: longer), "--resume --steps N goes on with longer stages (the message says only --steps may change)")
+        var other = standard
+        other.grid = 8
+        XCTAssertFalse(standard.canResume(as: other))
+        XCTAssertFalse(standard.canResume(as: recipe))
         XCTAssertThrowsError(try JSONDecoder().decode(DistillationRecipe.self, from: Data(#"{"teacher": "t", "method": "progressive", "grid": 12}"#.utf8)),
                              "progressive halves: the grid must be student_steps × 2^k")
     }
