@@ -22,8 +22,9 @@ public struct TextToImageJob {
     public var mask: Tensor?
     /// How far `initImage` is noised (default 0.75, diffusers' img2img default).
     public var strength: Float?
-    /// With `mask` on a plain (4-channel) unet: `KnownRegion.reconstructionGuidance`.
-    public var reconstructionGuidance: Float = 0
+    /// With `mask` on a plain (4-channel) unet: `KnownRegion.reconstructionGuidance`; nil: the
+    /// folder's `sampling.json` value, else 0.
+    public var reconstructionGuidance: Float? = nil
 
     public init(prompt: String, negativePrompt: String? = nil, width: Int? = nil, height: Int? = nil, clipSkip: Int? = nil,
                 initImage: Tensor? = nil, mask: Tensor? = nil, strength: Float? = nil) {
@@ -94,7 +95,7 @@ extension StableDiffusionPipeline {
                 } else {
                     let x0 = encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)
                     request.known = KnownRegion(sample: x0, mask: Tensor.concat([Tensor](repeating: latentMask, count: count), axis: 0),
-                                                reconstructionGuidance: job.reconstructionGuidance)
+                                                reconstructionGuidance: job.reconstructionGuidance ?? samplingDefaults?.reconstructionGuidance ?? 0)
                 }
             } else {
                 let x0 = encodeImages(Tensor.concat([Tensor](repeating: x, count: count), axis: 0), seed: request.seed)

@@ -318,9 +318,6 @@ public final class DiffuseServer: @unchecked Sendable {
                      _ context: ServeContext) async throws -> Generator.TextToImageOutput {
         try await runJob(context, model: entry.name) { [generator] job in
             let pipe = try generator.textToImagePipeline(entry)
-            var t2i = t2i
-            // A mask on a plain unet: the folder's reconstruction guidance (sampling.json), as `generate` uses.
-            if t2i.mask != nil { t2i.reconstructionGuidance = pipe.samplingDefaults?.reconstructionGuidance ?? 0 }
             let (w, h) = t2i.size(on: pipe)
             if let p = pipe.sizeProblem(height: h, width: w) { throw BadParameter(t2i.width == nil ? "height" : "width", p) }
             let request = sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,

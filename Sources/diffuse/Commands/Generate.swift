@@ -109,7 +109,7 @@ struct GenerateImage: ParsableCommand {
                 request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
             }
         }
-        let images = try options.generate(pipeline, request)
+        let images = try options.generate(pipeline, &request)
         guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
         let names = options.classNames(request, pipeline)
         func parameters(_ i: Int) -> [(String, String)] {
@@ -313,7 +313,7 @@ struct GenerateAudio: ParsableCommand {
             }
         }
         let fade = Int(fadeMs / 1000 * Double(rate))
-        let clips = try options.generate(pipeline, request, shape: [pipeline.channels, length]) { x in
+        let clips = try options.generate(pipeline, &request, shape: [pipeline.channels, length]) { x in
             seams.map { AudioPipeline.crossfadeSeams(x, original: $0.original, gap: $0.gap, fade: fade) } ?? x
         }
         guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
@@ -420,7 +420,7 @@ struct GenerateVideo: ParsableCommand {
                 request.initial = (x0, options.sampling.strength ?? SamplingOptions.defaultStrength)
             }
         }
-        let clips = try options.generate(pipeline, request, shape: [pipeline.channels, f, pipeline.size, pipeline.size])
+        let clips = try options.generate(pipeline, &request, shape: [pipeline.channels, f, pipeline.size, pipeline.size])
         guard MPIRanks.isWriter else { return }  // under mpirun, rank 0 writes what the ranks made
         let rate = fps ?? pipeline.fps
         let outURL = URL(fileURLWithPath: out)
@@ -461,8 +461,7 @@ extension GenerateOptions {
         try GenerationSummary(files: files, samples: samples, kind: kind, classes: classNames(request, pipeline), classNote: classNote,
                               seed: request.seed, randomSeed: sampling.seedArgument < 0, rng: request.noiseOrder == .torch ? "torch" : nil, sampler: request.sampler?.rawValue ?? "folder",
                               steps: request.steps, guidance: request.guidance, strength: request.initial?.strength,
-                              reconstructionGuidance: request.known == nil ? nil : try reconstructionWeight(kept: true, folder: pipeline.samplingDefaults),
-                              model: model.path,
+                              reconstructionGuidance: request.known?.reconstructionGuidance, model: model.path,
                               seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }
 }

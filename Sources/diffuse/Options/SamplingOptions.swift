@@ -151,11 +151,11 @@ struct GenerateOptions: ParsableArguments {
         return reconstructionGuidance ?? folder?.reconstructionGuidance ?? 0
     }
 
-    /// Runs `request` (start noise from --latents) with a progress bar, writes --raw, and
-    /// returns the samples clamped to [-1, 1].
-    func generate<M: Modality>(_ pipeline: Pipeline<M>, _ request: SamplingRequest, shape: [Int]? = nil,
+    /// Runs `request` (its kept part's reconstruction-guidance weight resolved, start noise from
+    /// --latents) with a progress bar, writes --raw, and returns the samples clamped to [-1, 1];
+    /// `request` is left as it ran, for the summary.
+    func generate<M: Modality>(_ pipeline: Pipeline<M>, _ r: inout SamplingRequest, shape: [Int]? = nil,
                                finish: (Tensor) -> Tensor = { $0 }) throws -> Tensor {
-        var r = request
         let weight = try reconstructionWeight(kept: r.known != nil, folder: pipeline.samplingDefaults)
         r.known?.reconstructionGuidance = weight
         if let latents {
