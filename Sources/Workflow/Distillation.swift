@@ -27,12 +27,16 @@ public enum DistillationWeighting: String, Codable, CaseIterable, Sendable {
     /// min(SNR, 5) (Hang et al. 2023): ε-like at high noise, where the x₀ an ε-model implies is
     /// amplified by 1/√ᾱ (157× at t = 999 of the linear schedule), x₀-like near the data.
     case minSNR = "min-snr"
+    /// SNR + 1: the error of an implied v (Salimans & Ho 2022, §4: x₀'s error stays weighted at
+    /// high noise, where an ε-like weighting all but ignores it).
+    case snrPlusOne = "snr+1"
 
     func weight(snr: Double) -> Float {
         switch self {
         case .x0: return 1
         case .epsilon: return Float(snr)
         case .minSNR: return Float(Swift.min(snr, 5))
+        case .snrPlusOne: return Float(snr + 1)
         }
     }
 }
@@ -64,6 +68,10 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     /// Consistency: the EMA target's fixed decay (also the exported weights).
     public var targetDecay: Double
     public var weighting: DistillationWeighting
+    /// What the student predicts (nil: what the teacher predicts). An ε-predicting student's x₀
+    /// at a few-step trajectory's first timestep is (x − √(1−ᾱ) ε̂)/√ᾱ, its error amplified 157×
+    /// at t = 999; a v-predicting one's is √ᾱ x − √(1−ᾱ) v̂ (Salimans & Ho 2022, §4).
+    public var studentPrediction: PredictionType?
     /// Share of the samples trained with the null label (the student keeps unguided sampling).
     public var labelDropout: Float
     public var previewEvery: Int
@@ -99,6 +107,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
         case guidanceScale = "guidance_scale", guidanceSteps = "guidance_steps", studentSteps = "student_steps"
         case guidanceRange = "guidance_range"
         case targetDecay = "target_decay", labelDropout = "label_dropout", previewEvery = "preview_every"
+        case studentPrediction = "student_prediction"
     }
 
     public init(from decoder: Decoder) throws {
@@ -113,6 +122,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
         r.grid = try c.decodeIfPresent(Int.self, forKey: .grid) ?? r.grid
         r.targetDecay = try c.decodeIfPresent(Double.self, forKey: .targetDecay) ?? r.targetDecay
         r.weighting = try c.decodeIfPresent(DistillationWeighting.self, forKey: .weighting) ?? r.weighting
+        r.studentPrediction = try c.decodeIfPresent(PredictionType.self, forKey: .studentPrediction)
         r.labelDropout = try c.decodeIfPresent(Float.self, forKey: .labelDropout) ?? r.labelDropout
         r.previewEvery = try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? r.previewEvery
         r.training = try c.decodeIfPresent(TrainerOptions.self, forKey: .training) ?? r.training
@@ -336,17 +346,23 @@ public enum Distillation {
         return names.enumerated().map { Stage(index: $0.offset + 1, name: $0.element.0, steps: $0.element.1) }
     }
 
-    /// The student's scheduler: the teacher's noise schedule, prediction type and clipping, with
-    /// the sampler the method trains for.
+    /// The student's scheduler: the teacher's noise schedule and clipping, the student's
+    /// prediction type, with the sampler the method trains for.
     public static func studentScheduler(_ recipe: DistillationRecipe, teacher: SchedulerConfig) -> SchedulerConfig {
+        let own = predicting(recipe, teacher: teacher)
         switch recipe.method {
         case .consistency:
-            return teacher.converted(to: .lcm).setting(["original_inference_steps": .number(Double(recipe.grid)),
-                                                        "timestep_scaling": .number(10)]).keepingOwnKeys()
+            return own.converted(to: .lcm).setting(["original_inference_steps": .number(Double(recipe.grid)),
+                                                    "timestep_scaling": .number(10)]).keepingOwnKeys()
         case .progressive:
-            return teacher.converted(to: .ddim).setting(["timestep_spacing": .string("trailing"), "set_alpha_to_one": .bool(true),
-                                                         "steps_offset": .number(0)]).keepingOwnKeys()
+            return own.converted(to: .ddim).setting(["timestep_spacing": .string("trailing"), "set_alpha_to_one": .bool(true),
+                                                     "steps_offset": .number(0)]).keepingOwnKeys()
         }
+    }
+
+    /// The teacher's scheduler with the student's prediction type (stage 1's student samples with it).
+    static func predicting(_ recipe: DistillationRecipe, teacher: SchedulerConfig) -> SchedulerConfig {
+        recipe.studentPrediction.map { teacher.setting(["prediction_type": .string($0.rawValue)]) } ?? teacher
     }
 
     /// Runs every stage of `recipe` on `data` (labels mapped to the teacher's classes by name;
@@ -379,7 +395,9 @@ public enum Distillation {
         // Teacher (guided: two halves), student forward + backward, target: about 14 forwards' activations.
         try MemoryBudget.check((Training.trainingActivationFactor + 4) * subject.activationBytes(batch: b),
                                "a distillation step at batch \(b)")
-        let ctx = Context(schedule: schedule, param: param, nullLabel: null, labelDropout: subject.isConditional ? recipe.labelDropout : 0,
+        var studentParam = param
+        if let p = recipe.studentPrediction { studentParam.prediction = p }
+        let ctx = Context(schedule: schedule, param: param, studentParam: studentParam, nullLabel: null, labelDropout: subject.isConditional ? recipe.labelDropout : 0,
                           weighting: recipe.weighting)
         subject.teacher.setTraining(false)
         let fixed = ctx.guided(subject.teacher, scale: subject.isConditional ? recipe.guidanceScale : 1)
@@ -393,7 +411,7 @@ public enum Distillation {
             let student = try subject.makeStudent(from: previous)
             var options = recipe.training
             options.steps = stage.steps
-            var scheduler = subject.scheduler
+            var scheduler = predicting(recipe, teacher: subject.scheduler)
             var previewSteps = [1, 2, recipe.studentSteps].filter { $0 <= recipe.studentSteps }
             let loss: Trainer.Loss
             var target: S.Student? = nil
@@ -430,7 +448,7 @@ public enum Distillation {
                 frozen?.setTraining(false)
                 loss = { x0, y, rng in
                     let w = drawGuidance(x0.shape[0], &rng, for: [student] + (frozen.map { [$0] } ?? []))
-                    let solver = frozen.map { ctx.guided($0, scale: 1) } ?? guidedTeacher(w)
+                    let solver = frozen.map { ctx.asTeacher(ctx.guided($0, scale: 1)) } ?? guidedTeacher(w)
                     return ctx.progressiveLoss(student, teacher: solver, studentSteps: halving.student, x0: x0, labels: y, rng: &rng)
                 }
                 scheduler = studentScheduler(recipe, teacher: subject.scheduler)
@@ -473,16 +491,21 @@ public enum Distillation {
     private final class EMABox { var ema: EMA? }
 
     /// The shared arithmetic of the three losses: per-sample ᾱ, conversions between the
-    /// prediction and (x₀, ε) with the teacher's clipping, the weighting.
+    /// predictions (the teacher's and the student's parameterizations) and (x₀, ε) with the
+    /// teacher's clipping, the weighting.
     public struct Context {
         let schedule: NoiseSchedule
+        /// The teacher's prediction type and clipping.
         let param: Parameterization
+        /// The student's (and its EMA target's): the teacher's clipping, its own prediction type.
+        let studentParam: Parameterization
         let nullLabel: Int?
         let labelDropout: Float
         let weighting: DistillationWeighting
 
-        public init(schedule: NoiseSchedule, param: Parameterization, nullLabel: Int?, labelDropout: Float, weighting: DistillationWeighting) {
-            self.schedule = schedule; self.param = param; self.nullLabel = nullLabel
+        public init(schedule: NoiseSchedule, param: Parameterization, studentParam: Parameterization? = nil, nullLabel: Int?,
+                    labelDropout: Float, weighting: DistillationWeighting) {
+            self.schedule = schedule; self.param = param; self.studentParam = studentParam ?? param; self.nullLabel = nullLabel
             self.labelDropout = labelDropout; self.weighting = weighting
         }
 
@@ -529,19 +552,46 @@ public enum Distillation {
             Tensor(shape: [values.count] + [Int](repeating: 1, count: x.rank - 1), scalars: values)
         }
 
-        /// x₀ implied by a prediction (unclipped).
-        func x0(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor) -> Tensor {
-            switch param.prediction {
+        /// x₀ implied by a prediction of type `p` (unclipped).
+        func x0(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor, _ p: PredictionType) -> Tensor {
+            switch p {
             case .epsilon: return (x - s * out) / a
             case .vPrediction: return a * x - s * out
             case .sample: return out
             }
         }
 
-        /// x₀ clipped as the teacher's sampler clips it, and the ε that goes with it (DDIM's way).
-        func x0AndEpsilon(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor) -> (Tensor, Tensor) {
-            let x0 = param.clip(self.x0(out, x: x, a: a, s: s))
+        /// The prediction of type `p` whose x₀ and ε are these.
+        func prediction(x0: Tensor, epsilon: Tensor, a: Tensor, s: Tensor, _ p: PredictionType) -> Tensor {
+            switch p {
+            case .epsilon: return epsilon
+            case .vPrediction: return a * epsilon - s * x0
+            case .sample: return x0
+            }
+        }
+
+        /// x₀ clipped as the teacher's sampler clips it, and the ε that goes with it (DDIM's way),
+        /// from a prediction of type `p` (default: the teacher's).
+        func x0AndEpsilon(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor, _ p: PredictionType? = nil) -> (Tensor, Tensor) {
+            let x0 = param.clip(self.x0(out, x: x, a: a, s: s, p ?? param.prediction))
             return (x0, (x - a * x0) / s)
+        }
+
+        /// The teacher's prediction converted to the student's type (unclipped; itself when they agree).
+        public func asStudent(_ out: Tensor, x: Tensor, a: Tensor, s: Tensor) -> Tensor {
+            guard studentParam.prediction != param.prediction else { return out }
+            let x0 = self.x0(out, x: x, a: a, s: s, param.prediction)
+            return prediction(x0: x0, epsilon: (x - a * x0) / s, a: a, s: s, studentParam.prediction)
+        }
+
+        /// A student (a frozen one of progressive distillation) predicting as the teacher does.
+        public func asTeacher(_ student: @escaping Predictor) -> Predictor {
+            guard studentParam.prediction != param.prediction else { return student }
+            return { x, t, labels in
+                let (a, s) = coefficients(t.map { Int($0) }, like: x)
+                let x0 = self.x0(student(x, t, labels), x: x, a: a, s: s, studentParam.prediction)
+                return prediction(x0: x0, epsilon: (x - a * x0) / s, a: a, s: s, param.prediction)
+            }
         }
 
         /// Labels with `labelDropout` of them replaced by the null label.
@@ -562,14 +612,16 @@ public enum Distillation {
             perSample(ts.map { t in let ab = alphaBar(t); return weighting.weight(snr: ab / Swift.max(1 - ab, 1e-12)) }, like: x)
         }
 
-        /// Stage 1: the student's prediction against the guided teacher's, at uniform timesteps.
+        /// Stage 1: the student's prediction against the guided teacher's (in the student's
+        /// parameterization), at uniform timesteps.
         func guidanceLoss(_ student: DiffusionModel, teacher: Predictor, x0: Tensor, labels: [Int]?, rng: inout RandomGenerator) -> Tensor {
             let n = x0.shape[0]
             let ts = rng.integers(n, below: schedule.numTrainTimesteps)
             let y = dropped(labels, &rng)
             let xt = noised(x0, ts, &rng)
             let t = ts.map(Float.init)
-            let want = GradMode.withoutGrad { teacher(xt, t, y) }
+            let (a, s) = coefficients(ts, like: x0)
+            let want = GradMode.withoutGrad { asStudent(teacher(xt, t, y), x: xt, a: a, s: s) }
             return (student.predict(xt, timesteps: t, labels: y) - want).square().mean()
         }
 
@@ -595,10 +647,12 @@ public enum Distillation {
             let want: Tensor = GradMode.withoutGrad {
                 let (tx0, teps) = x0AndEpsilon(teacher(xt, ts.map(Float.init), y), x: xt, a: a, s: s)
                 let xp = ap * tx0 + sp * teps
-                let (fx0, _) = x0AndEpsilon(target.predict(xp, timesteps: prev.map(Float.init), labels: y), x: xp, a: ap, s: sp)
+                let (fx0, _) = x0AndEpsilon(target.predict(xp, timesteps: prev.map(Float.init), labels: y), x: xp, a: ap, s: sp,
+                                            studentParam.prediction)
                 return skipP * xp + coutP * fx0
             }
-            let f = skip * xt + cout * self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s)
+            let f = skip * xt + cout * self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s,
+                                               studentParam.prediction)
             return ((f - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([n])).mean()
         }
 
@@ -622,7 +676,7 @@ public enum Distillation {
             let xt = noised(x0, ts, &rng)
             let want = progressiveTarget(teacher: teacher, studentSteps: n, index: idx, xt: xt, labels: y)
             let (a, s) = coefficients(ts, like: x0)
-            let x0s = self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s)
+            let x0s = self.x0(student.predict(xt, timesteps: ts.map(Float.init), labels: y), x: xt, a: a, s: s, studentParam.prediction)
             return ((x0s - want).square().mean(axes: Array(1..<x0.rank)) * weights(ts, like: x0).reshaped([b])).mean()
         }
 

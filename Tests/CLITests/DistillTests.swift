@@ -45,6 +45,51 @@ final class DistillTests: XCTestCase {
         }
     }
 
+    /// A v-predicting student of an ε-predicting teacher: the teacher's prediction converted to
+    /// v (stage 1's target) and back (a frozen student as the next halving's solver) is the
+    /// teacher's, so the progressive target is unchanged; the student's folder samples as v.
+    func testVPredictingStudentOfAnEpsilonTeacher() throws {
+        let config = SchedulerConfig(.ddim, ["timestep_spacing": .string("trailing"), "set_alpha_to_one": .bool(true),
+                                             "clip_sample": .bool(false)])
+        var v = try config.parameterization()
+        v.prediction = .vPrediction
+        let ctx = Distillation.Context(schedule: try config.noiseSchedule(), param: try config.parameterization(), studentParam: v,
+                                       nullLabel: nil, labelDropout: 0, weighting: .snrPlusOne)
+        let teacher: Distillation.Context.Predictor = { x, t, _ in
+            x * 0.6 + Tensor(shape: [t.count, 1, 1, 1], scalars: t.map { Foundation.sin($0 / 300) })
+        }
+        let ac = try config.noiseSchedule().alphasCumprodF
+        // The teacher as a v-student: v = √ᾱ ε − √(1−ᾱ) x₀.
+        let student: Distillation.Context.Predictor = { x, t, l in
+            let shape = [t.count, 1, 1, 1]
+            let a = Tensor(shape: shape, scalars: t.map { ac[Int($0)].squareRoot() })
+            let s = Tensor(shape: shape, scalars: t.map { (1 - ac[Int($0)]).squareRoot() })
+            let converted = ctx.asStudent(teacher(x, t, l), x: x, a: a, s: s)
+            let eps = teacher(x, t, l), x0 = (x - s * eps) / a
+            let direct = a * eps - s * x0
+            XCTAssertLessThan(zip(converted.scalars, direct.scalars).map { abs($0 - $1) }.max()!, 1e-4)
+            return converted
+        }
+        for i in 0..<4 {
+            var rng = RandomGenerator(seed: UInt64(i))
+            let xt = rng.normal([2, 1, 4, 4])
+            let want = ctx.progressiveTarget(teacher: teacher, studentSteps: 4, index: [i, i], xt: xt, labels: nil)
+            let got = ctx.progressiveTarget(teacher: ctx.asTeacher(student), studentSteps: 4, index: [i, i], xt: xt, labels: nil)
+            XCTAssertLessThan(zip(want.scalars, got.scalars).map { abs($0 - $1) }.max()!, 2e-3, "step \(i)")
+        }
+        var recipe = DistillationRecipe(teacher: "t")
+        recipe.studentPrediction = .vPrediction
+        let scheduler = Distillation.studentScheduler(recipe, teacher: SchedulerConfig(.ddpm))
+        XCTAssertEqual(scheduler.values["prediction_type"], .string("v_prediction"))
+        XCTAssertEqual(try scheduler.parameterization().prediction, .vPrediction)
+        XCTAssertNil(Distillation.studentScheduler(DistillationRecipe(teacher: "t"), teacher: SchedulerConfig(.ddpm)).values["prediction_type"]
+                        .flatMap { $0 == .string("epsilon") ? nil : $0 }, "an ε student keeps the teacher's type")
+        XCTAssertFalse(DistillationRecipe(teacher: "t").canResume(as: recipe))
+        let decoded = try JSONDecoder().decode(DistillationRecipe.self, from: Data(#"{"teacher": "t", "student_prediction": "v_prediction", "weighting": "snr+1"}"#.utf8))
+        XCTAssertEqual(decoded.studentPrediction, .vPrediction)
+        XCTAssertEqual(decoded.weighting, .snrPlusOne)
+    }
+
     /// The consistency function's boundary condition is the LCM sampler's (timestep_scaling 10).
     func testConsistencyBoundaryIsTheLCMSamplers() throws {
         let standard = DistillationRecipe(teacher: "t")
@@ -141,6 +186,14 @@ final class DistillTests: XCTestCase {
         XCTAssert(r.stderr.contains("diffuse distill image"), r.stderr)
         try FileManager.default.copyItem(at: pd.appendingPathComponent("model"), to: dir.appendingPathComponent("teacher-fast"))
         XCTAssertEqual(own, try raw(teacherDir.path, ["--fast"], "fast"))
+
+        // A v-predicting student: its folders (stage 1's too) sample as v.
+        r = try distill("pv", ["--student-steps", "2", "--grid", "4", "--student-prediction", "v_prediction", "--weighting", "snr+1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for folder in ["pv/model", "pv/stage-1-guidance/model"] {
+            XCTAssertEqual(try PipelineFolder.scheduler(in: dir.appendingPathComponent(folder)).values["prediction_type"], .string("v_prediction"), folder)
+        }
+        XCTAssertEqual(try raw(dir.appendingPathComponent("pv/model").path, [], "v").count, 2 * 64)
 
         // Consistency: the LCM student; the run refuses to start over, and resumes (nothing left to do).
         r = try distill("cd", ["--method", "consistency"])

@@ -10,6 +10,7 @@ import Video
 
 extension DistillationMethod: ExpressibleByArgument {}
 extension DistillationWeighting: ExpressibleByArgument {}
+extension PredictionType: ExpressibleByArgument {}
 
 struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,7 +50,9 @@ struct DistillOptions: ParsableArguments {
     var guidanceRange: String?
     @Option(help: "Consistency: timestep grid points (default 50). Progressive: the teacher's DDIM steps to halve from (default 16).")
     var grid: Int?
-    @Option(help: "Loss weighting over noise levels: x0, epsilon or min-snr (default).") var weighting: DistillationWeighting?
+    @Option(help: "Loss weighting over noise levels: x0, epsilon, min-snr (default) or snr+1 (v's).") var weighting: DistillationWeighting?
+    @Option(help: "What the student predicts: epsilon, v_prediction or sample (default: what the teacher predicts). A v-predicting student's x₀ at high noise is not amplified by 1/√ᾱ as an ε-predicting one's is.")
+    var studentPrediction: PredictionType?
     @Option(help: "Batch size (default 16).") var batch: Int?
     @Option(help: "Learning rate (default 5e-5 progressive, 5e-6 consistency).") var lr: Float?
     @Option(help: "Steps between preview grids (default 100; 0: none).") var previewEvery: Int?
@@ -76,6 +79,7 @@ struct DistillOptions: ParsableArguments {
         if let guidanceSteps { recipe.guidanceSteps = guidanceSteps }
         if let grid { recipe.grid = grid }
         if let weighting { recipe.weighting = weighting }
+        if let studentPrediction { recipe.studentPrediction = studentPrediction }
         if let batch { recipe.training.batchSize = batch }
         if let lr { recipe.training.learningRate = lr }
         if let previewEvery { recipe.previewEvery = previewEvery }
