@@ -1,5 +1,6 @@
 import CFFmpeg
 import Foundation
+import Tensor
 import Media
 
 /// The only file that imports FFmpeg. It moves 8-bit interleaved frames ([F, H, W, C] bytes,
@@ -158,7 +159,7 @@ enum FFmpeg {
                     throw MediaError.limitExceeded(file: path, reason: "more than \(limits.maxFrames) frames; pass maxFrames to read a prefix")
                 }
                 guard out.bytes.count + pending.count <= limits.maxBytes else {
-                    throw MediaError.limitExceeded(file: path, reason: "decoded frames exceed \(limits.maxBytes) bytes")
+                    throw MediaError.limitExceeded(file: path, reason: "decoded frames exceed \(MemoryBudget.describe(Double(limits.maxBytes))) (5 bytes a pixel with their float copy: a fifth of the memory budget at most)")
                 }
                 out.bytes.append(contentsOf: pending)
                 out.frameCount += 1

@@ -26,10 +26,12 @@ public enum VideoCodec {
         public var maxFrames: Int
         /// Decoded 8-bit bytes over all frames (the float tensor is 4× this).
         public var maxBytes: Int
-        public init(maxDimension: Int = 16384, maxFrames: Int = 10_000, maxBytes: Int = 1 << 31) {
+        /// - Parameter maxBytes: default: 2^31, or a fifth of the memory budget if that is less
+        ///   (the bytes and their float tensor must fit in it together).
+        public init(maxDimension: Int = 16384, maxFrames: Int = 10_000, maxBytes: Int? = nil) {
             self.maxDimension = maxDimension
             self.maxFrames = maxFrames
-            self.maxBytes = maxBytes
+            self.maxBytes = maxBytes ?? Swift.min(1 << 31, MemoryBudget.bytes / 5)
         }
     }
 

@@ -58,9 +58,12 @@ public enum VideoSource {
     public static let builtins = ["builtin:moving-fashion"]
     /// How many clips the built-in set gives when no limit is set.
     public static let builtinDefaultLimit = 1000
+    /// The most frames per clip an evaluation reads (a longer first clip sets this many).
+    public static let maxFrames = 1000
 
     /// Frames per clip and frame side of a set: the built-in set's options, else its first
-    /// file's frame count and shorter side (the other set is decoded to the real set's).
+    /// file's frame count (at most `maxFrames`) and shorter side (the other set is decoded to
+    /// the real set's).
     public static func geometry(_ spec: String) throws -> (frames: Int, size: Int) {
         if spec.hasPrefix("builtin:") {
             try checkBuiltin(spec)
@@ -68,7 +71,8 @@ public enum VideoSource {
             return (o.frames, o.size)
         }
         let folder = try ClassFolder(URL(fileURLWithPath: spec), extensions: VideoFolder.extensions)
-        let first = try VideoCodec.read(folder.files[0].url, mode: .gray).frames  // [F, 1, H, W]
+        // Decoded no further than a clip can be used: `load` cuts every clip to this many frames.
+        let first = try VideoCodec.read(folder.files[0].url, mode: .gray, maxFrames: maxFrames).frames  // [F, 1, H, W]
         return (first.shape[0], Swift.min(first.shape[2], first.shape[3]))
     }
 

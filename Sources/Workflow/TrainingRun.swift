@@ -59,7 +59,10 @@ public enum TrainingRun {
                     throw TrainingRunError(path: recipeURL.path, reason: "is not a readable recipe")
                 }
                 guard old.canResume(as: recipe) else {
-                    throw TrainingRunError(path: recipeURL.path, reason: "differs from this run's recipe; resume with the same settings (only --steps may change)")
+                    let keys = recipeDifferences(old, recipe)
+                    let which = keys.isEmpty ? "" : " in " + keys.prefix(4).joined(separator: ", ") + (keys.count > 4 ? ", …" : "")
+                    throw TrainingRunError(path: recipeURL.path, reason: "differs from this run's recipe\(which); resume with the same settings "
+                                           + "(only --steps may change; `--config \(recipeURL.path)` gives them all)")
                 }
                 recipe = recipe.resumed(from: old)
             }
@@ -68,6 +71,31 @@ public enum TrainingRun {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(recipe), to: recipeURL)
         return recipe
+    }
+
+    /// The settings two recipes differ in, as "key.path (old → new)" (the stage lengths left
+    /// out: they may change), for the message of a refused --resume.
+    static func recipeDifferences<R: RunRecipe>(_ old: R, _ new: R) -> [String] {
+        func tree(_ r: R) -> Any? { (try? JSONEncoder().encode(r)).flatMap { try? JSONSerialization.jsonObject(with: $0) } }
+        func show(_ v: Any?) -> String {
+            guard let v, !(v is NSNull) else { return "none" }
+            guard JSONSerialization.isValidJSONObject([v]), let d = try? JSONSerialization.data(withJSONObject: [v], options: [.sortedKeys]),
+                  let s = String(data: d, encoding: .utf8) else { return "\(v)" }
+            let inner = String(s.dropFirst().dropLast())
+            return inner.count > 40 ? String(inner.prefix(39)) + "…" : inner
+        }
+        var out: [String] = []
+        func walk(_ a: Any?, _ b: Any?, _ path: String) {
+            if let da = a as? [String: Any], let db = b as? [String: Any] {
+                for k in Set(da.keys).union(db.keys).sorted() where !["steps", "preview_every"].contains(k) {
+                    walk(da[k], db[k], path.isEmpty ? k : path + "." + k)
+                }
+            } else if show(a) != show(b) {
+                out.append("\(path) (\(show(a)) → \(show(b)))")
+            }
+        }
+        walk(tree(old), tree(new), "")
+        return out
     }
 
     /// What a run folder may hold (`prepare` creates previews/ first), besides a staged run's stage-N-… folders.

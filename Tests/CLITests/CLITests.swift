@@ -114,6 +114,8 @@ final class TrainGenerateCommandTests: XCTestCase {
         r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "4", "--batch", "4", "--lr", "0.01", "--resume"])
         XCTAssertEqual(r.status, 1, "a different learning rate is a different recipe")
         XCTAssert(r.stderr.contains("recipe.json"), r.stderr)
+        XCTAssert(r.stderr.contains("training.learning_rate ("), "the message names what differs: \(r.stderr)")
+        XCTAssertFalse(r.stderr.contains("training.steps"), "the steps may change: \(r.stderr)")
         r = try runDiffuse(["train", "image", "--data", "builtin:fashion-mnist", "--out", run.path, "--steps", "4", "--batch", "4", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let log = try String(contentsOf: run.appendingPathComponent("loss.csv"), encoding: .utf8)
