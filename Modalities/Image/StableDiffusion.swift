@@ -227,7 +227,8 @@ public final class StableDiffusionPipeline {
                                            guidanceEmbedding: unet.config.timeCondProjDim.map { guidanceScaleEmbedding([given.guidance - 1], dim: $0) })
         var request = given
         request.conditioning = .labels(prompt.prompts.map { row[$0]! })
-        let guidance = guided ? Guidance(scale: given.guidance, rescale: given.guidanceRescale, nullLabel: distinct.count) : nil
+        let guidance = guided ? Guidance(scale: given.guidance, rescale: given.guidanceRescale, nullLabel: distinct.count,
+                                                interval: given.guidanceInterval) : nil
         let latentShape = [unet.config.outChannels, height / downFactor, width / downFactor]
         let latents = try Generation.batched(model: denoiser, sampleShape: latentShape, request: request, scheduler: scheduler,
                                              guidance: guidance, progress: progress)

@@ -44,6 +44,8 @@ public struct SamplingRequest {
     /// Classifier-free guidance scale (1 = none) and diffusers' `guidance_rescale` (0 = off).
     public var guidance: Float
     public var guidanceRescale: Float
+    /// The training timesteps guidance applies at (nil: all; see `Guidance.interval`).
+    public var guidanceInterval: ClosedRange<Float>? = nil
     /// Samples per model call (nil: all); every noise draw is per sample, so results do not depend on it.
     public var batchSize: Int?
     /// The samples are numbers `firstIndex`, `firstIndex` + 1, … of the seed's sequence.
@@ -77,6 +79,11 @@ public struct SamplingRequest {
     public static let guidanceRescaleRange: ClosedRange<Float> = 0...1
     public static let etaRange: ClosedRange<Float> = 0...1
 
+    /// Why a guidance interval cannot be used, or nil (timesteps: 0 ≤ low ≤ high ≤ 1000).
+    public static func guidanceIntervalProblem(_ i: ClosedRange<Float>) -> String? {
+        i.lowerBound >= 0 && i.upperBound <= 1000 ? nil : "must be timesteps LOW,HIGH with 0 ≤ LOW ≤ HIGH ≤ 1000, got \(i.lowerBound),\(i.upperBound)"
+    }
+
     /// Why `strength` cannot be used, or nil (it must be in (0, 1]).
     public static func strengthProblem(_ strength: Float) -> String? {
         strength > 0 && strength <= 1 ? nil : "must be in (0, 1], got \(strength)"
@@ -91,6 +98,7 @@ public struct SamplingRequest {
         if let b = batchSize, !Self.batchRange.contains(b) { try fail("batch", "must be within \(Self.batchRange), got \(b)") }
         if !Self.guidanceRange.contains(guidance) { try fail("guidance", "must be within 0–50, got \(guidance)") }
         if !Self.guidanceRescaleRange.contains(guidanceRescale) { try fail("guidance-rescale", "must be within 0–1, got \(guidanceRescale)") }
+        if let i = guidanceInterval, let p = Self.guidanceIntervalProblem(i) { try fail("guidance-interval", p) }
         if let eta, !Self.etaRange.contains(eta) { try fail("eta", "must be within 0–1, got \(eta)") }
         if firstIndex < 0 { try fail("first index", "must be ≥ 0, got \(firstIndex)") }
         if noiseOrder == .torch {

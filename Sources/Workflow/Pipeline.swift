@@ -64,7 +64,8 @@ public final class Pipeline<M: Modality> {
     /// none for a student with guidance baked in (`distillation`).
     public func guidance(for request: SamplingRequest) -> Guidance? {
         if distillation != nil { return nil }
-        return classes.guidance(scale: request.guidance, rescale: request.guidanceRescale, labels: request.conditioning.labels)
+        return classes.guidance(scale: request.guidance, rescale: request.guidanceRescale, interval: request.guidanceInterval,
+                                labels: request.conditioning.labels)
     }
 
     /// `request.count` samples [N, C, …] of `shape` ([C, …]; default: the size the model was

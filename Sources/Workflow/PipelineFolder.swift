@@ -30,9 +30,9 @@ public struct ClassLabels: Sendable, Equatable {
     /// guide: no labels, scale 1, or a model trained without the null label). `rescale` is
     /// diffusers' `guidance_rescale` (Lin et al. 2024, §3.4): the guided prediction's spread is
     /// pulled back towards the conditional one's, which tames over-bright images and loud audio.
-    public func guidance(scale: Float, rescale: Float = 0, labels: [Int]?) -> Guidance? {
+    public func guidance(scale: Float, rescale: Float = 0, interval: ClosedRange<Float>? = nil, labels: [Int]?) -> Guidance? {
         guard scale != 1, labels != nil, let null = nullLabel else { return nil }
-        return Guidance(scale: scale, rescale: rescale, nullLabel: null)
+        return Guidance(scale: scale, rescale: rescale, nullLabel: null, interval: interval)
     }
 
     /// A label from what a user typed: a class name (any case, or spelled as `matching` allows)

@@ -39,6 +39,8 @@ struct GenerationSummary: Encodable {
     var sampler: String
     var steps: Int
     var guidance: Float
+    /// The timesteps [low, high] guidance applied at (nil: all).
+    var guidanceInterval: [Float]? = nil
     var strength: Float?
     /// Where part of an input was kept (a continuation, a gap, a mask): the reconstruction-guidance
     /// weight it was generated with (0: the kept part only replaced at every step).
@@ -58,6 +60,7 @@ struct GenerationSummary: Encodable {
             parts.append((distinct.count == 1 ? "class " : "classes ") + distinct.joined(separator: ", "))
         }
         parts.append("seed \(seed)\(rng.map { " (\($0) noise)" } ?? "")\(randomSeed ? " (random; --seed \(seed) makes it again)" : "")")
+        if let i = guidanceInterval { parts.append("guidance \(String(format: "%g", guidance)) at timesteps \(String(format: "%g", i[0]))–\(String(format: "%g", i[1]))") }
         if let w = reconstructionGuidance { parts.append("reconstruction guidance \(String(format: "%g", w))") }
         parts.append(String(format: "%.1f s", seconds))
         print(parts.joined(separator: ", ") + ":")

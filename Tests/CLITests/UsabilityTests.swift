@@ -270,4 +270,30 @@ final class UsabilityTests: XCTestCase {
         XCTAssertNotEqual(negative.status, 0)
         XCTAssert(negative.stderr.contains("--reconstruction-guidance"), negative.stderr)
     }
+
+    /// --guidance-interval: a different image than full guidance, the same as no interval when it
+    /// spans every timestep; reported in the summary and the PNG's parameters; bad values refused.
+    func testGuidanceIntervalIsAppliedReportedAndChecked() throws {
+        func image(_ extra: [String], _ name: String) throws -> (Data, DiffuseResult) {
+            let r = try run(["generate", "image", "--class", "bag", "--count", "1", "--steps", "3", "--seed", "5", "--out", path(name)] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return (try Data(contentsOf: URL(fileURLWithPath: path(name))), r)
+        }
+        let full = try image([], "full.png").0
+        let (limited, r) = try image(["--guidance-interval", "0,500", "--json"], "limited.png")
+        XCTAssertNotEqual(limited, full)
+        let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(summary?["guidanceInterval"] as? [Double], [0, 500], r.stdout)
+        let whole = try image(["--guidance-interval", "0,1000"], "whole.png")
+        XCTAssert(whole.1.stdout.contains("guidance 2 at timesteps 0–1000"), whole.1.stdout)
+        let text = try PNGCodec.textChunks(URL(fileURLWithPath: path("whole.png")))
+        XCTAssert(text.contains { $0.0 == "parameters" && $0.1.contains("Guidance interval: 0.0-1000.0") }, "\(text)")
+        XCTAssertEqual(try PNGCodec.read(URL(fileURLWithPath: path("whole.png"))).scalars,
+                       try PNGCodec.read(URL(fileURLWithPath: path("full.png"))).scalars, "an interval over every timestep is full guidance")
+        for bad in ["600,100", "-5,100", "0,2000", "x"] {
+            let b = try run(["generate", "image", "--guidance-interval", bad, "--out", path("bad.png")])
+            XCTAssertEqual(b.status, 64, bad)
+            XCTAssert(b.stderr.contains("--guidance-interval"), b.stderr)
+        }
+    }
 }

@@ -69,6 +69,38 @@ final class GenerationTests: XCTestCase {
         }
     }
 
+    /// Guidance in a limited interval: inside it both halves, outside the conditional prediction
+    /// alone in one call; a whole trajectory with it counts its calls and ends between the
+    /// unguided and the fully guided sample.
+    func testGuidanceIntervalGuidesOnlyInsideIt() throws {
+        let schedule = try base.noiseSchedule()
+        let model = GaussianModel(schedule: schedule)
+        let x = randomTensor([2, 1, 8], seed: 1)
+        let g = Guidance(scale: 4, nullLabel: 3, interval: 100...600)
+        let cond = model.predict(x, timesteps: [700, 700], labels: [2, 0])
+        model.calls = 0
+        assertClose(Generation.denoiser(model, labels: [2, 0], guidance: g)(x, 700), cond)
+        XCTAssertEqual(model.calls, 1, "outside the interval: one call")
+        let full = Generation.denoiser(model, labels: [2, 0], guidance: Guidance(scale: 4, nullLabel: 3))
+        assertClose(Generation.denoiser(model, labels: [2, 0], guidance: g)(x, 600), full(x, 600))
+        assertClose(Generation.denoiser(model, labels: [2, 0], guidance: g)(x, 100), full(x, 100))
+        let sampler = try makeSampler(SamplerName.ddim.config(from: base), steps: 10)
+        func sample(_ g: Guidance?) throws -> Float {
+            model.calls = 0
+            return try Generation.sample(model: model, shape: [1, 1, 400], sampler: sampler, schedule: schedule, seed: 3,
+                                         labels: [2], guidance: g).mean().item()
+        }
+        let none = try sample(nil), all = try sample(Guidance(scale: 4, nullLabel: 3))
+        let part = try sample(Guidance(scale: 4, nullLabel: 3, interval: 0...500))
+        XCTAssertEqual(model.calls, 10, "one call per step, guided or not (both halves in one batch)")
+        XCTAssertEqual(none, 1, accuracy: 0.05, "class 2 has mean 1")
+        XCTAssertGreaterThan(all, part + 0.05)
+        XCTAssertGreaterThan(part, none + 0.05)
+        var request = SamplingRequest(count: 1)
+        request.guidanceInterval = -1...600
+        XCTAssertThrowsError(try request.validate())
+    }
+
     func testInpaintingKeepsTheKnownRegionForEverySampler() throws {
         let schedule = try base.noiseSchedule()
         let model = GaussianModel(schedule: schedule)

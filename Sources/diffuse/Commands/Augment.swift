@@ -52,6 +52,7 @@ struct AugmentOptions: ParsableArguments {
         if perSource < 1 || perSource > 999 { throw ValidationError("--per-source must be between 1 and 999") }
         if sampling.rng != .diffuse { throw ValidationError("--rng: augment draws every sample's own noise, so its manifest can make each file again; leave --rng out") }
         if sampling.guidanceRescale != 0 { throw ValidationError("--guidance-rescale: augment does not record it in the manifest yet; leave it at 0") }
+        if sampling.guidanceInterval != nil { throw ValidationError("--guidance-interval: augment does not record it in the manifest yet; leave it out") }
         if let trainSteps, trainSteps < 1 || trainSteps > 10_000_000 { throw ValidationError("--train-steps must be between 1 and 10000000") }
         if trainSteps != nil && model != nil { throw ValidationError("--train-steps trains a new model: drop --model") }
         if trainSteps != nil && fast { throw ValidationError("--fast uses a distilled student; --train-steps trains a new teacher: choose one") }

@@ -115,6 +115,7 @@ struct GenerateImage: ParsableCommand {
         func parameters(_ i: Int) -> [(String, String)] {
             var p = "Class: \(names?[i] ?? "none"), Steps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), "
                 + "CFG scale: \(request.guidance), Seed: \(request.seed), Sample: \(i), Model: \(dir.lastPathComponent)"
+            if let g = request.guidanceInterval { p += ", Guidance interval: \(g.lowerBound)-\(g.upperBound)" }
             if let s = request.initial?.strength { p += ", Denoising strength: \(s)" }
             if request.noiseOrder == .torch { p += ", RNG: torch" }
             return [("parameters", p)]
@@ -460,7 +461,8 @@ extension GenerateOptions {
                               classNote: String?, started: Date, detail: String?) throws {
         try GenerationSummary(files: files, samples: samples, kind: kind, classes: classNames(request, pipeline), classNote: classNote,
                               seed: request.seed, randomSeed: sampling.seedArgument < 0, rng: request.noiseOrder == .torch ? "torch" : nil, sampler: request.sampler?.rawValue ?? "folder",
-                              steps: request.steps, guidance: request.guidance, strength: request.initial?.strength,
+                              steps: request.steps, guidance: request.guidance,
+                              guidanceInterval: request.guidanceInterval.map { [$0.lowerBound, $0.upperBound] }, strength: request.initial?.strength,
                               reconstructionGuidance: request.known?.reconstructionGuidance, model: model.path,
                               seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }

@@ -26,6 +26,8 @@ struct SamplingOptions: ParsableArguments {
     var guidance: Float?
     @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
     var guidanceRescale: Float = 0
+    @Option(help: ArgumentHelp("Guidance only at training timesteps LOW-HIGH (e.g. 0,600; the trajectory runs from 999 down to 0); elsewhere the conditional prediction alone, in one model call (Kynkäänniemi et al. 2024: guidance at the highest noise costs diversity).", valueName: "low,high"))
+    var guidanceInterval: String?
     @Option(help: "Samples per model call (default: all at once; augment: 32); the samples do not depend on it.")
     var batch: Int?
     @Option(help: "How far an input (--init, or augment's vary sources) is noised: 0 keeps it, 1 replaces it (default 0.5 everywhere: the input's layout and class survive, its detail is redrawn).")
@@ -45,12 +47,24 @@ struct SamplingOptions: ParsableArguments {
         if let steps, !SamplingRequest.stepsRange.contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
         if let guidance, !SamplingRequest.guidanceRange.contains(guidance) { throw ValidationError("--guidance must be between 0 and 50") }
         if !SamplingRequest.guidanceRescaleRange.contains(guidanceRescale) { throw ValidationError("--guidance-rescale must be within 0-1") }
+        _ = try parsedGuidanceInterval()
         if let batch, !SamplingRequest.batchRange.contains(batch) { throw ValidationError("--batch must be between 1 and 4096") }
         if let strength, let p = SamplingRequest.strengthProblem(strength) { throw ValidationError("--strength \(p)") }
         if let eta, !SamplingRequest.etaRange.contains(eta) { throw ValidationError("--eta must be within 0-1") }
         if eta != nil, let sampler, ![.ddim, .tcd].contains(sampler) {
             throw ValidationError("--eta applies to --sampler ddim or tcd, not \(sampler.rawValue)")
         }
+    }
+
+    /// --guidance-interval as timesteps, or nil.
+    func parsedGuidanceInterval() throws -> ClosedRange<Float>? {
+        guard let s = guidanceInterval else { return nil }
+        let v = s.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard v.count == 2, let lo = v[0], let hi = v[1], lo.isFinite, hi.isFinite, lo <= hi else {
+            throw ValidationError("--guidance-interval must be two timesteps LOW,HIGH with LOW ≤ HIGH (e.g. 0,600), got '\(s)'")
+        }
+        if let p = SamplingRequest.guidanceIntervalProblem(lo...hi) { throw ValidationError("--guidance-interval \(p)") }
+        return lo...hi
     }
 
     /// The guidance scale of class models when --guidance is not given.
@@ -66,6 +80,7 @@ struct SamplingOptions: ParsableArguments {
         }
         var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps ?? defaultSteps, eta: eta, seed: seed,
                                 guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
+        r.guidanceInterval = try parsedGuidanceInterval()
         r.noiseOrder = rng
         r.ranks = MPIRanks.world  // under mpirun, the --batch calls are dealt over the ranks
         return r
