@@ -79,7 +79,24 @@ enum FFmpeg {
             // Cap how much find_stream_info may read from a hostile file.
             f.pointee.probesize = 32 << 20
             f.pointee.max_analyze_duration = 10 * Int64(AV_TIME_BASE)
-            let s = avformat_find_stream_info(f, nil)
+            // Dimensions the container header already states are checked before anything is
+            // decoded, and the decoders find_stream_info opens to probe a stream refuse frames
+            // larger than the limits allow (`max_pixels`): a GIF that claims 65535×65535 is
+            // refused, not allocated (fuzzing found the memory it took and kept: issue 21).
+            let streamCount = Int(f.pointee.nb_streams)
+            for i in 0..<streamCount {
+                guard let st = f.pointee.streams[i], let par = st.pointee.codecpar,
+                      par.pointee.codec_type == AVMEDIA_TYPE_VIDEO else { continue }
+                // (0 until probed in some containers: only an upper bound here)
+                if par.pointee.width > 0 { try MediaLimits.check(Int(par.pointee.width), max: limits.maxDimension, "width", file: path) }
+                if par.pointee.height > 0 { try MediaLimits.check(Int(par.pointee.height), max: limits.maxDimension, "height", file: path) }
+            }
+            let maxPixels = "\(limits.maxDimension * limits.maxDimension)"
+            var probeOptions = [OpaquePointer?](repeating: nil, count: streamCount)
+            for i in 0..<streamCount { av_dict_set(&probeOptions[i], "max_pixels", maxPixels, 0) }
+            defer { for i in 0..<streamCount { av_dict_free(&probeOptions[i]) } }
+            let s = streamCount == 0 ? avformat_find_stream_info(f, nil)
+                : probeOptions.withUnsafeMutableBufferPointer { avformat_find_stream_info(f, $0.baseAddress) }
             guard s >= 0 else {
                 throw MediaError.invalidData(file: path, reason: "cannot read stream information: \(FFmpeg.describe(s))")
             }
@@ -110,6 +127,7 @@ enum FFmpeg {
                 throw MediaError.invalidData(file: path, reason: "bad codec parameters")
             }
             c.pointee.thread_count = 1
+            c.pointee.max_pixels = Int64(limits.maxDimension * limits.maxDimension)
             let o = avcodec_open2(c, codec, nil)
             guard o >= 0 else {
                 throw MediaError.unsupported(file: path, reason: "cannot open the \(String(cString: codec.pointee.name)) decoder: \(FFmpeg.describe(o))")

@@ -16,7 +16,10 @@ public enum MemoryBudget {
     }
 
     /// Sets the budget for this process (a command's `--max-memory`).
-    public static func set(_ bytes: Int) { override = bytes }
+    public static func set(_ bytes: Int) {
+        override = bytes
+        BufferPool.shared.setLimit(BufferPool.limit(budget: bytes))
+    }
 
     /// "24G", "512M", "1.5T", "1000000" → bytes; nil for anything else (or ≤ 0).
     public static func parse(_ s: String) -> Int? {

@@ -29,16 +29,36 @@ final class Storage: @unchecked Sendable {
 }
 
 /// Size-bucketed cache of freed buffers (exact element counts: tensor shapes repeat).
-/// Holds at most `limitBytes`; beyond that, buffers are freed.
+/// Holds at most `limitBytes` — a quarter of the memory budget, 2 GB at most; beyond that,
+/// buffers are freed. (A fixed 2 GB let a process under `--max-memory 512M`, or the mp4 fuzz
+/// target decoding inputs of ever new sizes, keep 2 GB of freed buffers: issue 21.)
 public final class BufferPool: @unchecked Sendable {
     static let shared = BufferPool()
 
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
     private var cachedBytes = 0
     private let lock = NSLock()
-    var limitBytes = 2 << 30
+    private(set) var limitBytes: Int
 
-    init() { ck_keep_freed_memory() }
+    init() {
+        ck_keep_freed_memory()
+        limitBytes = BufferPool.limit(budget: MemoryBudget.bytes)
+    }
+
+    /// What the pool may keep under a memory budget of `budget` bytes.
+    static func limit(budget: Int) -> Int { min(2 << 30, max(budget, 0) / 4) }
+
+    /// Follows a new budget (`MemoryBudget.set`), freeing what no longer fits.
+    func setLimit(_ bytes: Int) {
+        lock.lock()
+        limitBytes = bytes
+        let over = cachedBytes > bytes
+        lock.unlock()
+        if over { drain() }
+    }
+
+    /// Bytes of freed buffers the pool holds now.
+    var cached: Int { lock.lock(); defer { lock.unlock() }; return cachedBytes }
 
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         lock.lock()

@@ -213,5 +213,11 @@ final class VideoCodecTests: XCTestCase {
         XCTAssertThrowsError(try VideoCodec.read(url, limits: .init(maxFrames: 3)))
         XCTAssertThrowsError(try VideoCodec.read(url, limits: .init(maxBytes: 32 * 32 * 3 * 2)))
         XCTAssertEqual(try VideoCodec.read(url, maxFrames: 3, limits: .init(maxFrames: 3)).frames.shape[0], 3)
+        // A header's dimensions are refused as a limit before FFmpeg probes (decodes) the
+        // stream: the GIF that says 65535×65535 never reaches a decoder.
+        let gif = corpusFiles("Corrupt").first { $0.lastPathComponent == "huge.gif" }!
+        XCTAssertThrowsError(try VideoCodec.read(gif)) { e in
+            guard case MediaError.limitExceeded = e, "\(e)".contains("65535") else { return XCTFail("\(e)") }
+        }
     }
 }
