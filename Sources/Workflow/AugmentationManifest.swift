@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Diffusion
 
 /// One file an augmentation run made, with everything needed to make it again bit for bit:
 /// one line of OUT/manifest.jsonl.
@@ -19,6 +20,12 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
     public var sampler: String
     public var steps: Int
     public var guidance: Float
+    /// diffusers' guidance_rescale, and the training timesteps guidance applied at [low, high]
+    /// (absent: 0 and every step — also in manifests written before they were recorded).
+    public var guidanceRescale: Float?
+    public var guidanceInterval: [Float]?
+    /// DDIM's / TCD's η (absent: the sampler's default).
+    public var eta: Float?
     /// The pipeline folder used, and the SHA-256 of its weights file.
     public var model: String
     public var modelSHA256: String
@@ -34,6 +41,7 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case file, className = "class", label, mode, source, strength, index, seed, sampler, steps, guidance
+        case guidanceRescale = "guidance_rescale", guidanceInterval = "guidance_interval", eta
         case model, modelSHA256 = "model_sha256", batchFirst = "batch_first", batchSize = "batch_size", shape
     }
 
@@ -44,11 +52,21 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
         self.guidance = guidance; self.model = model; self.modelSHA256 = modelSHA256
     }
 
+    /// The guidance interval as the sampler takes it (nil: every step; a malformed one is an error).
+    public func samplingInterval() throws -> ClosedRange<Float>? {
+        guard let i = guidanceInterval else { return nil }
+        guard i.count == 2, i[0].isFinite, i[1].isFinite, i[0] <= i[1], SamplingRequest.guidanceIntervalProblem(i[0]...i[1]) == nil else {
+            throw ConfigError(key: "guidance_interval", reason: "must be [low, high] timesteps with 0 ≤ low ≤ high ≤ 1000, got \(i)")
+        }
+        return i[0]...i[1]
+    }
+
     /// Whether `other` comes from the same generation settings (all but file, class, source and
     /// the model call it was made in).
     public func sameSettings(_ other: AugmentationRecord) -> Bool {
         mode == other.mode && strength == other.strength && seed == other.seed && sampler == other.sampler
             && steps == other.steps && guidance == other.guidance && modelSHA256 == other.modelSHA256
+            && (guidanceRescale ?? 0) == (other.guidanceRescale ?? 0) && guidanceInterval == other.guidanceInterval && eta == other.eta
     }
 }
 

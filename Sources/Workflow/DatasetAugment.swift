@@ -28,6 +28,11 @@ public enum DatasetAugment {
         public var steps = 20
         /// nil: the model folder's own default (`Pipeline.defaultGuidance`).
         public var guidance: Float? = nil
+        /// diffusers' guidance_rescale (0: off) and the timesteps guidance applies at (nil: all).
+        public var guidanceRescale: Float = 0
+        public var guidanceInterval: ClosedRange<Float>? = nil
+        /// DDIM's / TCD's η (nil: the sampler's default).
+        public var eta: Float? = nil
         public var seed: UInt64 = 0
         public var batch = 32
         public init() {}
@@ -77,10 +82,17 @@ public enum DatasetAugment {
         let guidance = o.guidance ?? ClassLabels.defaultGuidance
         var jobs: [Job] = []
         func record(_ file: String, _ c: Int, _ source: String?, _ index: Int, guidance: Float) -> AugmentationRecord {
-            AugmentationRecord(file: file, className: names[c], label: modelLabel(names[c]) ?? -1, mode: o.mode.rawValue,
-                               source: source, strength: o.mode == .vary ? o.strength : nil, index: index, seed: o.seed,
-                               sampler: o.sampler.rawValue, steps: o.steps, guidance: guidance, model: modelDir.path,
-                               modelSHA256: modelSHA256)
+            var r = AugmentationRecord(file: file, className: names[c], label: modelLabel(names[c]) ?? -1, mode: o.mode.rawValue,
+                                       source: source, strength: o.mode == .vary ? o.strength : nil, index: index, seed: o.seed,
+                                       sampler: o.sampler.rawValue, steps: o.steps, guidance: guidance, model: modelDir.path,
+                                       modelSHA256: modelSHA256)
+            r.eta = o.eta
+            // Recorded only where they act (a guided sample) and differ from their defaults.
+            if guidance != 1 {
+                r.guidanceRescale = o.guidanceRescale == 0 ? nil : o.guidanceRescale
+                r.guidanceInterval = o.guidanceInterval.map { [$0.lowerBound, $0.upperBound] }
+            }
+            return r
         }
         func dir(_ c: Int) -> String { names[c].isEmpty ? "" : names[c] + "/" }
         switch o.mode {
@@ -188,7 +200,8 @@ public enum DatasetAugment {
         var groups: [[Job]] = []
         for j in pending {
             if var last = groups.last, last.count < o.batch, let p = last.last, p.record.index + 1 == j.record.index,
-               (p.label == nil) == (j.label == nil), p.record.guidance == j.record.guidance, p.record.source == j.record.source {
+               (p.label == nil) == (j.label == nil), p.record.guidance == j.record.guidance, p.record.source == j.record.source,
+               p.record.guidanceRescale == j.record.guidanceRescale, p.record.guidanceInterval == j.record.guidanceInterval, p.record.eta == j.record.eta {
                 last.append(j); groups[groups.count - 1] = last
             } else {
                 groups.append([j])
@@ -261,9 +274,10 @@ public enum DatasetAugment {
         guard let sampler = SamplerName(rawValue: first.sampler) else {
             throw ConfigError(key: "sampler", reason: "unknown sampler \(first.sampler)")
         }
-        let request = SamplingRequest(count: records.count, conditioning: conditional ? .labels(labels.map { $0! }) : .unconditional,
-                                      sampler: sampler, steps: first.steps, seed: first.seed, guidance: first.guidance,
-                                      batchSize: batch, firstIndex: first.index, initial: initial)
+        var request = SamplingRequest(count: records.count, conditioning: conditional ? .labels(labels.map { $0! }) : .unconditional,
+                                      sampler: sampler, steps: first.steps, eta: first.eta, seed: first.seed, guidance: first.guidance,
+                                      guidanceRescale: first.guidanceRescale ?? 0, batchSize: batch, firstIndex: first.index, initial: initial)
+        request.guidanceInterval = try first.samplingInterval()
         return try pipeline.generate(request)
     }
 

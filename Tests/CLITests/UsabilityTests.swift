@@ -295,5 +295,40 @@ final class UsabilityTests: XCTestCase {
             XCTAssertEqual(b.status, 64, bad)
             XCTAssert(b.stderr.contains("--guidance-interval"), b.stderr)
         }
+        // augment records the interval and the rescale in its manifest, and each line makes its
+        // file again; a run into the folder with other values is refused, not mixed in.
+        let bag = tmp.appendingPathComponent("data/bag")
+        try FileManager.default.createDirectory(at: bag, withIntermediateDirectories: true)
+        try PNGCodec.write(Tensor(shape: [1, 28, 28], scalars: (0..<784).map { Float($0 % 9) / 9 }), to: bag.appendingPathComponent("0.png"))
+        func augment(_ out: String, _ extra: [String]) throws -> DiffuseResult {
+            try run(["augment", "image", "--data", path("data"), "--out", path(out), "--per-class", "2", "--steps", "3"] + extra)
+        }
+        var a = try augment("aug", ["--guidance-interval", "0,500", "--guidance-rescale", "0.5"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let lines = try String(contentsOfFile: path("aug/manifest.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        let record = try JSONDecoder().decode(AugmentationRecord.self, from: Data(lines[1].utf8))
+        XCTAssertEqual(record.guidanceInterval, [0, 500])
+        XCTAssertEqual(record.guidanceRescale, 0.5)
+        a = try run(["augment", "image", "--reproduce", String(lines[1]), "--out", path("again.png")])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let made = try Data(contentsOf: URL(fileURLWithPath: path("aug/" + record.file)))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("again.png"))), made)
+        a = try augment("plain", [])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: path("plain/" + record.file))), made, "the interval and rescale act")
+        a = try augment("aug", ["--guidance-interval", "0,400", "--guidance-rescale", "0.5"])
+        XCTAssertEqual(a.status, 1, a.stdout)
+        XCTAssert(a.stderr.contains("other settings"), a.stderr)
+        // and DDIM's η
+        a = try augment("eta", ["--sampler", "ddim", "--eta", "0.5"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let etaLine = try XCTUnwrap(try String(contentsOfFile: path("eta/manifest.jsonl"), encoding: .utf8).split(separator: "\n").last)
+        let etaRecord = try JSONDecoder().decode(AugmentationRecord.self, from: Data(etaLine.utf8))
+        XCTAssertEqual(etaRecord.eta, 0.5)
+        a = try run(["augment", "image", "--reproduce", String(etaLine), "--out", path("again-eta.png")])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("again-eta.png"))),
+                       try Data(contentsOf: URL(fileURLWithPath: path("eta/" + etaRecord.file))))
     }
 }

@@ -51,8 +51,6 @@ struct AugmentOptions: ParsableArguments {
         if balance && total == nil { throw ValidationError("--balance goes with --total") }
         if perSource < 1 || perSource > 999 { throw ValidationError("--per-source must be between 1 and 999") }
         if sampling.rng != .diffuse { throw ValidationError("--rng: augment draws every sample's own noise, so its manifest can make each file again; leave --rng out") }
-        if sampling.guidanceRescale != 0 { throw ValidationError("--guidance-rescale: augment does not record it in the manifest yet; leave it at 0") }
-        if sampling.guidanceInterval != nil { throw ValidationError("--guidance-interval: augment does not record it in the manifest yet; leave it out") }
         if let trainSteps, trainSteps < 1 || trainSteps > 10_000_000 { throw ValidationError("--train-steps must be between 1 and 10000000") }
         if trainSteps != nil && model != nil { throw ValidationError("--train-steps trains a new model: drop --model") }
         if trainSteps != nil && fast { throw ValidationError("--fast uses a distilled student; --train-steps trains a new teacher: choose one") }
@@ -112,9 +110,9 @@ struct AugmentOptions: ParsableArguments {
         o.mode = mode
         o.perClass = perClass; o.total = total; o.balance = balance
         o.perSource = perSource; o.strength = sampling.strength ?? SamplingOptions.defaultStrength
-        if sampling.eta != nil { throw ValidationError("augment: --eta is not recorded in the manifest yet; leave it out") }
         o.sampler = try sampling.sampler ?? .default(for: PipelineFolder.scheduler(in: modelDir)); o.steps = try sampling.steps ?? student?.steps ?? SamplingDefaults.load(modelDir)?.steps ?? 20
         o.guidance = student?.guidanceScale ?? sampling.guidance; o.seed = sampling.seed  // nil: the model folder's default
+        o.guidanceRescale = sampling.guidanceRescale; o.guidanceInterval = try sampling.parsedGuidanceInterval(); o.eta = sampling.eta
         o.batch = sampling.batch ?? 32
         var bar: Progress? = nil
         let r = try DatasetAugment.run(M.self, data: folder, modelDir: modelDir, out: outURL, options: o, warn: note) { done, total in
