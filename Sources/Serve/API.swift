@@ -77,6 +77,10 @@ struct GenerateRequest: Decodable {
     var steps: Int?
     var sampler: String?
     var guidance: Float?
+    /// diffusers' guidance_rescale (0–1), the timesteps [low, high] guidance applies at, DDIM's / TCD's η.
+    var guidance_rescale: Float?
+    var guidance_interval: [Float]?
+    var eta: Float?
     var seed: Int64?
     var width: Int?
     var height: Int?
@@ -96,6 +100,9 @@ struct AugmentRequest: Decodable {
     var steps: Int?
     var sampler: String?
     var guidance: Float?
+    var guidance_rescale: Float?
+    var guidance_interval: [Float]?
+    var eta: Float?
     var seed: Int64?
     /// Class name → files (base64); a class may have none (mode generate needs only its name).
     var data: [String: [String]]?

@@ -181,11 +181,15 @@ struct SamplingSettings {
     var seed: UInt64
     var guidance: Float?
     var eta: Float?
+    var guidanceRescale: Float = 0
+    var guidanceInterval: ClosedRange<Float>? = nil
 
     func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig, defaultGuidance: Float,
                  defaultSteps: Int) -> SamplingRequest {
-        SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps ?? defaultSteps,
-                        eta: eta, seed: seed, guidance: guidance ?? defaultGuidance)
+        var r = SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps ?? defaultSteps,
+                                eta: eta, seed: seed, guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale)
+        r.guidanceInterval = guidanceInterval
+        return r
     }
 }
 

@@ -216,6 +216,16 @@ public final class DiffuseServer: @unchecked Sendable {
     }
 
     /// -1 (or nothing): a random seed, as A1111 draws it.
+    /// A request's guidance interval ([low, high] timesteps), checked.
+    func guidanceInterval(_ v: [Float]?) throws -> ClosedRange<Float>? {
+        guard let v else { return nil }
+        guard v.count == 2, v[0].isFinite, v[1].isFinite, v[0] <= v[1] else {
+            throw BadParameter("guidance_interval", "two timesteps [low, high] with low ≤ high, e.g. [82, 579]; got \(v)")
+        }
+        if let p = SamplingRequest.guidanceIntervalProblem(v[0]...v[1]) { throw BadParameter("guidance_interval", p) }
+        return v[0]...v[1]
+    }
+
     func seed(_ param: String, _ s: Int64?) throws -> UInt64 {
         guard let s, s != -1 else { return UInt64.random(in: 0..<(1 << 32)) }
         guard s >= 0 else { throw BadParameter(param, "must be -1 (random) or at least 0, got \(s)") }
@@ -368,7 +378,10 @@ public final class DiffuseServer: @unchecked Sendable {
         let sampling = SamplingSettings(sampler: try SamplerNames.parse(r.sampler, param: "sampler"),
                                         steps: try r.steps.map { try check("steps", $0, SamplingRequest.stepsRange, default: 20) },
                                         seed: try seed("seed", r.seed),
-                                        guidance: try r.guidance.map { try check("guidance", $0, SamplingRequest.guidanceRange, default: 2) }, eta: nil)
+                                        guidance: try r.guidance.map { try check("guidance", $0, SamplingRequest.guidanceRange, default: 2) },
+                                        eta: try r.eta.map { try check("eta", $0, SamplingRequest.etaRange) },
+                                        guidanceRescale: try r.guidance_rescale.map { try check("guidance_rescale", $0, SamplingRequest.guidanceRescaleRange) } ?? 0,
+                                        guidanceInterval: try guidanceInterval(r.guidance_interval))
         if entry.kind == .textToImage {
             let t2i = try promptJob(prompt: r.prompt, negative: r.negative_prompt, width: r.width, height: r.height)
             let out = try await textToImage(entry, t2i, sampling, count: count, context)
@@ -411,6 +424,9 @@ public final class DiffuseServer: @unchecked Sendable {
         // Left out: the model folder's own (its sampling.json, a student's record), as `generate` does.
         o.steps = try check("steps", r.steps, SamplingRequest.stepsRange, default: generator.defaults(entry)?.steps ?? 20)
         if let g = r.guidance { o.guidance = try check("guidance", g, SamplingRequest.guidanceRange) }
+        if let g = r.guidance_rescale { o.guidanceRescale = try check("guidance_rescale", g, SamplingRequest.guidanceRescaleRange) }
+        o.guidanceInterval = try guidanceInterval(r.guidance_interval)
+        o.eta = try r.eta.map { try check("eta", $0, SamplingRequest.etaRange) }
         o.seed = try seed("seed", r.seed)
         let sampler = try SamplerNames.parse(r.sampler, param: "sampler")
         guard let given = r.data, !given.isEmpty else { throw BadParameter("data", "an object of class name → list of base64 files") }

@@ -245,6 +245,24 @@ final class ServeTests: XCTestCase {
                 let bad = try await call(base, "/api/v1/generate", ["model": "image", "class": "giraffe", "steps": 2])
                 XCTAssertEqual(bad.status, 400)
                 XCTAssertEqual(bad.param, "class")
+                // guidance_interval and guidance_rescale act, and are checked
+                func first(_ extra: [String: Any]) async throws -> String? {
+                    let r = try await call(base, "/api/v1/generate", ["model": "image", "class": "bag", "steps": 3, "seed": 5].merging(extra) { $1 })
+                    XCTAssertEqual(r.status, 200, String(decoding: r.data, as: UTF8.self))
+                    return (r.object["files"] as? [[String: Any]])?.first?["data"] as? String
+                }
+                let plain = try await first([:])
+                let limited = try await first(["guidance_interval": [0, 500]])
+                let rescaled = try await first(["guidance_rescale": 0.7])
+                let whole = try await first(["guidance_interval": [0, 1000]])
+                XCTAssertNotEqual(limited, plain)
+                XCTAssertNotEqual(rescaled, plain)
+                XCTAssertEqual(whole, plain, "an interval over every timestep is full guidance")
+                for (key, value) in [("guidance_interval", [600, 100] as Any), ("guidance_interval", [0, 2000]), ("guidance_rescale", 2)] {
+                    let b = try await call(base, "/api/v1/generate", ["model": "image", "class": "bag", "steps": 2, key: value])
+                    XCTAssertEqual(b.status, 400, key)
+                    XCTAssertEqual(b.param, key)
+                }
                 // Augmentation: two classes sent (one real file in each), 1 new sample per class, with the manifest.
                 let real = try PNGCodec.encode(Pixels(width: 28, height: 28, channels: 1, bytes: [UInt8](repeating: 128, count: 784)), name: "x")
                 let a = try await call(base, "/api/v1/augment", ["model": "image", "mode": "generate", "per_class": 1, "steps": 2, "seed": 1,
