@@ -20,7 +20,8 @@ extension Bench {
             audio: one clip per note of --audio-count, 20 steps (real-time factor = seconds of audio per second of work); \
             video: --video-count clips, 20 steps; text-to-image: --prompt-count prompts at 20 steps, guidance 5 (when \
             samples/text-to-image is bundled). train: the median of --runs training steps (after one warm-up) of each \
-            bundled recipe at its batch size (samples/<modality>/recipe.json), on random data.
+            bundled recipe at its batch size (samples/<modality>/recipe.json), on random data. A bundled student \
+            (samples/NAME-fast) is timed on its teacher's generation job right after it, with its own sampler and steps.
             """
         )
 
@@ -95,6 +96,9 @@ extension Bench {
                     let s = try seconds { _ = try p.generate(r) }
                     say(Timing(job: "image", what: "generate \(imageCount) \(imageCount == 1 ? "image" : "images") at batch 64, \(steps) steps, guidance 2",
                                seconds: s, rate: Double(imageCount) / s, unit: "images/s"))
+                    if let (s, n) = try student(ImageModality.self, of: dir, count: imageCount, batch: 64) {
+                        say(Timing(job: "image-fast", what: "the same with the student, \(n) steps", seconds: s, rate: Double(imageCount) / s, unit: "images/s"))
+                    }
                     if runs > 0 { say(try trainStep(p, recipe: try ImageRecipe.load(dir.appendingPathComponent("recipe.json")))) }
                 case .audio:
                     let p = try AudioPipeline.load(dir)
@@ -103,6 +107,9 @@ extension Bench {
                     let audio = Double(audioCount * p.length) / Double(p.sampleRate)
                     say(Timing(job: "audio", what: String(format: "generate %d %@ of %.2f s, %d steps", audioCount, audioCount == 1 ? "clip" : "clips", Double(p.length) / Double(p.sampleRate), steps),
                                seconds: s, rate: audio / s, unit: "× real time"))
+                    if let (s, n) = try student(AudioModality.self, of: dir, count: audioCount, batch: nil) {
+                        say(Timing(job: "audio-fast", what: "the same with the student, \(n) steps", seconds: s, rate: audio / s, unit: "× real time"))
+                    }
                     if runs > 0 { say(try trainStep(p, recipe: try AudioRecipe.load(dir.appendingPathComponent("recipe.json")))) }
                 case .video:
                     let p = try VideoPipeline.load(dir)
@@ -110,6 +117,9 @@ extension Bench {
                     let s = try seconds { _ = try p.generate(r) }
                     say(Timing(job: "video", what: "generate \(videoCount) \(videoCount == 1 ? "clip" : "clips") of \(p.unet.config.numFrames) frames, \(steps) steps",
                                seconds: s, rate: s / Double(videoCount), unit: "s/clip"))
+                    if let (s, n) = try student(VideoModality.self, of: dir, count: videoCount, batch: nil) {
+                        say(Timing(job: "video-fast", what: "the same with the student, \(n) steps", seconds: s, rate: s / Double(videoCount), unit: "s/clip"))
+                    }
                     if runs > 0 { say(try trainStep(p, recipe: try VideoRecipe.load(dir.appendingPathComponent("recipe.json")))) }
                 case .text2image:
                     let p = try StableDiffusionPipeline.load(dir)
@@ -129,6 +139,16 @@ extension Bench {
         func request(count: Int, classes: ClassLabels, batch: Int?) -> SamplingRequest {
             SamplingRequest(count: count, conditioning: classes.isConditional ? .labels(classes.cycling(count: count)) : .unconditional,
                             steps: steps, seed: 1, guidance: classes.nullLabel == nil ? 1 : 2, batchSize: batch)
+        }
+
+        /// The bundled few-step student of `dir` (NAME-fast), timed on the teacher's job: its own
+        /// sampler and steps, guidance baked in. Its seconds and steps; nil when there is none.
+        func student<M: Modality>(_ type: M.Type, of dir: URL, count: Int, batch: Int?) throws -> (Double, Int)? {
+            guard let folder = BundledModels.student(of: dir) else { return nil }
+            let p = try Pipeline<M>.load(folder)
+            var r = request(count: count, classes: p.classes, batch: batch)
+            r.steps = p.defaultSteps
+            return (try seconds { _ = try p.generate(r) }, r.steps)
         }
 
         /// The wall time of one run of `body`.
