@@ -19,9 +19,6 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
                          _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
                          _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
 
-@_silgen_name("mallopt")
-func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
-
 /// Where file-based parsers read their input (libpng, libsndfile and FFmpeg take paths).
 nonisolated(unsafe) var scratch = URL(fileURLWithPath: NSTemporaryDirectory())
 nonisolated(unsafe) var target = ""
@@ -98,10 +95,7 @@ struct FuzzMain {
         // The budget also bounds the pool of freed tensor buffers (a quarter of it: 16 MB), which
         // kept 2 GB whatever the budget before — the mp4 target, decoding inputs of ever new
         // sizes, outgrew libFuzzer's RSS limit with no leak (heaptrack: the pool's buffers; issue
-        // 21). The pool also asks glibc to keep freed memory (right for a sampling loop, not for a
-        // fuzzer): glibc gets back its defaults, and each input drains the pool (the callback).
-        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 256 << 10)
-        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 128 << 10)
+        // 21). Each input also drains the pool (the callback).
         Threads.count = 1
         if target == "tokenizer" { tokenizer = try? CLIPTokenizer.builtin() }
         var argc = Int32(args.count)
