@@ -170,6 +170,9 @@ public final class StableDiffusionPipeline {
     public var defaultGuidance: Float {
         distillation?.guidanceScale ?? samplingDefaults?.guidanceScale ?? (takesGuidanceScale ? 8.5 : TextToImageJob.defaultGuidance)
     }
+    /// The timesteps guidance applies at when none are asked for: the folder's sampling.json
+    /// (not a distilled student's), else all.
+    public var defaultGuidanceInterval: ClosedRange<Float>? { distillation == nil ? samplingDefaults?.interval : nil }
 
     /// Pixels per latent pixel (8 for SD).
     public var downFactor: Int { vae.downFactor }

@@ -44,18 +44,19 @@ final class Generator: @unchecked Sendable {
         return h
     }
 
-    /// Class names of a class model (for the model list); nil for text-to-image.
-    /// The guidance scale and steps a model samples with when a request gives none.
-    func defaults(_ entry: ModelCatalog.Entry) -> (guidance: Float, steps: Int)? {
-        func of<M: Modality>(_ p: Pipeline<M>) -> (Float, Int) { (p.defaultGuidance, p.defaultSteps) }
+    /// The guidance scale, the timesteps it applies at (nil: all) and the steps a model samples
+    /// with when a request gives none.
+    func defaults(_ entry: ModelCatalog.Entry) -> (guidance: Float, interval: ClosedRange<Float>?, steps: Int)? {
+        func of<M: Modality>(_ p: Pipeline<M>) -> (Float, ClosedRange<Float>?, Int) { (p.defaultGuidance, p.defaultGuidanceInterval, p.defaultSteps) }
         switch entry.kind {
-        case .textToImage: return (try? textToImagePipeline(entry)).map { ($0.defaultGuidance, $0.defaultSteps) }
+        case .textToImage: return (try? textToImagePipeline(entry)).map { ($0.defaultGuidance, $0.defaultGuidanceInterval, $0.defaultSteps) }
         case .image: return (try? pipeline(ImageModality.self, entry)).map(of)
         case .audio: return (try? pipeline(AudioModality.self, entry)).map(of)
         case .video: return (try? pipeline(VideoModality.self, entry)).map(of)
         }
     }
 
+    /// Class names of a class model (for the model list); nil for text-to-image.
     func classNames(_ entry: ModelCatalog.Entry) -> [String]? {
         switch entry.kind {
         case .textToImage: return nil
@@ -108,7 +109,8 @@ final class Generator: @unchecked Sendable {
             throw BadParameter("class", "\(entry.name) is unconditional: leave class out")
         }
         let request = sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler,
-                                       defaultGuidance: pipeline.defaultGuidance, defaultSteps: pipeline.defaultSteps)
+                                       defaultGuidance: pipeline.defaultGuidance, defaultGuidanceInterval: pipeline.defaultGuidanceInterval,
+                                       defaultSteps: pipeline.defaultSteps)
         let samples = try pipeline.generate(request, shape: try shape(pipeline), progress: job.progress)
         let dir = try TempFolder()
         var files: [GeneratedFile] = []
@@ -185,10 +187,10 @@ struct SamplingSettings {
     var guidanceInterval: ClosedRange<Float>? = nil
 
     func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig, defaultGuidance: Float,
-                 defaultSteps: Int) -> SamplingRequest {
+                 defaultGuidanceInterval: ClosedRange<Float>?, defaultSteps: Int) -> SamplingRequest {
         var r = SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps ?? defaultSteps,
                                 eta: eta, seed: seed, guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale)
-        r.guidanceInterval = guidanceInterval
+        r.guidanceInterval = guidanceInterval ?? defaultGuidanceInterval
         return r
     }
 }

@@ -148,7 +148,10 @@ public final class DiffuseServer: @unchecked Sendable {
             json(catalog.entries.map { e -> [String: Any] in
                 var m: [String: Any] = ["name": e.name, "kind": e.kind.rawValue]
                 if let names = generator.classNames(e) { m["classes"] = names }
-                if let d = generator.defaults(e) { m["guidance"] = Double(d.guidance); m["steps"] = d.steps }
+                if let d = generator.defaults(e) {
+                    m["guidance"] = Double(d.guidance); m["steps"] = d.steps
+                    if let i = d.interval { m["guidance_interval"] = [Double(i.lowerBound), Double(i.upperBound)] }
+                }
                 return m
             })
         }
@@ -331,7 +334,8 @@ public final class DiffuseServer: @unchecked Sendable {
             let (w, h) = t2i.size(on: pipe)
             if let p = pipe.sizeProblem(height: h, width: w) { throw BadParameter(t2i.width == nil ? "height" : "width", p) }
             let request = sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
-                                           defaultGuidance: pipe.defaultGuidance, defaultSteps: pipe.defaultSteps)
+                                           defaultGuidance: pipe.defaultGuidance, defaultGuidanceInterval: pipe.defaultGuidanceInterval,
+                                           defaultSteps: pipe.defaultSteps)
             return try generator.textToImage(entry, t2i, request, job: job)
         }
     }

@@ -30,6 +30,7 @@ public enum DatasetAugment {
         public var guidance: Float? = nil
         /// diffusers' guidance_rescale (0: off) and the timesteps guidance applies at (nil: all).
         public var guidanceRescale: Float = 0
+        /// nil: the model folder's own (`Pipeline.defaultGuidanceInterval`), else every timestep.
         public var guidanceInterval: ClosedRange<Float>? = nil
         /// DDIM's / TCD's η (nil: the sampler's default).
         public var eta: Float? = nil
@@ -146,6 +147,7 @@ public enum DatasetAugment {
         let pipeline = try Pipeline<M>.load(modelDir)
         var o = o
         o.guidance = o.guidance ?? pipeline.defaultGuidance
+        o.guidanceInterval = o.guidanceInterval ?? pipeline.defaultGuidanceInterval
         let jobs0 = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default

@@ -38,6 +38,9 @@ public final class Pipeline<M: Modality> {
     /// The guidance scale when none is asked for: a student's baked-in scale, else the folder's
     /// sampling.json, else `ClassLabels.defaultGuidance`.
     public var defaultGuidance: Float { distillation?.guidanceScale ?? samplingDefaults?.guidanceScale ?? ClassLabels.defaultGuidance }
+    /// The timesteps guidance applies at when a request names none: the folder's sampling.json
+    /// (none for a student: its guidance is baked in), else every timestep (nil).
+    public var defaultGuidanceInterval: ClosedRange<Float>? { distillation == nil ? samplingDefaults?.interval : nil }
 
     public var classNames: [String] { classes.names }
     /// The label meaning "no class" (classifier-free guidance), when the model was trained with one.
@@ -89,21 +92,32 @@ public final class Pipeline<M: Modality> {
 }
 
 /// A pipeline folder's own sampling defaults (ours: sampling.json, diffusers ignores it): the
-/// guidance scale and step count its evaluation chose, used when a user asks for none.
+/// guidance scale, the timesteps it applies at and the step count its evaluation chose, used
+/// when a user asks for none.
 ///
-///     {"guidance_scale": 3, "num_inference_steps": 20, "reconstruction_guidance": 2}
+///     {"guidance_scale": 2, "guidance_interval": [82, 579], "num_inference_steps": 20, "reconstruction_guidance": 2}
 public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
     public var guidanceScale: Float?
+    /// The training timesteps [low, high] guidance applies at (`SamplingRequest.guidanceInterval`).
+    public var guidanceInterval: [Float]?
     public var steps: Int?
     /// `KnownRegion.reconstructionGuidance` where part of an input is kept (a continuation's frames).
     public var reconstructionGuidance: Float?
 
-    public init(guidanceScale: Float? = nil, steps: Int? = nil, reconstructionGuidance: Float? = nil) {
+    public init(guidanceScale: Float? = nil, guidanceInterval: ClosedRange<Float>? = nil, steps: Int? = nil, reconstructionGuidance: Float? = nil) {
         self.guidanceScale = guidanceScale; self.steps = steps; self.reconstructionGuidance = reconstructionGuidance
+        self.guidanceInterval = guidanceInterval.map { [$0.lowerBound, $0.upperBound] }
     }
 
     enum CodingKeys: String, CodingKey {
-        case guidanceScale = "guidance_scale", steps = "num_inference_steps", reconstructionGuidance = "reconstruction_guidance"
+        case guidanceScale = "guidance_scale", guidanceInterval = "guidance_interval", steps = "num_inference_steps"
+        case reconstructionGuidance = "reconstruction_guidance"
+    }
+
+    /// `guidanceInterval` as a range (`problem()` has checked it).
+    public var interval: ClosedRange<Float>? {
+        guard let i = guidanceInterval, i.count == 2, i[0] <= i[1] else { return nil }
+        return i[0]...i[1]
     }
 
     public static let fileName = "sampling.json"
@@ -112,6 +126,12 @@ public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
     public func problem() -> String? {
         if let g = guidanceScale, !SamplingRequest.guidanceRange.contains(g) {
             return "guidance_scale must be within \(SamplingRequest.guidanceRange), got \(g)"
+        }
+        if let i = guidanceInterval {
+            guard i.count == 2, i[0].isFinite, i[1].isFinite, i[0] <= i[1] else {
+                return "guidance_interval must be [low, high] timesteps with low ≤ high (e.g. [82, 579]), got \(i)"
+            }
+            if let p = SamplingRequest.guidanceIntervalProblem(i[0]...i[1]) { return "guidance_interval \(p)" }
         }
         if let s = steps, !SamplingRequest.stepsRange.contains(s) {
             return "num_inference_steps must be within \(SamplingRequest.stepsRange), got \(s)"

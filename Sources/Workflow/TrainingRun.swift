@@ -40,10 +40,12 @@ public enum TrainingRun {
         var recipe = given
         let fm = FileManager.default
         // A folder of the user's (not empty, not a run) is never written into: its recipe.json
-        // and loss.csv would be overwritten or appended to.
+        // and loss.csv would be overwritten or appended to. A run may hold the user's own files
+        // beside it (`train … --out RUN --resume > RUN/train.log`): they are left alone.
         let entries = ((try? fm.contentsOfDirectory(atPath: out.path)) ?? []).filter { !$0.hasPrefix(".") }
         let stranger = entries.filter { !Self.runEntries.contains($0) && !$0.hasPrefix("stage-") }
-        if !entries.isEmpty && (!stranger.isEmpty || !entries.contains("previews")) {
+        let isRun = entries.contains("previews") && entries.contains("recipe.json")
+        if !entries.isEmpty && !isRun && (!stranger.isEmpty || !entries.contains("previews")) {
             throw TrainingRunError(path: out.path, reason: "is not empty and not a training run (it holds \((stranger.isEmpty ? entries : stranger).sorted().prefix(3).joined(separator: ", "))); choose an empty or new folder for --out")
         }
         AtomicFile.removeLeftovers(in: out)

@@ -309,8 +309,13 @@ final class HostileInputTests: XCTestCase {
         try h.write(contentsOf: Data("3,0.5,0.001,1.0\n4,0.5,0.001,1.0\n".utf8))
         try h.close()
 
+        // The user's own file beside a run (a log the shell opened before the run started) does
+        // not make it a stranger's folder, and is left as it was.
+        let userLog = run.appendingPathComponent("train.log")
+        try Data("my log\n".utf8).write(to: userLog)
         r = try runDiffuseCommand(["train", "image", "--data", data.path, "--out", run.path, "--steps", "4", "--batch", "2", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try String(contentsOf: userLog, encoding: .utf8), "my log\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: tmpCheckpoint.path), "leftover checkpoint folder")
         XCTAssertFalse(FileManager.default.fileExists(atPath: partial.path), "leftover partial weights")
         let steps = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").dropFirst().map { Int($0.split(separator: ",")[0])! }

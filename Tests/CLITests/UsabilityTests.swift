@@ -194,24 +194,27 @@ final class UsabilityTests: XCTestCase {
         }
     }
 
-    // A folder's sampling.json sets the guidance and steps used when none are asked for, in
-    // generate and augment alike; a bad one is an error naming it.
+    // A folder's sampling.json sets the guidance, the timesteps it applies at and the steps used
+    // when none are asked for, in generate and augment alike; a bad one is an error naming it.
     func testAFoldersSamplingDefaultsApplyWhenNoneAreAsked() throws {
         let fm = FileManager.default
         let plain = tmp.appendingPathComponent("plain"), tuned = tmp.appendingPathComponent("tuned")
         try fm.copyItem(at: Self.samples.appendingPathComponent("audio"), to: plain)
         try? fm.removeItem(at: plain.appendingPathComponent("sampling.json"))
         try fm.copyItem(at: plain, to: tuned)
-        try Data(#"{"guidance_scale": 3.5, "num_inference_steps": 1}"#.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+        try Data(#"{"guidance_scale": 3.5, "guidance_interval": [0, 400], "num_inference_steps": 2}"#.utf8)
+            .write(to: tuned.appendingPathComponent("sampling.json"))
         func wav(_ model: URL, _ extra: [String], _ name: String) throws -> Data {
             let r = try run(["generate", "audio", "--model", model.path, "--class", "60", "--seed", "1", "--out", path(name)] + extra)
             XCTAssertEqual(r.status, 0, r.stderr)
             return try Data(contentsOf: URL(fileURLWithPath: path(name)))
         }
         let byDefault = try wav(tuned, [], "tuned.wav")
-        XCTAssertEqual(byDefault, try wav(plain, ["--steps", "1", "--guidance", "3.5"], "asked.wav"))
-        XCTAssertNotEqual(byDefault, try wav(plain, ["--steps", "1"], "plain.wav"), "without it: guidance 2")
-        XCTAssertEqual(try wav(tuned, ["--guidance", "2"], "override.wav"), try wav(plain, ["--steps", "1"], "plain2.wav"), "asked wins")
+        XCTAssertEqual(byDefault, try wav(plain, ["--steps", "2", "--guidance", "3.5", "--guidance-interval", "0,400"], "asked.wav"))
+        XCTAssertNotEqual(byDefault, try wav(plain, ["--steps", "2", "--guidance", "3.5"], "everywhere.wav"), "the interval acts (the first step is above 400)")
+        XCTAssertNotEqual(byDefault, try wav(plain, ["--steps", "2"], "plain.wav"), "without it: guidance 2")
+        XCTAssertEqual(try wav(tuned, ["--guidance", "2", "--guidance-interval", "0,1000"], "override.wav"), try wav(plain, ["--steps", "2"], "plain2.wav"),
+                       "asked wins")
         // augment records the folder's guidance.
         let data = tmp.appendingPathComponent("data/60")
         try fm.createDirectory(at: data, withIntermediateDirectories: true)
@@ -220,11 +223,14 @@ final class UsabilityTests: XCTestCase {
                          "--out", path("aug")])
         XCTAssertEqual(r.status, 0, r.stderr)
         let manifest = try String(contentsOfFile: path("aug/manifest.jsonl"), encoding: .utf8)
-        XCTAssert(manifest.contains(#""guidance":3.5"#) && manifest.contains(#""steps":1"#), manifest)
-        try Data(#"{"guidance_scale": 99}"#.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
-        let bad = try run(["generate", "audio", "--model", tuned.path, "--out", path("bad.wav")])
-        XCTAssertEqual(bad.status, 1)
-        XCTAssert(bad.stderr.contains("sampling.json") && bad.stderr.contains("guidance_scale"), bad.stderr)
+        XCTAssert(manifest.contains(#""guidance":3.5"#) && manifest.contains(#""steps":2"#) && manifest.contains(#""guidance_interval":[0,400]"#), manifest)
+        for (text, key) in [(#"{"guidance_scale": 99}"#, "guidance_scale"), (#"{"guidance_interval": [600, 100]}"#, "guidance_interval"),
+                            (#"{"guidance_interval": [0, 2000]}"#, "guidance_interval")] {
+            try Data(text.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+            let bad = try run(["generate", "audio", "--model", tuned.path, "--out", path("bad.wav")])
+            XCTAssertEqual(bad.status, 1, text)
+            XCTAssert(bad.stderr.contains("sampling.json") && bad.stderr.contains(key), bad.stderr)
+        }
     }
 
     // Reconstruction guidance: --reconstruction-guidance on a gap fill changes the filled part

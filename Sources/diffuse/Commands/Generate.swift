@@ -190,7 +190,8 @@ extension GenerateImage {
         job.reconstructionGuidance = try options.reconstructionWeight(kept: job.mask != nil, folder: pipe.samplingDefaults)
         let (w, h) = job.size(on: pipe)
         var request = try options.sampling.request(count: count, conditioning: .unconditional, scheduler: pipe.scheduler,
-                                                   defaultGuidance: pipe.defaultGuidance, defaultSteps: pipe.defaultSteps)
+                                                   defaultGuidance: pipe.defaultGuidance, defaultGuidanceInterval: pipe.defaultGuidanceInterval,
+                                                   defaultSteps: pipe.defaultSteps)
         if let g = pipe.distillation?.guidanceRange, !(g[0]...g[1]).contains(request.guidance) {
             note("warning: --guidance \(request.guidance) is outside the scales \(dir.lastPathComponent) was distilled for (\(g[0])-\(g[1]))")
         }

@@ -26,7 +26,7 @@ struct SamplingOptions: ParsableArguments {
     var guidance: Float?
     @Option(help: "Pull the guided prediction's spread back towards the conditional one's (0 = off, 1 = fully; diffusers' guidance_rescale).")
     var guidanceRescale: Float = 0
-    @Option(help: ArgumentHelp("Guidance only at training timesteps LOW-HIGH (e.g. 0,600; the trajectory runs from 999 down to 0); elsewhere the conditional prediction alone, in one model call (Kynkäänniemi et al. 2024: guidance at the highest noise costs diversity).", valueName: "low,high"))
+    @Option(help: ArgumentHelp("Guidance only at training timesteps LOW-HIGH (e.g. 0,600; the trajectory runs from 999 down to 0); elsewhere the conditional prediction alone, in one model call (Kynkäänniemi et al. 2024: guidance at the highest noise costs diversity). Default: the model folder's sampling.json, else every timestep; 0,1000 is every timestep.", valueName: "low,high"))
     var guidanceInterval: String?
     @Option(help: "Samples per model call (default: all at once; augment: 32); the samples do not depend on it.")
     var batch: Int?
@@ -71,16 +71,18 @@ struct SamplingOptions: ParsableArguments {
     static let classGuidance = ClassLabels.defaultGuidance
 
     /// A request for `count` samples with these settings (--guidance, else `defaultGuidance`;
-    /// --sampler, else the default for the model folder's `scheduler`).
+    /// --guidance-interval, else `defaultGuidanceInterval`, the folder's; --sampler, else the
+    /// default for the model folder's `scheduler`).
     func request(count: Int, conditioning: Conditioning, scheduler: SchedulerConfig,
-                 defaultGuidance: Float = classGuidance, defaultSteps: Int = 20) throws -> SamplingRequest {
+                 defaultGuidance: Float = classGuidance, defaultGuidanceInterval: ClosedRange<Float>? = nil,
+                 defaultSteps: Int = 20) throws -> SamplingRequest {
         let chosen = sampler ?? .default(for: scheduler)
         if eta != nil, ![.ddim, .tcd].contains(chosen) {
             throw ValidationError("--eta applies to the ddim and tcd samplers; the model folder's default is \(chosen.rawValue)")
         }
         var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps ?? defaultSteps, eta: eta, seed: seed,
                                 guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
-        r.guidanceInterval = try parsedGuidanceInterval()
+        r.guidanceInterval = try parsedGuidanceInterval() ?? defaultGuidanceInterval
         r.noiseOrder = rng
         r.ranks = MPIRanks.world  // under mpirun, the --batch calls are dealt over the ranks
         return r
@@ -148,9 +150,10 @@ struct GenerateOptions: ParsableArguments {
             throw ValidationError("--guidance: \(dir.path) is a distilled student with guidance \(d.guidanceScale) baked in; leave --guidance out (or use its teacher, \(d.teacher))")
         }
         var r = try sampling.request(count: count, conditioning: chosen.conditioning, scheduler: pipeline.scheduler,
-                                     defaultGuidance: pipeline.defaultGuidance, defaultSteps: pipeline.defaultSteps)
+                                     defaultGuidance: pipeline.defaultGuidance, defaultGuidanceInterval: pipeline.defaultGuidanceInterval,
+                                     defaultSteps: pipeline.defaultSteps)
         if let d = pipeline.distillation { r.guidance = d.guidanceScale }  // recorded; the model applies it
-        if !chosen.guided { r.guidance = 1 }
+        if !chosen.guided { r.guidance = 1; r.guidanceInterval = nil }
         return (r, chosen.note)
     }
 
