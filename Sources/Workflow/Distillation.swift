@@ -54,6 +54,9 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     /// `time_cond_proj_dim`, as LCM's): the range [low, high] each sample's scale is drawn from,
     /// uniformly; `guidanceScale` is then only the student's default. nil: baked in.
     public var guidanceRange: [Float]?
+    /// The training timesteps [low, high] the teacher is guided at (its folder's sampling.json
+    /// default, as `generate` samples it); elsewhere its conditional prediction. nil: all.
+    public var guidanceInterval: [Float]?
     /// Stage 1 (Meng et al. 2023, "On Distillation of Guided Diffusion Models", §3.1): steps of
     /// learning the guided teacher's prediction in one evaluation (0 skips it).
     public var guidanceSteps: Int
@@ -105,7 +108,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     enum CodingKeys: String, CodingKey {
         case teacher, method, steps, grid, weighting, training
         case guidanceScale = "guidance_scale", guidanceSteps = "guidance_steps", studentSteps = "student_steps"
-        case guidanceRange = "guidance_range"
+        case guidanceRange = "guidance_range", guidanceInterval = "guidance_interval"
         case targetDecay = "target_decay", labelDropout = "label_dropout", previewEvery = "preview_every"
         case studentPrediction = "student_prediction"
     }
@@ -116,6 +119,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
         var r = DistillationRecipe(teacher: try c.decode(String.self, forKey: .teacher), method: method)
         r.guidanceScale = try c.decodeIfPresent(Float.self, forKey: .guidanceScale) ?? r.guidanceScale
         r.guidanceRange = try c.decodeIfPresent([Float].self, forKey: .guidanceRange)
+        r.guidanceInterval = try c.decodeIfPresent([Float].self, forKey: .guidanceInterval)
         r.guidanceSteps = try c.decodeIfPresent(Int.self, forKey: .guidanceSteps) ?? r.guidanceSteps
         r.steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? r.steps
         r.studentSteps = try c.decodeIfPresent(Int.self, forKey: .studentSteps) ?? r.studentSteps
@@ -139,6 +143,11 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
                 throw bad(.guidanceRange, "must be [low, high] with 1 ≤ low ≤ high ≤ 50, got \(g)")
             }
         }
+        if let i = guidanceInterval {
+            guard i.count == 2, i.allSatisfy(\.isFinite), i[0] <= i[1], SamplingRequest.guidanceIntervalProblem(i[0]...i[1]) == nil else {
+                throw bad(.guidanceInterval, "must be [low, high] timesteps with 0 ≤ low ≤ high ≤ 1000, got \(i)")
+            }
+        }
         guard (0...10_000_000).contains(guidanceSteps) else { throw bad(.guidanceSteps, "must be in 0 ... 10000000") }
         guard (1...10_000_000).contains(steps) else { throw bad(.steps, "must be in 1 ... 10000000") }
         guard (1...64).contains(studentSteps) else { throw bad(.studentSteps, "must be in 1 ... 64") }
@@ -158,6 +167,9 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
             if let T, grid > T { throw bad(.grid, "\(grid) teacher steps on \(T) training timesteps") }
         }
     }
+
+    /// `guidanceInterval` as a range (validated).
+    public var interval: ClosedRange<Float>? { guidanceInterval.map { $0[0]...$0[1] } }
 
     /// The halvings of progressive distillation, as (teacher steps, student steps); one
     /// consistency stage otherwise.
@@ -193,22 +205,25 @@ public struct DistillationInfo: PipelineFolderRecord, Equatable, Sendable {
     public var guidanceScale: Float
     /// The scales a student that takes the scale as an input was trained on; nil: baked in.
     public var guidanceRange: [Float]?
+    /// The teacher's timesteps of guidance the student learnt (nil: all); a record, not a setting.
+    public var guidanceInterval: [Float]?
     /// The default number of sampling steps.
     public var steps: Int
 
-    public init(method: DistillationMethod, teacher: String, guidanceScale: Float, guidanceRange: [Float]? = nil, steps: Int) {
+    public init(method: DistillationMethod, teacher: String, guidanceScale: Float, guidanceRange: [Float]? = nil,
+                guidanceInterval: [Float]? = nil, steps: Int) {
         self.method = method; self.teacher = teacher; self.guidanceScale = guidanceScale; self.guidanceRange = guidanceRange
-        self.steps = steps
+        self.guidanceInterval = guidanceInterval; self.steps = steps
     }
 
     /// What a run of `recipe` records in a student made for `steps` steps.
     public init(_ recipe: DistillationRecipe, steps: Int) {
         self.init(method: recipe.method, teacher: recipe.teacher, guidanceScale: recipe.guidanceScale,
-                  guidanceRange: recipe.guidanceRange, steps: steps)
+                  guidanceRange: recipe.guidanceRange, guidanceInterval: recipe.guidanceInterval, steps: steps)
     }
 
     enum CodingKeys: String, CodingKey {
-        case method, teacher, steps, guidanceScale = "guidance_scale", guidanceRange = "guidance_range"
+        case method, teacher, steps, guidanceScale = "guidance_scale", guidanceRange = "guidance_range", guidanceInterval = "guidance_interval"
     }
 
     public static let fileName = "distillation.json"
@@ -400,9 +415,11 @@ public enum Distillation {
         let ctx = Context(schedule: schedule, param: param, studentParam: studentParam, nullLabel: null, labelDropout: subject.isConditional ? recipe.labelDropout : 0,
                           weighting: recipe.weighting)
         subject.teacher.setTraining(false)
-        let fixed = ctx.guided(subject.teacher, scale: subject.isConditional ? recipe.guidanceScale : 1)
+        let fixed = ctx.guided(subject.teacher, scale: subject.isConditional ? recipe.guidanceScale : 1, interval: recipe.interval)
         /// The guided teacher for a batch: at the baked-in scale, or at each sample's drawn one.
-        func guidedTeacher(_ scales: [Float]?) -> Context.Predictor { scales.map { ctx.guided(subject.teacher, scales: $0) } ?? fixed }
+        func guidedTeacher(_ scales: [Float]?) -> Context.Predictor {
+            scales.map { ctx.guided(subject.teacher, scales: $0, interval: recipe.interval) } ?? fixed
+        }
 
         var previous: S.Student? = nil
         for stage in stages(recipe) {
@@ -512,19 +529,26 @@ public enum Distillation {
         /// A one-evaluation prediction: guided teacher (both halves in one batch) or a student.
         public typealias Predictor = (_ x: Tensor, _ t: [Float], _ labels: [Int]?) -> Tensor
 
-        public func guided(_ model: DiffusionModel, scale: Float) -> Predictor {
-            { x, t, labels in
+        /// With `interval`, guided only at the samples whose timestep is within it (as sampling
+        /// with `Guidance.interval` is); the others get the conditional prediction.
+        public func guided(_ model: DiffusionModel, scale: Float, interval: ClosedRange<Float>? = nil) -> Predictor {
+            if let interval, scale != 1 {
+                return { x, t, labels in guided(model, scales: [Float](repeating: scale, count: x.shape[0]), interval: interval)(x, t, labels) }
+            }
+            return { x, t, labels in
                 guard scale != 1, let h = halves(model, x, t, labels) else { return model.predict(x, timesteps: t, labels: labels) }
                 return h.uncond + (h.cond - h.uncond) * scale
             }
         }
 
-        /// The guided teacher at a scale per sample (students that take the scale as an input).
-        public func guided(_ model: DiffusionModel, scales: [Float]) -> Predictor {
+        /// The guided teacher at a scale per sample (students that take the scale as an input);
+        /// scale 1 (none) at the samples whose timestep is outside `interval`.
+        public func guided(_ model: DiffusionModel, scales: [Float], interval: ClosedRange<Float>? = nil) -> Predictor {
             { x, t, labels in
                 precondition(scales.count == x.shape[0], "\(scales.count) guidance scales for a batch of \(x.shape[0])")
-                guard let h = halves(model, x, t, labels) else { return model.predict(x, timesteps: t, labels: labels) }
-                return h.uncond + (h.cond - h.uncond) * perSample(scales, like: x)
+                let w = interval.map { i in zip(scales, t).map { i.contains($1) ? $0 : 1 } } ?? scales
+                guard w.contains(where: { $0 != 1 }), let h = halves(model, x, t, labels) else { return model.predict(x, timesteps: t, labels: labels) }
+                return h.uncond + (h.cond - h.uncond) * perSample(w, like: x)
             }
         }
 

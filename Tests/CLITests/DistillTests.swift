@@ -90,6 +90,37 @@ final class DistillTests: XCTestCase {
         XCTAssertEqual(decoded.weighting, .snrPlusOne)
     }
 
+    /// A teacher guided in an interval (its folder's sampling.json `guidance_interval`): the
+    /// samples whose timestep is inside get uncond + w (cond − uncond), the others the conditional
+    /// prediction alone, in one batch; the recipe records it, checks it and refuses to resume
+    /// without it.
+    func testGuidedTeacherInAnIntervalIsConditionalOutsideIt() throws {
+        /// cond: label + 1 everywhere; uncond (label 9, the null): 0.
+        final class LabelModel: DiffusionModel {
+            var labelCount: Int? { 10 }
+            func visit(_ v: inout ModuleVisitor) {}
+            func predict(_ x: Tensor, timesteps: [Float], labels: [Int]?) -> Tensor {
+                let per = x.shape.dropFirst().reduce(1, *)
+                return Tensor(shape: x.shape, scalars: labels!.flatMap { [Float](repeating: $0 == 9 ? 0 : Float($0 + 1), count: per) })
+            }
+        }
+        let config = SchedulerConfig(.ddpm)
+        let ctx = Distillation.Context(schedule: try config.noiseSchedule(), param: try config.parameterization(), nullLabel: 9,
+                                       labelDropout: 0, weighting: .x0)
+        let x = Tensor.zeros([4, 1, 2, 2]), t: [Float] = [50, 300, 600, 900], labels = [0, 1, 2, 3]
+        func firsts(_ y: Tensor) -> [Float] { (0..<4).map { y.scalars[$0 * 4] } }
+        XCTAssertEqual(firsts(ctx.guided(LabelModel(), scale: 3)(x, t, labels)), [3, 6, 9, 12])
+        XCTAssertEqual(firsts(ctx.guided(LabelModel(), scale: 3, interval: 100...600)(x, t, labels)), [1, 6, 9, 4])
+        XCTAssertEqual(firsts(ctx.guided(LabelModel(), scales: [2, 3, 4, 5], interval: 100...600)(x, t, labels)), [1, 6, 12, 4])
+        let recipe = try JSONDecoder().decode(DistillationRecipe.self, from: Data(#"{"teacher": "t", "guidance_interval": [82, 579]}"#.utf8))
+        XCTAssertEqual(recipe.interval, 82...579)
+        XCTAssertEqual(DistillationInfo(recipe, steps: 4).guidanceInterval, [82, 579])
+        XCTAssertFalse(DistillationRecipe(teacher: "t").canResume(as: recipe))
+        XCTAssertThrowsError(try JSONDecoder().decode(DistillationRecipe.self, from: Data(#"{"teacher": "t", "guidance_interval": [600, 1]}"#.utf8))) {
+            XCTAssert("\($0)".contains("guidance_interval"), "\($0)")
+        }
+    }
+
     /// The consistency function's boundary condition is the LCM sampler's (timestep_scaling 10).
     func testConsistencyBoundaryIsTheLCMSamplers() throws {
         let standard = DistillationRecipe(teacher: "t")
@@ -130,6 +161,8 @@ final class DistillTests: XCTestCase {
         let teacherDir = dir.appendingPathComponent("teacher")
         try Pipeline<ImageModality>(unet: try UNet2DModel(config: c), scheduler: SchedulerConfig(.ddpm), classNames: ["dot", "bar"])
             .save(to: teacherDir)
+        // The teacher's own guidance interval is what the student learns by default.
+        try SamplingDefaults(guidanceInterval: 82...579).save(teacherDir)
         for (k, name) in ["dot", "bar"].enumerated() {
             let folder = dir.appendingPathComponent("data/\(name)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -155,6 +188,7 @@ final class DistillTests: XCTestCase {
         XCTAssertEqual(info.method, .progressive)
         XCTAssertEqual(info.steps, 2)
         XCTAssertEqual(info.guidanceScale, 2)
+        XCTAssertEqual(info.guidanceInterval, [82, 579])
         let scheduler = try PipelineFolder.scheduler(in: pd.appendingPathComponent("model"))
         XCTAssertEqual(scheduler.className, "DDIMScheduler")
         XCTAssertEqual(scheduler.values["timestep_spacing"], .string("trailing"))

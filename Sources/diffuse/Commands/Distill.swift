@@ -48,6 +48,8 @@ struct DistillOptions: ParsableArguments {
     var guidance: Float?
     @Option(help: "Text-to-image teachers: the guidance scales LOW,HIGH the student learns to take as an input (default 2,8).")
     var guidanceRange: String?
+    @Option(help: ArgumentHelp("The teacher is guided only at training timesteps LOW-HIGH, elsewhere its conditional prediction, as `generate --guidance-interval` samples it (default: the teacher folder's sampling.json, else every timestep; 0,1000 is every timestep).", valueName: "low,high"))
+    var guidanceInterval: String?
     @Option(help: "Consistency: timestep grid points (default 50). Progressive: the teacher's DDIM steps to halve from (default 16).")
     var grid: Int?
     @Option(help: "Loss weighting over noise levels: x0, epsilon, min-snr (default) or snr+1 (v's).") var weighting: DistillationWeighting?
@@ -69,11 +71,19 @@ struct DistillOptions: ParsableArguments {
         if let batch, !(1...4096).contains(batch) { throw ValidationError("--batch must be between 1 and 4096") }
         if let lr, !(lr > 0 && lr < 1) { throw ValidationError("--lr must be in (0, 1)") }
         if let previewEvery, previewEvery < 0 { throw ValidationError("--preview-every must be 0 or more") }
+        _ = try parsedGuidanceInterval()
     }
 
+    /// --guidance-interval as timesteps, or nil.
+    func parsedGuidanceInterval() throws -> ClosedRange<Float>? { try SamplingOptions.parseGuidanceInterval(guidanceInterval) }
+
     /// The recipe of these options on a teacher recorded as `recorded`, with `T` training timesteps.
-    func recipe(teacher recorded: String, defaultGuidance: Float, trainSteps T: Int) throws -> DistillationRecipe {
+    func recipe(teacher recorded: String, defaultGuidance: Float, defaultGuidanceInterval: ClosedRange<Float>?,
+                trainSteps T: Int) throws -> DistillationRecipe {
         var recipe = DistillationRecipe(teacher: recorded, method: method, guidanceScale: guidance ?? defaultGuidance)
+        if let i = try parsedGuidanceInterval() ?? defaultGuidanceInterval, recipe.guidanceScale != 1 {
+            recipe.guidanceInterval = [i.lowerBound, i.upperBound]
+        }
         if let studentSteps { recipe.studentSteps = studentSteps; if grid == nil, method == .progressive { recipe.grid = 4 * studentSteps } }
         if let steps { recipe.steps = steps }
         if let guidanceSteps { recipe.guidanceSteps = guidanceSteps }
@@ -133,7 +143,7 @@ struct DistillOptions: ParsableArguments {
             throw ModelFolderError(path: dir.path, reason: "is itself a distilled student (of \(d.teacher)); distil its teacher instead")
         }
         let recipe = try self.recipe(teacher: teacher == nil ? "samples/\(M.name)" : recorded(dir, bundled: M.name),
-                                     defaultGuidance: teacherPipeline.defaultGuidance,
+                                     defaultGuidance: teacherPipeline.defaultGuidance, defaultGuidanceInterval: teacherPipeline.defaultGuidanceInterval,
                                      trainSteps: try teacherPipeline.scheduler.noiseSchedule().numTrainTimesteps)
         let spec = data ?? M.builtinData
         let shaped = Recipe<M>(model: teacherPipeline.unet.config, scheduler: teacherPipeline.scheduler, training: TrainerOptions())
@@ -144,7 +154,7 @@ struct DistillOptions: ParsableArguments {
         let student = try Distillation.run(recipe: recipe, teacher: teacherPipeline, data: set, out: outURL, resume: resume,
                                            note: { print($0) }, onStep: progressBars())
         summary(outURL, started: started, method: recipe.method, steps: student.defaultSteps, scheduler: student.scheduler,
-                guidance: "guidance \(recipe.guidanceScale) baked in", generate: "\(M.name) --model MODEL", teacher: dir)
+                guidance: "guidance \(recipe.guidanceScale) baked in" + (recipe.guidanceInterval.map { " (the teacher's, at timesteps \(Int($0[0]))–\(Int($0[1])))" } ?? ""), generate: "\(M.name) --model MODEL", teacher: dir)
     }
 
     /// A Stable Diffusion pipeline teacher: its student takes the guidance scale as an input.
@@ -158,6 +168,7 @@ struct DistillOptions: ParsableArguments {
             throw ModelFolderError(path: dir.path, reason: "is itself a distilled student (of \(d.teacher)); distil its teacher instead")
         }
         var recipe = try self.recipe(teacher: recorded(dir, bundled: "text-to-image"), defaultGuidance: TextToImageDistillation.defaultGuidance,
+                                     defaultGuidanceInterval: pipe.defaultGuidanceInterval,
                                      trainSteps: try pipe.scheduler.noiseSchedule().numTrainTimesteps)
         recipe.guidanceRange = try guidanceRange.map(parseGuidanceRange) ?? TextToImageDistillation.defaultGuidanceRange
         do { try recipe.validate(trainSteps: nil) } catch let e as ConfigError { throw ValidationError("\(e)") }

@@ -57,8 +57,11 @@ struct SamplingOptions: ParsableArguments {
     }
 
     /// --guidance-interval as timesteps, or nil.
-    func parsedGuidanceInterval() throws -> ClosedRange<Float>? {
-        guard let s = guidanceInterval else { return nil }
+    func parsedGuidanceInterval() throws -> ClosedRange<Float>? { try Self.parseGuidanceInterval(guidanceInterval) }
+
+    /// A --guidance-interval argument (of any command) as timesteps, or nil.
+    static func parseGuidanceInterval(_ given: String?) throws -> ClosedRange<Float>? {
+        guard let s = given else { return nil }
         let v = s.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
         guard v.count == 2, let lo = v[0], let hi = v[1], lo.isFinite, hi.isFinite, lo <= hi else {
             throw ValidationError("--guidance-interval must be two timesteps LOW,HIGH with LOW ≤ HIGH (e.g. 0,600), got '\(s)'")
