@@ -195,6 +195,36 @@ final class ServeTests: XCTestCase {
         }
     }
 
+    /// A folder's sampling.json guidance interval is listed by /api/v1/models and used when a
+    /// request names none; a request's own wins.
+    func testAFoldersGuidanceIntervalIsListedAndUsed() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serve-gi-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tuned = dir.appendingPathComponent("tuned")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.tiny, to: tuned)
+        try Data(#"{"guidance_interval": [0, 400]}"#.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+        try await withServer({ $0.modelFolders = [Self.tiny, tuned] }) { _, base in
+            let models = try await call(base, "/api/v1/models").json as? [[String: Any]] ?? []
+            let listed = Dictionary(models.map { ($0["name"] as! String, $0["guidance_interval"] as? [Double]) }, uniquingKeysWith: { a, _ in a })
+            XCTAssertEqual(listed["tuned"] ?? nil, [0, 400])
+            XCTAssertEqual(listed["tiny"] ?? nil, nil)
+            func image(_ model: String, _ interval: [Int]?) async throws -> [UInt8] {
+                var body: [String: Any] = ["model": model, "prompt": "a pear", "steps": 2, "seed": 3, "width": 32, "height": 32]
+                if let interval { body["guidance_interval"] = interval }
+                let r = try await call(base, "/api/v1/generate", body)
+                XCTAssertEqual(r.status, 200, String(decoding: r.data, as: UTF8.self))
+                return try png((r.object["files"] as? [[String: Any]])?.first?["data"]).bytes
+            }
+            let byDefault = try await image("tuned", nil), asked = try await image("tiny", [0, 400])
+            let everywhere = try await image("tiny", nil), overridden = try await image("tuned", [0, 1000])
+            XCTAssertTrue(byDefault == asked, "the folder's interval")
+            XCTAssertTrue(byDefault != everywhere, "guided at both steps without it")
+            XCTAssertTrue(overridden == everywhere, "the request's interval wins")
+        }
+    }
+
     func testOpenAIAndOwnEndpoints() async throws {
         try await withServer { server, base in
             let b64 = try await call(base, "/v1/images/generations", ["prompt": "an apple", "model": "tiny", "n": 2, "size": "64x32",
