@@ -167,16 +167,23 @@ final class ServeTests: XCTestCase {
         }
     }
 
-    /// An inpainting request on a plain (4-channel) unet uses the folder's reconstruction
-    /// guidance (sampling.json), as `generate --mask` does; without a mask it changes nothing.
-    func testInpaintingUsesTheFoldersReconstructionGuidance() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serve-rg-\(getpid())")
+    /// A copy of the tiny pipeline named "tuned" with `sampling` as its sampling.json, in a fresh
+    /// temporary folder `name`-PID (the caller removes it).
+    func tinyCopy(_ name: String, sampling: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
-        defer { try? FileManager.default.removeItem(at: dir) }
         let tuned = dir.appendingPathComponent("tuned")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: Self.tiny, to: tuned)
-        try Data(#"{"reconstruction_guidance": 50}"#.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+        try Data(sampling.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+        return tuned
+    }
+
+    /// An inpainting request on a plain (4-channel) unet uses the folder's reconstruction
+    /// guidance (sampling.json), as `generate --mask` does; without a mask it changes nothing.
+    func testInpaintingUsesTheFoldersReconstructionGuidance() async throws {
+        let tuned = try tinyCopy("serve-rg", sampling: #"{"reconstruction_guidance": 50}"#)
+        defer { try? FileManager.default.removeItem(at: tuned.deletingLastPathComponent()) }
         try await withServer({ $0.modelFolders = [Self.tiny, tuned] }) { _, base in
             let start = try PNGCodec.encode(Pixels(width: 64, height: 64, channels: 3, bytes: (0..<12288).map { UInt8($0 * 7 % 256) }), name: "start")
             let mask = try PNGCodec.encode(Pixels(width: 64, height: 64, channels: 1, bytes: (0..<4096).map { $0 % 64 < 32 ? 0 : 255 }), name: "mask")
@@ -198,13 +205,8 @@ final class ServeTests: XCTestCase {
     /// A folder's sampling.json guidance interval is listed by /api/v1/models and used when a
     /// request names none; a request's own wins.
     func testAFoldersGuidanceIntervalIsListedAndUsed() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serve-gi-\(getpid())")
-        try? FileManager.default.removeItem(at: dir)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let tuned = dir.appendingPathComponent("tuned")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: Self.tiny, to: tuned)
-        try Data(#"{"guidance_interval": [0, 400]}"#.utf8).write(to: tuned.appendingPathComponent("sampling.json"))
+        let tuned = try tinyCopy("serve-gi", sampling: #"{"guidance_interval": [0, 400]}"#)
+        defer { try? FileManager.default.removeItem(at: tuned.deletingLastPathComponent()) }
         try await withServer({ $0.modelFolders = [Self.tiny, tuned] }) { _, base in
             let models = try await call(base, "/api/v1/models").json as? [[String: Any]] ?? []
             let listed = Dictionary(models.map { ($0["name"] as! String, $0["guidance_interval"] as? [Double]) }, uniquingKeysWith: { a, _ in a })
