@@ -190,7 +190,7 @@ struct SamplingSettings {
                  defaultGuidanceInterval: ClosedRange<Float>?, defaultSteps: Int) -> SamplingRequest {
         var r = SamplingRequest(count: count, conditioning: conditioning, sampler: sampler ?? .default(for: scheduler), steps: steps ?? defaultSteps,
                                 eta: eta, seed: seed, guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale)
-        r.guidanceInterval = guidanceInterval ?? defaultGuidanceInterval
+        r.guidanceInterval = guidanceInterval ?? (r.guidance == 1 ? nil : defaultGuidanceInterval)
         return r
     }
 }

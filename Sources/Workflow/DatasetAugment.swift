@@ -147,7 +147,7 @@ public enum DatasetAugment {
         let pipeline = try Pipeline<M>.load(modelDir)
         var o = o
         o.guidance = o.guidance ?? pipeline.defaultGuidance
-        o.guidanceInterval = o.guidanceInterval ?? pipeline.defaultGuidanceInterval
+        if o.guidance != 1 { o.guidanceInterval = o.guidanceInterval ?? pipeline.defaultGuidanceInterval }
         let jobs0 = try plan(data: data, classes: pipeline.classes, fileExtension: M.fileExtension, modelDir: modelDir,
                             modelSHA256: try modelHash(modelDir), options: o)
         let fm = FileManager.default

@@ -85,7 +85,7 @@ struct SamplingOptions: ParsableArguments {
         }
         var r = SamplingRequest(count: count, conditioning: conditioning, sampler: chosen, steps: steps ?? defaultSteps, eta: eta, seed: seed,
                                 guidance: guidance ?? defaultGuidance, guidanceRescale: guidanceRescale, batchSize: batch)
-        r.guidanceInterval = try parsedGuidanceInterval() ?? defaultGuidanceInterval
+        r.guidanceInterval = try parsedGuidanceInterval() ?? (r.guidance == 1 ? nil : defaultGuidanceInterval)
         r.noiseOrder = rng
         r.ranks = MPIRanks.world  // under mpirun, the --batch calls are dealt over the ranks
         return r
