@@ -84,6 +84,20 @@ public struct SamplingRequest {
         i.lowerBound >= 0 && i.upperBound <= 1000 ? nil : "must be timesteps LOW,HIGH with 0 ≤ LOW ≤ HIGH ≤ 1000, got \(i.lowerBound),\(i.upperBound)"
     }
 
+    /// Why `v`, as a config file or request writes it, cannot be a guidance interval [low, high],
+    /// or nil: two finite timesteps, 0 ≤ low ≤ high ≤ 1000.
+    public static func guidanceIntervalProblem(_ v: [Float]) -> String? {
+        guard v.count == 2, v[0].isFinite, v[1].isFinite, v[0] <= v[1] else {
+            return "must be two timesteps [low, high] with low ≤ high (e.g. [82, 579]), got \(v)"
+        }
+        return guidanceIntervalProblem(v[0]...v[1])
+    }
+
+    /// `v` as a guidance interval, nil when it cannot be one (`guidanceIntervalProblem`).
+    public static func guidanceInterval(_ v: [Float]) -> ClosedRange<Float>? {
+        guidanceIntervalProblem(v) == nil ? v[0]...v[1] : nil
+    }
+
     /// Why `strength` cannot be used, or nil (it must be in (0, 1]).
     public static func strengthProblem(_ strength: Float) -> String? {
         strength > 0 && strength <= 1 ? nil : "must be in (0, 1], got \(strength)"

@@ -218,17 +218,14 @@ public final class DiffuseServer: @unchecked Sendable {
         return v
     }
 
-    /// -1 (or nothing): a random seed, as A1111 draws it.
     /// A request's guidance interval ([low, high] timesteps), checked.
     func guidanceInterval(_ v: [Float]?) throws -> ClosedRange<Float>? {
         guard let v else { return nil }
-        guard v.count == 2, v[0].isFinite, v[1].isFinite, v[0] <= v[1] else {
-            throw BadParameter("guidance_interval", "two timesteps [low, high] with low ≤ high, e.g. [82, 579]; got \(v)")
-        }
-        if let p = SamplingRequest.guidanceIntervalProblem(v[0]...v[1]) { throw BadParameter("guidance_interval", p) }
+        if let p = SamplingRequest.guidanceIntervalProblem(v) { throw BadParameter("guidance_interval", p) }
         return v[0]...v[1]
     }
 
+    /// -1 (or nothing): a random seed, as A1111 draws it.
     func seed(_ param: String, _ s: Int64?) throws -> UInt64 {
         guard let s, s != -1 else { return UInt64.random(in: 0..<(1 << 32)) }
         guard s >= 0 else { throw BadParameter(param, "must be -1 (random) or at least 0, got \(s)") }

@@ -55,9 +55,7 @@ public struct AugmentationRecord: Codable, Equatable, Sendable {
     /// The guidance interval as the sampler takes it (nil: every step; a malformed one is an error).
     public func samplingInterval() throws -> ClosedRange<Float>? {
         guard let i = guidanceInterval else { return nil }
-        guard i.count == 2, i[0].isFinite, i[1].isFinite, i[0] <= i[1], SamplingRequest.guidanceIntervalProblem(i[0]...i[1]) == nil else {
-            throw ConfigError(key: "guidance_interval", reason: "must be [low, high] timesteps with 0 ≤ low ≤ high ≤ 1000, got \(i)")
-        }
+        if let p = SamplingRequest.guidanceIntervalProblem(i) { throw ConfigError(key: "guidance_interval", reason: p) }
         return i[0]...i[1]
     }
 

@@ -143,11 +143,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
                 throw bad(.guidanceRange, "must be [low, high] with 1 ≤ low ≤ high ≤ 50, got \(g)")
             }
         }
-        if let i = guidanceInterval {
-            guard i.count == 2, i.allSatisfy(\.isFinite), i[0] <= i[1], SamplingRequest.guidanceIntervalProblem(i[0]...i[1]) == nil else {
-                throw bad(.guidanceInterval, "must be [low, high] timesteps with 0 ≤ low ≤ high ≤ 1000, got \(i)")
-            }
-        }
+        if let i = guidanceInterval, let p = SamplingRequest.guidanceIntervalProblem(i) { throw bad(.guidanceInterval, p) }
         guard (0...10_000_000).contains(guidanceSteps) else { throw bad(.guidanceSteps, "must be in 0 ... 10000000") }
         guard (1...10_000_000).contains(steps) else { throw bad(.steps, "must be in 1 ... 10000000") }
         guard (1...64).contains(studentSteps) else { throw bad(.studentSteps, "must be in 1 ... 64") }
@@ -169,7 +165,7 @@ public struct DistillationRecipe: Codable, Equatable, Sendable, RunRecipe {
     }
 
     /// `guidanceInterval` as a range (validated).
-    public var interval: ClosedRange<Float>? { guidanceInterval.map { $0[0]...$0[1] } }
+    public var interval: ClosedRange<Float>? { guidanceInterval.flatMap(SamplingRequest.guidanceInterval) }
 
     /// The halvings of progressive distillation, as (teacher steps, student steps); one
     /// consistency stage otherwise.

@@ -115,10 +115,7 @@ public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
     }
 
     /// `guidanceInterval` as a range (`problem()` has checked it).
-    public var interval: ClosedRange<Float>? {
-        guard let i = guidanceInterval, i.count == 2, i[0] <= i[1] else { return nil }
-        return i[0]...i[1]
-    }
+    public var interval: ClosedRange<Float>? { guidanceInterval.flatMap(SamplingRequest.guidanceInterval) }
 
     public static let fileName = "sampling.json"
     public static let recordName = "sampling.json"
@@ -127,12 +124,7 @@ public struct SamplingDefaults: PipelineFolderRecord, Equatable, Sendable {
         if let g = guidanceScale, !SamplingRequest.guidanceRange.contains(g) {
             return "guidance_scale must be within \(SamplingRequest.guidanceRange), got \(g)"
         }
-        if let i = guidanceInterval {
-            guard i.count == 2, i[0].isFinite, i[1].isFinite, i[0] <= i[1] else {
-                return "guidance_interval must be [low, high] timesteps with low ≤ high (e.g. [82, 579]), got \(i)"
-            }
-            if let p = SamplingRequest.guidanceIntervalProblem(i[0]...i[1]) { return "guidance_interval \(p)" }
-        }
+        if let i = guidanceInterval, let p = SamplingRequest.guidanceIntervalProblem(i) { return "guidance_interval \(p)" }
         if let s = steps, !SamplingRequest.stepsRange.contains(s) {
             return "num_inference_steps must be within \(SamplingRequest.stepsRange), got \(s)"
         }
