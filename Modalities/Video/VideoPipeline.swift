@@ -42,13 +42,13 @@ public enum VideoModality: Modality {
             if made > 0 { note("rendered \(made) clips into \(dir.path)") }
         }
         return try VideoFolder(dir, frames: m.numFrames, size: m.frameSize[0],
-                               channels: fitting && recipe.extras.initFrom == nil ? nil : m.spatial.inChannels, fps: m.frameRate)
+                               channels: fitting && recipe.initFrom == nil ? nil : m.spatial.inChannels, fps: m.frameRate)
     }
 
     public static func fitted(_ recipe: VideoRecipe, to data: VideoFolder) -> VideoRecipe {
         var r = recipe
         r.model.spatial.numClassEmbeds = data.classNames.isEmpty ? nil : data.classNames.count + 1
-        if r.extras.initFrom == nil {
+        if r.initFrom == nil {
             r.model.spatial.inChannels = data.channels
             r.model.spatial.outChannels = data.channels
         }
@@ -63,15 +63,33 @@ public enum VideoModality: Modality {
         return nil
     }
 
-    /// A new model whose spatial layers start from the recipe's image model (`init_from`), unless
-    /// the run resumes from a checkpoint. Before the trainer exists: its EMA starts from these weights.
+    /// A new model that starts from the recipe's `init_from` unless the run resumes from a
+    /// checkpoint: a video model's weights (fine-tuning), or an image model's in the spatial layers.
+    /// Before the trainer exists: its EMA starts from these weights.
     public static func makeModel(for recipe: VideoRecipe, resuming: Bool) throws -> VideoUNetModel {
         NNInit.seed(recipe.training.seed)
         let unet = try NNInit.budgeted("training a VideoUNetModel", bytesPerParameter: NNInit.training) { try VideoUNetModel(config: recipe.model) }
-        if let from = recipe.extras.initFrom, !resuming {
-            try unet.loadSpatial(from: try UNet2DModel.load(URL(fileURLWithPath: from)), source: from)
+        if let from = recipe.initFrom, !resuming {
+            let url = URL(fileURLWithPath: from)
+            if try isVideoModel(url) { try unet.start(from: url) } else {
+                try unet.loadSpatial(from: try UNet2DModel.load(url), source: from)
+            }
         }
         return unet
+    }
+
+    /// A video model folder starts the whole model (fine-tuning), an image model the spatial layers.
+    public static func model(startingFrom url: URL, recipe: VideoRecipe) throws -> VideoUNetConfig {
+        if try isVideoModel(url) {
+            return try ModelFolder.config(VideoUNetConfig.self, at: url, className: VideoUNetConfig.className).config
+        }
+        var m = recipe.model
+        m.spatial = try ConfigFile.read(UNet2DConfig.self, from: try ModelFolder.locate(url).config)
+        return m
+    }
+
+    static func isVideoModel(_ url: URL) throws -> Bool {
+        try ModelFolder.className(ofConfig: try ModelFolder.locate(url).config) == VideoUNetConfig.className
     }
 
     /// A batch of clips, or — with probability `joint_image_fraction` — single frames of random
@@ -105,26 +123,21 @@ public typealias VideoRecipe = Recipe<VideoModality>
 
 extension VideoFolder: TrainingData {}
 
-/// What the video recipe adds: joint image–video training and the image model the spatial
-/// layers start from.
+/// What the video recipe adds: joint image–video training (where a run starts, `init_from`, is
+/// every recipe's: `Recipe.initFrom`).
 public struct VideoRecipeExtras: RecipeExtras {
     /// Fraction of steps that train on single frames (one-frame clips, `batch_size` × `num_frames`
     /// of them, from random clips and frames): joint image–video training (Ho et al. 2022, §4).
     public var jointImageFraction: Float
-    /// An image pipeline or UNet2DModel folder whose weights start the spatial layers (`--init-from`).
-    public var initFrom: String?
 
-    public init(jointImageFraction: Float = 0, initFrom: String? = nil) {
-        self.jointImageFraction = jointImageFraction; self.initFrom = initFrom
-    }
+    public init(jointImageFraction: Float = 0) { self.jointImageFraction = jointImageFraction }
     public static var defaults: VideoRecipeExtras { VideoRecipeExtras() }
 
-    enum CodingKeys: String, CodingKey { case jointImageFraction = "joint_image_fraction", initFrom = "init_from" }
+    enum CodingKeys: String, CodingKey { case jointImageFraction = "joint_image_fraction" }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         jointImageFraction = try c.decodeIfPresent(Float.self, forKey: .jointImageFraction) ?? 0
-        initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom)
         guard jointImageFraction >= 0 && jointImageFraction <= 1 else {
             throw ConfigError(key: "joint_image_fraction", reason: "must be in [0, 1], got \(jointImageFraction)")
         }
@@ -133,18 +146,9 @@ public struct VideoRecipeExtras: RecipeExtras {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(jointImageFraction, forKey: .jointImageFraction)
-        try c.encodeIfPresent(initFrom, forKey: .initFrom)
     }
 
-    /// The starting image model only matters before the first checkpoint.
     public func trainsLike(_ other: VideoRecipeExtras) -> Bool { jointImageFraction == other.jointImageFraction }
-
-    /// Where the run started stays on record.
-    public func resumed(from old: VideoRecipeExtras) -> VideoRecipeExtras {
-        var r = self
-        if r.initFrom == nil { r.initFrom = old.initFrom }
-        return r
-    }
 }
 
 extension VideoUNetModel: FolderModel {
@@ -241,10 +245,6 @@ extension Recipe where M == VideoModality {
     public var jointImageFraction: Float {
         get { extras.jointImageFraction }
         set { extras.jointImageFraction = newValue }
-    }
-    public var initFrom: String? {
-        get { extras.initFrom }
-        set { extras.initFrom = newValue }
     }
 
     /// The recipe of the bundled model (`samples/video/`): 16-frame 32×32 gray moving-fashion

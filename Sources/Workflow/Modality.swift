@@ -73,6 +73,35 @@ extension FolderModule {
     }
 }
 
+extension FolderModel {
+    /// Config keys a fine-tuned model may change: the class count (the class embedding is then
+    /// drawn afresh), the sample size (convolutions and attention take any size) and the version.
+    public static var startLooseKeys: Set<String> { ["num_class_embeds", "sample_size", "_diffusers_version"] }
+
+    /// Fine-tuning's start (`--init-from`): the weights of the model or pipeline folder at `url`,
+    /// read into this model. Its config must be this model's but for `startLooseKeys` (an error
+    /// names the file and every key that differs); with another class count the class embedding
+    /// keeps its fresh draw, every other tensor must load. Returns the tensors left as drawn.
+    @discardableResult
+    public func start(from url: URL) throws -> [String] {
+        let (config, weights) = try ModelFolder.config(Config.self, at: url, className: Self.className, component: Self.component)
+        guard let weights else { throw ModelFolderError(path: url.path, reason: "has a config but no weights to start from") }
+        var a = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(config)), b = try configJSON()
+        for k in Self.startLooseKeys { a[k] = nil; b[k] = nil }
+        let differing = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+        guard differing.isEmpty else {
+            throw ModelFolderError(path: url.path, reason: "its config differs from the recipe's model in \(differing.joined(separator: ", ")) "
+                                   + "(fine-tuning keeps the architecture; without --config the run takes the folder's)")
+        }
+        let report = try load(from: SafeTensorsFile(url: weights), strict: false)
+        let skipped = report.missing + report.unexpected + report.mismatched
+        guard skipped.allSatisfy({ $0.hasPrefix("class_embedding.") }) else {
+            throw ModelFolderError(path: url.path, reason: "these weights do not fit the model: \(skipped.prefix(8).joined(separator: ", "))")
+        }
+        return Array(Set(skipped)).sorted()
+    }
+}
+
 /// A labelled training set as the training run sees it: `count` items, class names by label
 /// (empty: unconditional), and batches of items by index.
 public protocol TrainingData: AnyObject {
@@ -141,9 +170,13 @@ public protocol Modality {
     static func fitted(_ recipe: Recipe<Self>, to data: Data) -> Recipe<Self>
     /// Why `recipe`'s model cannot train on `data` (shapes, rates), or nil.
     static func mismatch(_ recipe: Recipe<Self>, _ data: Data) -> String?
-    /// A new model for a run (its weights seeded by the recipe; the video model may start from
-    /// an image model). `resuming`: the run's checkpoint will overwrite the weights.
+    /// A new model for a run (its weights seeded by the recipe, or started from `init_from`; the
+    /// video model may start from an image model). `resuming`: the run's checkpoint will
+    /// overwrite the weights.
     static func makeModel(for recipe: Recipe<Self>, resuming: Bool) throws -> Model
+    /// The model config a run starting from the folder at `url` trains (`--init-from` without
+    /// `--config`; the video model takes an image model's for its spatial layers).
+    static func model(startingFrom url: URL, recipe: Recipe<Self>) throws -> Model.Config
     /// One training batch [B, C, …] and its labels.
     static func batch(_ data: Data, recipe: Recipe<Self>, rng: inout RandomGenerator) throws -> (Tensor, [Int])
     /// What a training preview draws: `classes` (nil: an unconditional model), guided when the
@@ -171,9 +204,18 @@ extension Modality {
     }
     public static func mismatch(_ recipe: Recipe<Self>, _ data: Data) -> String? { nil }
     public static func validate(_ recipe: Recipe<Self>) throws {}
+    /// A model seeded by the recipe; a run that does not resume starts from the recipe's
+    /// `init_from` folder (fine-tuning) when it names one.
     public static func makeModel(for recipe: Recipe<Self>, resuming: Bool) throws -> Model {
         NNInit.seed(recipe.training.seed)
-        return try NNInit.budgeted("training a \(Model.className)", bytesPerParameter: NNInit.training) { try Model(config: recipe.model) }
+        let model = try NNInit.budgeted("training a \(Model.className)", bytesPerParameter: NNInit.training) { try Model(config: recipe.model) }
+        if let from = recipe.initFrom, !resuming { try model.start(from: URL(fileURLWithPath: from)) }
+        return model
+    }
+    /// The recipe's model config for a run that starts from the folder at `url` (`--init-from`
+    /// without `--config`): the folder's own.
+    public static func model(startingFrom url: URL, recipe: Recipe<Self>) throws -> Model.Config {
+        try ModelFolder.config(Model.Config.self, at: url, className: Model.className, component: Model.component).config
     }
     public static func previewRequest(classes: Int?, guided: Bool) -> SamplingRequest {
         var r = SamplingRequest(count: 4, sampler: .dpmpp2m, steps: 20, seed: 1, guidance: guided ? 2 : 1)

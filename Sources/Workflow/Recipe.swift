@@ -21,19 +21,24 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
     /// Offset noise (diffusers' `--noise_offset`): a per-sample, per-channel constant of this
     /// standard deviation added to the training noise; 0 = none.
     public var noiseOffset: Float
+    /// A model folder (or pipeline folder) whose weights start the run (`--init-from`: fine-tuning;
+    /// the video model also takes an image model for its spatial layers). Only read before the
+    /// first checkpoint; kept on record when the run resumes.
+    public var initFrom: String?
     public var extras: M.Extras
 
     public init(model: M.Model.Config, scheduler: SchedulerConfig, training: TrainerOptions, labelDropout: Float = 0.1,
-                previewEvery: Int = 500, snrGamma: Float? = nil, noiseOffset: Float = 0, extras: M.Extras = .defaults) {
+                previewEvery: Int = 500, snrGamma: Float? = nil, noiseOffset: Float = 0, initFrom: String? = nil,
+                extras: M.Extras = .defaults) {
         self.model = model; self.scheduler = scheduler; self.training = training
         self.labelDropout = labelDropout; self.previewEvery = previewEvery
-        self.snrGamma = snrGamma; self.noiseOffset = noiseOffset; self.extras = extras
+        self.snrGamma = snrGamma; self.noiseOffset = noiseOffset; self.initFrom = initFrom; self.extras = extras
     }
 
     enum CodingKeys: String, CodingKey {
         case model, scheduler, training
         case labelDropout = "label_dropout", previewEvery = "preview_every"
-        case snrGamma = "snr_gamma", noiseOffset = "noise_offset"
+        case snrGamma = "snr_gamma", noiseOffset = "noise_offset", initFrom = "init_from"
     }
 
     public init(from decoder: Decoder) throws {
@@ -46,6 +51,7 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
                   previewEvery: try c.decodeIfPresent(Int.self, forKey: .previewEvery) ?? d.previewEvery,
                   snrGamma: try c.decodeIfPresent(Float.self, forKey: .snrGamma),
                   noiseOffset: try c.decodeIfPresent(Float.self, forKey: .noiseOffset) ?? 0,
+                  initFrom: try c.decodeIfPresent(String.self, forKey: .initFrom),
                   extras: try M.Extras(from: decoder))
         guard labelDropout >= 0 && labelDropout <= 1 else {
             throw ConfigError(key: "label_dropout", reason: "must be in [0, 1], got \(labelDropout)")
@@ -68,12 +74,13 @@ public struct Recipe<M: Modality>: Codable, Equatable, Sendable {
         try c.encode(previewEvery, forKey: .previewEvery)
         try c.encodeIfPresent(snrGamma, forKey: .snrGamma)
         if noiseOffset != 0 { try c.encode(noiseOffset, forKey: .noiseOffset) }
+        try c.encodeIfPresent(initFrom, forKey: .initFrom)
         try extras.encode(to: encoder)
     }
 
     /// Whether a run made with `self` can go on with `other`: everything training reads must
     /// match but the number of steps (a finished run can be extended); sampling-only settings
-    /// (the scheduler's clipping, the preview cadence) may change.
+    /// (the scheduler's clipping, the preview cadence) and where the weights started may change.
     public func canResume(as other: Recipe) -> Bool {
         var a = self, b = other
         a.training.steps = 0; b.training.steps = 0

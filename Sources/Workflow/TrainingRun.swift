@@ -184,6 +184,7 @@ extension Recipe: RunRecipe {
     public func resumed(from old: Recipe) -> Recipe {
         var r = self
         r.extras = extras.resumed(from: old.extras)
+        if r.initFrom == nil { r.initFrom = old.initFrom }
         return r
     }
 }

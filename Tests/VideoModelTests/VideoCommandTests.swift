@@ -67,6 +67,14 @@ final class VideoCommandTests: XCTestCase {
         r = try run(["train", "video", "--data", data.path, "--config", videoRecipe.path, "--out", videoRun.path, "--steps", "3", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let model = videoRun.appendingPathComponent("model")
+        // A video model starts a whole run (fine-tuning): without --config the run takes its config.
+        let tuned = tmp.file("tuned")
+        r = try run(["train", "video", "--data", data.path, "--init-from", model.path, "--steps", "1", "--batch", "2", "--out", tuned.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let tunedRecipe = try VideoRecipe.load(tuned.appendingPathComponent("recipe.json"))
+        XCTAssertEqual(tunedRecipe.initFrom, model.path)
+        XCTAssertEqual(tunedRecipe.model.numFrames, 4)
+        XCTAssert(tunedRecipe.model.temporalConv)
 
         // Two clips tiled into one MP4, three into a GIF grid, two files in a folder.
         let mp4 = tmp.file("two.mp4")

@@ -24,6 +24,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Learning rate (overrides the recipe).") var lr: Float?
     @Option(help: "Min-SNR-γ loss weighting, e.g. 5 (overrides the recipe; diffusers' --snr_gamma).") var snrGamma: Float?
     @Flag(help: "Continue from the run folder's last checkpoint (a finished run goes on to a larger --steps).") var resume = false
+    @Option(help: ArgumentHelp("Start from this model's weights: fine-tuning (a model or pipeline folder of the same kind; without --config the run takes its config, with the data's classes — a new class count draws a new class embedding). Video: an image model starts the spatial layers.", valueName: "MODEL"))
+    var initFrom: String?
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -50,8 +52,14 @@ struct TrainingOptions: ParsableArguments {
         if let batch { recipe.training.batchSize = batch }
         if let lr { recipe.training.learningRate = lr }
         if let snrGamma { recipe.snrGamma = snrGamma }
+        if let initFrom {
+            let url = URL(fileURLWithPath: initFrom)
+            recipe.initFrom = url.standardizedFileURL.path
+            if config == nil { recipe.model = try M.model(startingFrom: url, recipe: recipe) }
+        }
         try adjust(&recipe)
-        let data = try M.loadData(spec, for: recipe, fitting: config == nil, note: { print($0) })
+        // Started from a model, the data is read the way it takes it (channels), not the other way round.
+        let data = try M.loadData(spec, for: recipe, fitting: config == nil && initFrom == nil, note: { print($0) })
         if config == nil { recipe = M.fitted(recipe, to: data) }
         let progress = Progress(total: recipe.training.steps, label: "train")
         var lossAvg: Float = 0
@@ -119,6 +127,9 @@ struct TrainImage: ParsableCommand {
 
     func trainTextToImage() throws {
         if randomFlip { throw ValidationError("--random-flip is not used for captioned data (a flipped \"left arrow\" is no longer one)") }
+        if options.initFrom != nil {
+            throw ValidationError("--init-from is for class-folder and built-in data; a text-to-image run trains its VAE, text encoder and unet in stages from scratch")
+        }
         options.runtime.apply()
         var recipe = try options.config.map { try TextToImageRecipe.load(URL(fileURLWithPath: $0)) } ?? .emoji()
         if let s = options.steps { recipe.training.steps = s }
@@ -199,7 +210,6 @@ struct TrainVideo: ParsableCommand {
 
     @Option(help: "Training data: builtin:moving-fashion, or a folder DIR/<class>/*.mp4|webm|gif (flat: unconditional).") var data: String
     @OptionGroup var options: TrainingOptions
-    @Option(help: "Image model (pipeline or UNet2DModel folder) whose weights start the spatial layers.") var initFrom: String?
     @Option(help: "Fraction of steps trained on single frames as one-frame clips (overrides the recipe).") var jointImageFraction: Float?
 
     func validate() throws {
@@ -210,14 +220,6 @@ struct TrainVideo: ParsableCommand {
     func run() throws {
         try options.train(VideoModality.self, data: data) { recipe in
             if let f = jointImageFraction { recipe.jointImageFraction = f }
-            if let initFrom {
-                let url = URL(fileURLWithPath: initFrom)
-                recipe.initFrom = url.standardizedFileURL.path
-                if options.config == nil {
-                    // The spatial U-Net is the image model's; the classes follow the data.
-                    recipe.model.spatial = try ConfigFile.read(UNet2DConfig.self, from: try ModelFolder.locate(url).config)
-                }
-            }
         }
     }
 }
