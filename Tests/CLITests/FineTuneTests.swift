@@ -103,6 +103,7 @@ final class FineTuneTests: XCTestCase {
         r = try runDiffuseCommand(["train", "image", "--data", "builtin:fashion-mnist", "--init-from", model.path,
                                    "--steps", "1", "--batch", "2", "--out", tuned.path])
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.contains("starting from the weights of \(model.path)"), r.stdout)
         let recipe = try ImageRecipe.load(tuned.appendingPathComponent("recipe.json"))
         XCTAssertEqual(recipe.initFrom, model.path)
         XCTAssertEqual(recipe.model.blockOutChannels, [8, 16], "the folder's config, not the default recipe's")

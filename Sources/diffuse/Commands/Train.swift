@@ -61,6 +61,7 @@ struct TrainingOptions: ParsableArguments {
         // Started from a model, the data is read the way it takes it (channels), not the other way round.
         let data = try M.loadData(spec, for: recipe, fitting: config == nil && initFrom == nil, note: { print($0) })
         if config == nil { recipe = M.fitted(recipe, to: data) }
+        if let from = recipe.initFrom, initFrom != nil, !resume { print("starting from the weights of \(from)") }
         let progress = Progress(total: recipe.training.steps, label: "train")
         var lossAvg: Float = 0
         let outURL = URL(fileURLWithPath: out)
