@@ -35,19 +35,30 @@ extension NoiseSchedule {
 /// Models"): elsewhere the conditional prediction alone, in one call. Guidance at the highest
 /// noise levels pulls every sample towards the same few layouts (it costs diversity) and near
 /// the data it adds little; in the middle it gives the class.
-public struct Guidance: Sendable {
+///
+/// With `guide`, autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version
+/// of Itself"): the prediction moves away from a weaker model's prediction *with the same
+/// conditioning* instead of the unconditional one, p = p_weak + s (p_y − p_weak). Where the two
+/// models disagree is where the weaker one errs (between classes, blurred detail), so samples
+/// leave those regions without all being pulled to the same few layouts; it needs no null label
+/// and works for unconditional models too.
+public struct Guidance: @unchecked Sendable {
     public var scale: Float
     public var rescale: Float
     /// The label meaning "no class" (the model's extra embedding row).
     public var nullLabel: Int
     /// Training timesteps where guidance applies (nil: all).
     public var interval: ClosedRange<Float>?
+    /// Autoguidance's weaker model (same inputs, labels and prediction type), or nil for
+    /// classifier-free guidance. Only read while sampling.
+    public var guide: DiffusionModel?
 
-    public init(scale: Float, rescale: Float = 0, nullLabel: Int, interval: ClosedRange<Float>? = nil) {
+    public init(scale: Float, rescale: Float = 0, nullLabel: Int, interval: ClosedRange<Float>? = nil, guide: DiffusionModel? = nil) {
         self.scale = scale
         self.rescale = rescale
         self.nullLabel = nullLabel
         self.interval = interval
+        self.guide = guide
     }
 }
 
@@ -75,18 +86,25 @@ public struct KnownRegion {
 
 public enum Generation {
     /// The sampler's view of `model`: conditioning on `labels`, with guidance (both halves in one
-    /// batch) when `guidance` is given and its scale is not 1.
+    /// batch) when `guidance` is given and its scale is not 1; with autoguidance (`Guidance.guide`)
+    /// the weaker model runs on the same batch and labels.
     public static func denoiser(_ model: DiffusionModel, labels: [Int]?, guidance: Guidance?) -> Denoiser {
         { x, t in
-            let n = x.shape[0]
-            guard let g = guidance, g.scale != 1, let labels, g.interval?.contains(t) ?? true else {
-                return model.predict(x, timesteps: [Float](repeating: t, count: n), labels: labels)
+            let n = x.shape[0], timesteps = [Float](repeating: t, count: n)
+            guard let g = guidance, g.scale != 1, labels != nil || g.guide != nil, g.interval?.contains(t) ?? true else {
+                return model.predict(x, timesteps: timesteps, labels: labels)
             }
-            // [x; x] with [y; ∅] → [p_y; p_∅]
-            let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: [Float](repeating: t, count: 2 * n),
-                                     labels: labels + [Int](repeating: g.nullLabel, count: n))
-            let halves = both.chunked(2, axis: 0)
-            let cond = halves[0], uncond = halves[1]
+            let cond, uncond: Tensor
+            if let weak = g.guide {
+                cond = model.predict(x, timesteps: timesteps, labels: labels)
+                uncond = weak.predict(x, timesteps: timesteps, labels: labels)
+            } else {
+                // [x; x] with [y; ∅] → [p_y; p_∅]
+                let both = model.predict(Tensor.concat([x, x], axis: 0), timesteps: [Float](repeating: t, count: 2 * n),
+                                         labels: labels! + [Int](repeating: g.nullLabel, count: n))
+                let halves = both.chunked(2, axis: 0)
+                cond = halves[0]; uncond = halves[1]
+            }
             var p = uncond + (cond - uncond) * g.scale
             if g.rescale > 0 {
                 let axes = Array(1..<x.rank)

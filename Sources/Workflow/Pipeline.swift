@@ -22,6 +22,9 @@ public final class Pipeline<M: Modality> {
     public let distillation: DistillationInfo?
     /// The folder's own sampling defaults (sampling.json), when it has them.
     public let samplingDefaults: SamplingDefaults?
+    /// Autoguidance's weaker model (`Guidance.guide`; `--guide-model`): when set, guidance moves
+    /// away from its prediction for the same classes instead of the unconditional one.
+    public var guide: M.Model?
 
     public init(unet: M.Model, scheduler: SchedulerConfig, classNames: [String], distillation: DistillationInfo? = nil,
                 samplingDefaults: SamplingDefaults? = nil) {
@@ -63,10 +66,16 @@ public final class Pipeline<M: Modality> {
         if let samplingDefaults { try samplingDefaults.save(dir) }
     }
 
-    /// The guidance `request` asks for, when this model can give it (it needs the null label);
-    /// none for a student with guidance baked in (`distillation`).
+    /// The guidance `request` asks for, when this model can give it (classifier-free guidance
+    /// needs the null label; autoguidance, with `guide`, does not); none for a student with
+    /// guidance baked in (`distillation`).
     public func guidance(for request: SamplingRequest) -> Guidance? {
         if distillation != nil { return nil }
+        if let guide {
+            guard request.guidance != 1 else { return nil }
+            return Guidance(scale: request.guidance, rescale: request.guidanceRescale, nullLabel: classes.nullLabel ?? 0,
+                            interval: request.guidanceInterval, guide: guide)
+        }
         return classes.guidance(scale: request.guidance, rescale: request.guidanceRescale, interval: request.guidanceInterval,
                                 labels: request.conditioning.labels)
     }

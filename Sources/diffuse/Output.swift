@@ -46,6 +46,8 @@ struct GenerationSummary: Encodable {
     /// weight it was generated with (0: the kept part only replaced at every step).
     var reconstructionGuidance: Float? = nil
     var model: String
+    /// Autoguidance's weaker model (`--guide-model`), when one guided.
+    var guideModel: String? = nil
     var seconds: Double
     var detail: String?
 
@@ -61,6 +63,7 @@ struct GenerationSummary: Encodable {
         }
         parts.append("seed \(seed)\(rng.map { " (\($0) noise)" } ?? "")\(randomSeed ? " (random; --seed \(seed) makes it again)" : "")")
         if let i = guidanceInterval { parts.append("guidance \(String(format: "%g", guidance)) at timesteps \(String(format: "%g", i[0]))–\(String(format: "%g", i[1]))") }
+        if let guideModel { parts.append("guided away from \(guideModel)") }
         if let w = reconstructionGuidance { parts.append("reconstruction guidance \(String(format: "%g", w))") }
         parts.append(String(format: "%.1f s", seconds))
         print(parts.joined(separator: ", ") + ":")

@@ -337,4 +337,25 @@ final class UsabilityTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("again-eta.png"))),
                        try Data(contentsOf: URL(fileURLWithPath: path("eta/" + etaRecord.file))))
     }
+
+    /// Autoguidance through the command: a model guided by itself is its plain conditional
+    /// sampling (p_weak = p, bit for bit); a guide of another kind or shape is refused by name;
+    /// a --fast student cannot take one.
+    func testGuideModelThroughTheCommand() throws {
+        let image = Self.samples.appendingPathComponent("image").path
+        let args = ["generate", "image", "--class", "bag,shirt", "--steps", "3", "--seed", "5"]
+        var r = try run(args + ["--guide-model", image, "--guidance", "3", "--raw", path("self.safetensors"), "--out", path("a")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try run(args + ["--guidance", "1", "--raw", path("plain.safetensors"), "--out", path("b")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("self.safetensors"))),
+                       try Data(contentsOf: URL(fileURLWithPath: path("plain.safetensors"))))
+        let audio = Self.samples.appendingPathComponent("audio").path
+        r = try run(args + ["--guide-model", audio, "--out", path("c")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssert(r.stderr.contains(audio), r.stderr)
+        r = try run(args + ["--guide-model", image, "--fast", "--out", path("d")])
+        XCTAssertEqual(r.status, 64)
+        XCTAssert(r.stderr.contains("--guide-model"), r.stderr)
+    }
 }

@@ -9,10 +9,10 @@ import TestSupport
 /// means μ = 0), so every output can be checked by hand.
 final class GaussianModel: DiffusionModel {
     let schedule: NoiseSchedule
-    let d: Float = 0.5
+    let d: Float
     let nullLabel = 3
     var calls = 0
-    init(schedule: NoiseSchedule) { self.schedule = schedule }
+    init(schedule: NoiseSchedule, d: Float = 0.5) { self.schedule = schedule; self.d = d }
     var labelCount: Int? { 4 }
     func visit(_ v: inout ModuleVisitor) {}
     func predict(_ x: Tensor, timesteps: [Float], labels: [Int]?) -> Tensor {
@@ -67,6 +67,33 @@ final class GenerationTests: XCTestCase {
             XCTAssertEqual(r.slice(axis: 0, i..<(i + 1)).variance(correction: 1).item(),
                            cond.slice(axis: 0, i..<(i + 1)).variance(correction: 1).item(), accuracy: 1e-5)
         }
+    }
+
+    /// Autoguidance: the guided prediction moves away from the weaker model's prediction for the
+    /// same labels (one call of each model per step, no null label), and for an unconditional
+    /// model too; outside the interval the model alone.
+    func testAutoguidanceMovesAwayFromTheWeakerModelsPrediction() throws {
+        let schedule = try base.noiseSchedule()
+        let model = GaussianModel(schedule: schedule), weak = GaussianModel(schedule: schedule, d: 0.9)
+        let x = randomTensor([2, 1, 8], seed: 1)
+        let g = Guidance(scale: 3, nullLabel: 3, interval: 100...600, guide: weak)
+        for labels in [[2, 0], nil] as [[Int]?] {
+            let good = model.predict(x, timesteps: [500, 500], labels: labels)
+            let bad = weak.predict(x, timesteps: [500, 500], labels: labels)
+            model.calls = 0; weak.calls = 0
+            assertClose(Generation.denoiser(model, labels: labels, guidance: g)(x, 500), bad + (good - bad) * 3, atol: 1e-6)
+            XCTAssertEqual([model.calls, weak.calls], [1, 1])
+            assertClose(Generation.denoiser(model, labels: labels, guidance: g)(x, 700),
+                        model.predict(x, timesteps: [700, 700], labels: labels))
+            XCTAssertEqual(weak.calls, 1, "outside the interval the weaker model is not called")
+        }
+        // A whole trajectory: guided away from a wider model, samples come out narrower than the
+        // model's own spread (d = 0.5) around the same class mean.
+        let sampler = try makeSampler(SamplerName.dpmpp2m.config(from: base), steps: 20)
+        let out = try Generation.sample(model: model, shape: [1, 1, 2000], sampler: sampler, schedule: schedule, seed: 5,
+                                        labels: [2], guidance: Guidance(scale: 2, nullLabel: 3, guide: weak))
+        XCTAssertEqual(out.mean().item(), 1, accuracy: 0.05)
+        XCTAssertLessThan(out.variance().item().squareRoot(), 0.45)
     }
 
     /// Guidance in a limited interval: inside it both halves, outside the conditional prediction

@@ -72,6 +72,9 @@ struct GenerateImage: ParsableCommand {
         if let clipSkip, clipSkip < 0 || clipSkip > 24 { throw ValidationError("--clip-skip must be within 0-24") }
         if prompt != nil && promptFile != nil { throw ValidationError("--prompt and --prompt-file: give one of them") }
         if (prompt != nil || promptFile != nil) && options.classes != nil { throw ValidationError("--prompt and --class: a model takes one or the other") }
+        if (prompt != nil || promptFile != nil || textModel) && options.guideModel != nil {
+            throw ValidationError("--guide-model guides class and unconditional models; a text-to-image model is guided by its prompt (--guidance, --negative-prompt)")
+        }
         if prompt == nil && promptFile == nil && (negativePrompt != nil || width != nil || height != nil || clipSkip != nil || !lora.isEmpty) {
             throw ValidationError("--negative-prompt, --width, --height, --clip-skip and --lora go with --prompt")
         }
@@ -116,6 +119,7 @@ struct GenerateImage: ParsableCommand {
             var p = "Class: \(names?[i] ?? "none"), Steps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), "
                 + "CFG scale: \(request.guidance), Seed: \(request.seed), Sample: \(i), Model: \(dir.lastPathComponent)"
             if let g = request.guidanceInterval { p += ", Guidance interval: \(g.lowerBound)-\(g.upperBound)" }
+            if pipeline.guide != nil, let g = options.guideModel { p += ", Guide model: \(URL(fileURLWithPath: g).lastPathComponent)" }
             if let s = request.initial?.strength { p += ", Denoising strength: \(s)" }
             if request.noiseOrder == .torch { p += ", RNG: torch" }
             return [("parameters", p)]
@@ -465,6 +469,7 @@ extension GenerateOptions {
                               steps: request.steps, guidance: request.guidance,
                               guidanceInterval: request.guidanceInterval.map { [$0.lowerBound, $0.upperBound] }, strength: request.initial?.strength,
                               reconstructionGuidance: request.known?.reconstructionGuidance, model: model.path,
+                              guideModel: pipeline.guidance(for: request)?.guide == nil ? nil : guideModel,
                               seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }
 }

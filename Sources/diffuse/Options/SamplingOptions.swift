@@ -109,11 +109,14 @@ struct GenerateOptions: ParsableArguments {
     var fast = false
     @Option(help: "Where part of an input is kept (--keep-frames, --mask, a filled gap): also steer what is generated to agree with it through the model's gradient (reconstruction guidance; 0 = the kept part is only pasted in; about 3× the time). Default: the model folder's sampling.json, else 0.")
     var reconstructionGuidance: Float?
+    @Option(help: ArgumentHelp("Autoguidance (Karras et al. 2024): guide away from this weaker model's prediction for the same class instead of the unconditional one, at --guidance's scale (a smaller or shorter-trained model of the same data, same sample shape and classes; needs no null label).", valueName: "MODEL"))
+    var guideModel: String?
     @Flag(help: "Print what was written as JSON (files, classes, seed, settings, seconds).") var json = false
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         if let count, !SamplingRequest.countRange.contains(count) { throw ValidationError("--count must be between 1 and 10000") }
+        if guideModel != nil && fast { throw ValidationError("--guide-model guides a model sampled with guidance; a --fast student has its guidance baked in") }
         if let w = reconstructionGuidance, !KnownRegion.reconstructionGuidanceRange.contains(w) {
             throw ValidationError("--reconstruction-guidance must be between 0 and \(Int(KnownRegion.reconstructionGuidanceRange.upperBound))")
         }
@@ -125,7 +128,16 @@ struct GenerateOptions: ParsableArguments {
             throw ModelFolderError(path: "samples/\(M.name)", reason: noBundledModel(M.name))
         }
         if fast { dir = try studentFolder(of: dir, M.name) }
-        return (try Pipeline<M>.load(dir), dir)
+        let pipeline = try Pipeline<M>.load(dir)
+        if let guideModel {
+            let url = URL(fileURLWithPath: guideModel)
+            let guide = try M.Model.load(url)
+            guard guide.labelCount == pipeline.unet.labelCount, guide.sampleShape == pipeline.unet.sampleShape else {
+                throw ModelFolderError(path: url.path, reason: "cannot guide \(dir.path): it takes \(guide.sampleShape) with \(guide.labelCount.map { "\($0) labels" } ?? "no labels"), the model \(pipeline.unet.sampleShape) with \(pipeline.unet.labelCount.map { "\($0) labels" } ?? "no labels")")
+            }
+            pipeline.guide = guide
+        }
+        return (pipeline, dir)
     }
 
     /// The number of samples: --count, else one per --class entry (`perEntry`), else `fallback`;
