@@ -89,7 +89,7 @@ public enum VideoModality: Modality {
     }
 
     static func isVideoModel(_ url: URL) throws -> Bool {
-        try ModelFolder.className(ofConfig: try ModelFolder.locate(url).config) == VideoUNetConfig.className
+        try ModelFolder.className(of: url) == VideoUNetConfig.className
     }
 
     /// A batch of clips, or — with probability `joint_image_fraction` — single frames of random

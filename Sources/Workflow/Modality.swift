@@ -40,7 +40,10 @@ extension FolderModule {
     public static var component: String { "unet" }
 
     /// The config as a JSON object (what config.json holds).
-    public func configJSON() throws -> [String: JSONValue] {
+    public func configJSON() throws -> [String: JSONValue] { try Self.json(of: config) }
+
+    /// A config of this model's kind as a JSON object.
+    public static func json(of config: Config) throws -> [String: JSONValue] {
         try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(config))
     }
 
@@ -86,7 +89,7 @@ extension FolderModel {
     public func start(from url: URL) throws -> [String] {
         let (config, weights) = try ModelFolder.config(Config.self, at: url, className: Self.className, component: Self.component)
         guard let weights else { throw ModelFolderError(path: url.path, reason: "has a config but no weights to start from") }
-        var a = try JSONDecoder().decode([String: JSONValue].self, from: JSONEncoder().encode(config)), b = try configJSON()
+        var a = try Self.json(of: config), b = try configJSON()
         for k in Self.startLooseKeys { a[k] = nil; b[k] = nil }
         let differing = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
         guard differing.isEmpty else {

@@ -66,6 +66,17 @@ public final class Pipeline<M: Modality> {
         if let samplingDefaults { try samplingDefaults.save(dir) }
     }
 
+    /// Autoguidance by the model folder at `url` (`guide`), which must take this model's sample
+    /// shape and labels (an error names the folder otherwise).
+    public func guide(by url: URL) throws {
+        let weak = try M.Model.load(url)
+        func describe(_ m: M.Model) -> String { "\(m.sampleShape) with \(m.labelCount.map { "\($0) labels" } ?? "no labels")" }
+        guard weak.labelCount == unet.labelCount, weak.sampleShape == unet.sampleShape else {
+            throw ModelFolderError(path: url.path, reason: "cannot guide this model: it takes \(describe(weak)), the model \(describe(unet))")
+        }
+        guide = weak
+    }
+
     /// The guidance `request` asks for, when this model can give it (classifier-free guidance
     /// needs the null label; autoguidance, with `guide`, does not); none for a student with
     /// guidance baked in (`distillation`).

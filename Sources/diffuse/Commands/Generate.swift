@@ -119,7 +119,7 @@ struct GenerateImage: ParsableCommand {
             var p = "Class: \(names?[i] ?? "none"), Steps: \(request.steps), Sampler: \(request.sampler?.rawValue ?? "folder"), "
                 + "CFG scale: \(request.guidance), Seed: \(request.seed), Sample: \(i), Model: \(dir.lastPathComponent)"
             if let g = request.guidanceInterval { p += ", Guidance interval: \(g.lowerBound)-\(g.upperBound)" }
-            if pipeline.guide != nil, let g = options.guideModel { p += ", Guide model: \(URL(fileURLWithPath: g).lastPathComponent)" }
+            if let g = options.guidedBy(request, pipeline) { p += ", Guide model: \(URL(fileURLWithPath: g).lastPathComponent)" }
             if let s = request.initial?.strength { p += ", Denoising strength: \(s)" }
             if request.noiseOrder == .torch { p += ", RNG: torch" }
             return [("parameters", p)]
@@ -462,6 +462,11 @@ func bundledClassList(_ modality: String) -> String {
 
 extension GenerateOptions {
     /// Prints the end summary (or --json) of a generate run.
+    /// --guide-model when it guided `request` (guidance ≠ 1), else nil.
+    func guidedBy<M: Modality>(_ request: SamplingRequest, _ pipeline: Pipeline<M>) -> String? {
+        pipeline.guidance(for: request)?.guide == nil ? nil : guideModel
+    }
+
     func summary<M: Modality>(files: [String], samples: Int, kind: String, request: SamplingRequest, pipeline: Pipeline<M>, model: URL,
                               classNote: String?, started: Date, detail: String?) throws {
         try GenerationSummary(files: files, samples: samples, kind: kind, classes: classNames(request, pipeline), classNote: classNote,
@@ -469,7 +474,7 @@ extension GenerateOptions {
                               steps: request.steps, guidance: request.guidance,
                               guidanceInterval: request.guidanceInterval.map { [$0.lowerBound, $0.upperBound] }, strength: request.initial?.strength,
                               reconstructionGuidance: request.known?.reconstructionGuidance, model: model.path,
-                              guideModel: pipeline.guidance(for: request)?.guide == nil ? nil : guideModel,
+                              guideModel: guidedBy(request, pipeline),
                               seconds: Date().timeIntervalSince(started), detail: detail).report(json: json)
     }
 }

@@ -129,14 +129,7 @@ struct GenerateOptions: ParsableArguments {
         }
         if fast { dir = try studentFolder(of: dir, M.name) }
         let pipeline = try Pipeline<M>.load(dir)
-        if let guideModel {
-            let url = URL(fileURLWithPath: guideModel)
-            let guide = try M.Model.load(url)
-            guard guide.labelCount == pipeline.unet.labelCount, guide.sampleShape == pipeline.unet.sampleShape else {
-                throw ModelFolderError(path: url.path, reason: "cannot guide \(dir.path): it takes \(guide.sampleShape) with \(guide.labelCount.map { "\($0) labels" } ?? "no labels"), the model \(pipeline.unet.sampleShape) with \(pipeline.unet.labelCount.map { "\($0) labels" } ?? "no labels")")
-            }
-            pipeline.guide = guide
-        }
+        if let guideModel { try pipeline.guide(by: URL(fileURLWithPath: guideModel)) }
         return (pipeline, dir)
     }
 
