@@ -1,5 +1,5 @@
 import XCTest
-import Tensor
+@testable import Tensor
 import TestSupport
 
 /// Finite-difference checks, one per differentiable op, each with its own tolerance.
@@ -150,25 +150,30 @@ final class GradientTests: XCTestCase {
     func testSoftmaxAndAttention() {
         gradientCheck([r([3, 7], 120, low: -3, high: 3)], h: 1e-3) { $0[0].softmax() }
         gradientCheck([r([3, 4, 2], 121, low: -3, high: 3)], h: 1e-3) { $0[0].softmax(axis: 1) }
-        gradientCheck([r([2, 2, 5, 4], 122), r([2, 2, 6, 4], 123), r([2, 2, 6, 3], 124)], h: 1e-3) {
-            Tensor.scaledDotProductAttention($0[0], $0[1], $0[2])
-        }
-        // More query rows than one chunk (128) so the chunked recurrence is exercised.
-        gradientCheck([r([1, 1, 130, 4], 125), r([1, 1, 9, 4], 126), r([1, 1, 9, 2], 127)], h: 1e-3, maxElements: 24) {
-            Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], scale: 0.7)
-        }
-        gradientCheck([r([2, 5, 6], 128), r([2, 3, 6], 129), r([2, 3, 4], 130)], h: 1e-3) {
-            Tensor.multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2)
-        }
-        // Causal (CLIP's text encoder): query i sees keys 0...i; Lq < Lk, Lq = Lk, and past one chunk.
-        gradientCheck([r([2, 2, 5, 4], 131), r([2, 2, 6, 4], 132), r([2, 2, 6, 3], 133)], h: 1e-3) {
-            Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], causal: true)
-        }
-        gradientCheck([r([1, 1, 130, 4], 134), r([1, 1, 130, 4], 135), r([1, 1, 130, 2], 136)], h: 1e-3, maxElements: 24) {
-            Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], scale: 0.7, causal: true)
-        }
-        gradientCheck([r([2, 5, 6], 137), r([2, 5, 6], 138), r([2, 5, 4], 139)], h: 1e-3) {
-            Tensor.multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2, causal: true)
+        // Both kernels: narrow heads (CKernels) and the BLAS path every head could take.
+        defer { AttentionDims.narrowEnabled = true }
+        for narrow in [true, false] {
+            AttentionDims.narrowEnabled = narrow
+            gradientCheck([r([2, 2, 5, 4], 122), r([2, 2, 6, 4], 123), r([2, 2, 6, 3], 124)], h: 1e-3) {
+                Tensor.scaledDotProductAttention($0[0], $0[1], $0[2])
+            }
+            // More query rows than one chunk (128) so the chunked recurrence is exercised.
+            gradientCheck([r([1, 1, 130, 4], 125), r([1, 1, 9, 4], 126), r([1, 1, 9, 2], 127)], h: 1e-3, maxElements: 24) {
+                Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], scale: 0.7)
+            }
+            gradientCheck([r([2, 5, 6], 128), r([2, 3, 6], 129), r([2, 3, 4], 130)], h: 1e-3) {
+                Tensor.multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2)
+            }
+            // Causal (CLIP's text encoder): query i sees keys 0...i; Lq < Lk, Lq = Lk, and past one chunk.
+            gradientCheck([r([2, 2, 5, 4], 131), r([2, 2, 6, 4], 132), r([2, 2, 6, 3], 133)], h: 1e-3) {
+                Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], causal: true)
+            }
+            gradientCheck([r([1, 1, 130, 4], 134), r([1, 1, 130, 4], 135), r([1, 1, 130, 2], 136)], h: 1e-3, maxElements: 24) {
+                Tensor.scaledDotProductAttention($0[0], $0[1], $0[2], scale: 0.7, causal: true)
+            }
+            gradientCheck([r([2, 5, 6], 137), r([2, 5, 6], 138), r([2, 5, 4], 139)], h: 1e-3) {
+                Tensor.multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2, causal: true)
+            }
         }
     }
 

@@ -355,6 +355,46 @@ final class KernelTests: XCTestCase {
         } }
     }
 
+    /// The narrow-head kernel (CKernels) against the BLAS path, forward and backward, for heads-first
+    /// [B, H, L, D] and interleaved [B, L, H·D] tensors (the same numbers permuted), with and
+    /// without the causal mask, row counts past a 16-row block and a 128-row chunk, widths off 8.
+    func testNarrowAttentionMatchesTheBLASPathInBothLayouts() {
+        defer { AttentionDims.narrowEnabled = true }
+        for (B, H, Lq, Lk, D, Dv) in [(2, 3, 37, 21, 5, 7), (1, 2, 150, 150, 9, 8), (3, 1, 1, 4, 16, 1)] {
+            for causal in [false, true] where !causal || Lq <= Lk {
+                let q = r([B, H, Lq, D], 40), k = r([B, H, Lk, D], 41), v = r([B, H, Lk, Dv], 42)
+                let g = r([B, H, Lq, Dv], 43)
+                func run(_ narrow: Bool, interleaved: Bool) -> [Tensor] {
+                    AttentionDims.narrowEnabled = narrow
+                    func inter(_ x: Tensor) -> Tensor {
+                        x.permuted(0, 2, 1, 3).reshaped([x.shape[0], x.shape[2], x.shape[1] * x.shape[3]]).detached()
+                    }
+                    func headsFirst(_ x: Tensor, _ w: Int) -> Tensor {
+                        x.reshaped([x.shape[0], x.shape[1], H, w]).permuted(0, 2, 1, 3).detached()
+                    }
+                    let (qi, ki, vi) = interleaved ? (inter(q), inter(k), inter(v)) : (q.detached(), k.detached(), v.detached())
+                    for t in [qi, ki, vi] { t.requiresGrad = true }
+                    let o = interleaved
+                        ? Tensor.multiHeadAttention(query: qi, key: ki, value: vi, heads: H, scale: 0.6, causal: causal)
+                        : Tensor.scaledDotProductAttention(qi, ki, vi, scale: 0.6, causal: causal)
+                    (o * (interleaved ? inter(g) : g)).sum().backward()
+                    let grads = [qi.grad!, ki.grad!, vi.grad!]
+                    if !interleaved { return [o.detached()] + grads }
+                    return [headsFirst(o, Dv)] + zip(grads, [D, D, Dv]).map { headsFirst($0, $1) }
+                }
+                let want = run(false, interleaved: false)
+                for (narrow, interleaved) in [(true, false), (true, true), (false, true)] {
+                    let got = run(narrow, interleaved: interleaved)
+                    for (name, (a, b)) in zip(["o", "dq", "dk", "dv"], zip(got, want)) {
+                        XCTAssertEqual(a.shape, b.shape)
+                        let err = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max() ?? 0
+                        XCTAssertLessThan(err, 2e-5, "\(name) narrow \(narrow) interleaved \(interleaved) causal \(causal) \([B, H, Lq, Lk, D, Dv])")
+                    }
+                }
+            }
+        }
+    }
+
     func testCausalAttentionMatchesNaive() {
         // Lq = Lk = 150 > one chunk of 128 rows: row i sees keys 0...i.
         let (B, H, L, D, Dv) = (1, 2, 150, 5, 3)

@@ -37,3 +37,33 @@ void ck_winograd_input_row(const float *plane, int h, int w, int pad, int ty, in
 /// m[e·estride + tx]: Aᵀ m A + bias. `scratch` holds 10·tw floats.
 void ck_winograd_output_row(const float *m, size_t estride, int tw, int ty, float *plane, int ho, int wo,
                             float bias, float *scratch);
+
+/// One attention problem: `batch · heads` heads of queries [lq, d], keys [lk, d], values [lk, dv]
+/// and outputs [lq, dv]; head (b, h) of tensor x starts at x + b·x_b + h·x_h and its rows are x_r
+/// floats apart (elements of a row contiguous). [B, H, L, D] has x_b = H·L·D, x_h = L·D, x_r = D;
+/// [B, L, H·D] has x_b = L·H·D, x_h = D, x_r = H·D. Gradients share their tensor's layout
+/// (dq q's, dk k's, dv v's, g o's); lse is [batch · heads, lq].
+typedef struct {
+    int heads, lq, lk, d, dv, causal;
+    float scale;
+    ptrdiff_t q_b, q_h, q_r, k_b, k_h, k_r, v_b, v_h, v_r, o_b, o_h, o_r;
+} ck_attention;
+
+/// Floats of scratch one worker needs for the forward (backward = 0) or backward kernel.
+size_t ck_attention_scratch(const ck_attention *a, int backward);
+
+/// o = softmax(scale · q kᵀ) v and lse = the rows' logsumexp, for query rows r0..<r1 of head
+/// bh (= b · heads + h). Causal: row i sees keys 0...i.
+void ck_attention_forward(const ck_attention *a, const float *q, const float *k, const float *v, float *o, float *lse,
+                          int bh, int r0, int r1, float *scratch);
+
+/// dq, dk, dv of head bh from the forward's o and lse and the output gradient g (dq, dk and dv
+/// of the head are overwritten).
+void ck_attention_backward(const ck_attention *a, const float *q, const float *k, const float *v, const float *o,
+                           const float *lse, const float *g, float *dq, float *dk, float *dv, int bh, float *scratch);
+
+/// C[m, n] = A[m, k] · B[k, n] (+ C when `accumulate`), row-major with row strides lda, ldb, ldc;
+/// B read in place (no packing): fast for m and k up to a few hundred. `scratch` holds
+/// 16 · (k + m) floats (used when n is not a multiple of 16).
+void ck_sgemm_small(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
+                    int accumulate, float *scratch);

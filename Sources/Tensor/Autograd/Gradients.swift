@@ -26,7 +26,8 @@ enum Op {
     case groupNorm(groups: Int, hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case layerNorm(hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case softmax(output: Tensor)
-    case attention(scale: Float, causal: Bool, output: Tensor, lse: Tensor)
+    /// heads: nil for [B, H, L, D] inputs, else the head count of [B, L, H·D] ones.
+    case attention(scale: Float, causal: Bool, heads: Int?, output: Tensor, lse: Tensor)
 }
 
 extension Op {
@@ -144,8 +145,10 @@ func gradients(of node: Node, outputGrad g: Tensor, output: Tensor) -> [Tensor?]
     case .softmax(let y):
         return [softmaxBackward(y: y, g: g)]
 
-    case .attention(let scale, let causal, let o, let lse):
-        let (dq, dk, dv) = attentionBackward(x[0], x[1], x[2], out: o, lse: lse, scale: scale, causal: causal, g: g)
+    case .attention(let scale, let causal, let heads, let o, let lse):
+        let a = heads.map { AttentionDims(interleaved: x[0].shape, x[1].shape, x[2].shape, heads: $0) }
+            ?? AttentionDims(x[0].shape, x[1].shape, x[2].shape)
+        let (dq, dk, dv) = attentionBackward(x[0], x[1], x[2], a, out: o, lse: lse, scale: scale, causal: causal, g: g)
         return [dq, dk, dv]
     }
 }

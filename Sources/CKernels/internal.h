@@ -1,0 +1,55 @@
+// Shared by the kernels of this folder (not part of the module's interface): the inline exp
+// and the three-builds-and-a-choice dispatch of each exported kernel.
+#pragma once
+#include <stdint.h>
+#include <string.h>
+
+#define CK_INLINE static inline __attribute__((always_inline))
+
+// e^x with relative error ~2e-7: Cody–Waite reduction, degree-6 polynomial, 2^n by exponent bits.
+CK_INLINE float ck_expf(float x) {
+    x = x > 88.72283f ? 88.72283f : x;
+    x = x < -87.33654f ? -87.33654f : x;
+    const float magic = 12582912.0f;  // 1.5 · 2^23
+    float t = x * 1.44269504088896341f + magic;
+    float n = t - magic;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t tb, mb, pb;
+    memcpy(&tb, &t, 4);
+    memcpy(&mb, &magic, 4);
+    memcpy(&pb, &p, 4);
+    pb += (int32_t)((uint32_t)(tb - mb) << 23);
+    memcpy(&p, &pb, 4);
+    return p;
+}
+
+// Three builds of each kernel and a one-time choice among them.
+#if defined(__x86_64__)
+#define CK_VARIANTS(ret, name, params, args)                                                   \
+    __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))) static ret name##_avx512 params { \
+        return name##_impl args;                                                               \
+    }                                                                                          \
+    __attribute__((target("avx2,fma"))) static ret name##_avx2 params { return name##_impl args; } \
+    static ret name##_base params { return name##_impl args; }                                 \
+    typedef ret(*name##_fn) params;                                                            \
+    static name##_fn name##_pick(void) {                                                       \
+        __builtin_cpu_init();                                                                  \
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&         \
+            __builtin_cpu_supports("avx512dq")) return name##_avx512;                          \
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return name##_avx2; \
+        return name##_base;                                                                    \
+    }
+#define CK_DISPATCH(name) static name##_fn f; if (!f) f = name##_pick(); return f
+#else
+#define CK_VARIANTS(ret, name, params, args) static ret name##_base params { return name##_impl args; }
+#define CK_DISPATCH(name) return name##_base
+#endif
+
