@@ -316,15 +316,22 @@ extension ConvGeometry {
     }
 }
 
+/// Floats of transformed input and products (V and M) one Winograd work item holds: 1 MB, so that
+/// both stay in a core's L2 beside the product's packed panels (`DIFFUSE_WINOGRAD_ITEM` overrides,
+/// for tuning). On an Intel Xeon model 207 (2 MB L2), `DIFFUSE_PROFILE=1 bench model --batch 64`
+/// of the Fashion-MNIST U-Net, per shape, against 2 MB items: 32→32 at 32×32 127 → 167–173
+/// GFLOP/s, 64→64 at 16×16 151 → 206–212, 128→128 at 8×8 185 → 212 (2 runs each).
+let winogradItemFloats = Int(ProcessInfo.processInfo.environment["DIFFUSE_WINOGRAD_ITEM"] ?? "") ?? (1 << 18)
+
 /// Winograd F(2×2, 3×3) (transforms in CKernels/winograd.c): work items are runs of tile rows
 /// (2 output rows of one image each); a worker transforms its run's input into V [16, Cin, cols],
 /// multiplies M_e = U_e V_e for the 16 elements e (U [16, Cout, Cin], the transformed weights),
-/// and transforms M back into the output rows, bias added. V and M of a run stay within ~2 MB.
+/// and transforms M back into the output rows, bias added. V and M of a run stay within `winogradItemFloats`.
 private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, into out: Tensor) {
     let pad = g.p.padding.0
     let th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2
     let rowsTotal = g.n * th
-    var rowsPer = Swift.max(1, (1 << 19) / (16 * (g.cin + g.cout) * tw))
+    var rowsPer = Swift.max(1, winogradItemFloats / (16 * (g.cin + g.cout) * tw))
     rowsPer = Swift.min(rowsPer, Swift.max(1, rowsTotal / (3 * Threads.count)))
     let items = (rowsTotal + rowsPer - 1) / rowsPer
     let u = Tensor(uninitialized: [16, g.cout, g.cin])
@@ -676,3 +683,4 @@ extension Tensor {
         return y.reshaped([y.shape[0], y.shape[1], y.shape[3]])
     }
 }
+
