@@ -61,9 +61,3 @@ void ck_attention_forward(const ck_attention *a, const float *q, const float *k,
 /// of the head are overwritten).
 void ck_attention_backward(const ck_attention *a, const float *q, const float *k, const float *v, const float *o,
                            const float *lse, const float *g, float *dq, float *dk, float *dv, int bh, float *scratch);
-
-/// C[m, n] = A[m, k] · B[k, n] (+ C when `accumulate`), row-major with row strides lda, ldb, ldc;
-/// B read in place (no packing): fast for m and k up to a few hundred. `scratch` holds
-/// 16 · (k + m) floats (used when n is not a multiple of 16).
-void ck_sgemm_small(int m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb, float *c, size_t ldc,
-                    int accumulate, float *scratch);
