@@ -41,64 +41,50 @@ void ck_winograd_weights(const float *w, int cout, int cin, float *u) {
 }
 
 CK_CLONES
-void ck_winograd_input_row(const float *plane, int h, int w, int pad, int ty, int tw,
-                           float *v, size_t estride, float *scratch) {
-    // The tile row's four input rows, zero-padded and split into even and odd columns:
-    // e[i][k] = x[2ty − pad + i][2k − pad], o[i][k] = x[…][2k + 1 − pad], k ≤ tw.
-    const int len = tw + 1;
-    float *e[4], *o[4];
-    for (int i = 0; i < 4; i++) {
-        e[i] = scratch + (size_t)(2 * i) * len;
-        o[i] = scratch + (size_t)(2 * i + 1) * len;
-        int iy = 2 * ty - pad + i;
+void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, int rows, int tw,
+                            float *v, size_t estride, float *scratch) {
+    // The run's input rows 2ty0 − pad … 2(ty0 + rows) − pad + 1, each copied once zero-padded:
+    // p[i][c] = x[2ty0 − pad + i][c − pad], c < 2tw + 2 (consecutive tile rows share two rows).
+    const int len = 2 * tw + 2, nin = 2 * rows + 2;
+    float *p = scratch, *t = scratch + (size_t)nin * len;
+    for (int i = 0; i < nin; i++) {
+        float *row = p + (size_t)i * len;
+        const int iy = 2 * ty0 - pad + i;
         if (iy < 0 || iy >= h) {
-            memset(e[i], 0, sizeof(float) * len);
-            memset(o[i], 0, sizeof(float) * len);
+            memset(row, 0, sizeof(float) * (size_t)len);
             continue;
         }
-        const float *src = plane + (size_t)iy * w;
-        // Interior columns with both reads inside the row, then the edges with checks.
-        int k0 = (pad + 1) / 2, k1 = (w - 1 + pad) / 2;  // 2k − pad ≥ 0 and 2k + 1 − pad ≤ w − 1
-        if (k1 > len) k1 = len;
-        for (int k = 0; k < k0 && k < len; k++) {
-            int ix = 2 * k - pad;
-            e[i][k] = (ix >= 0 && ix < w) ? src[ix] : 0.0f;
-            o[i][k] = (ix + 1 >= 0 && ix + 1 < w) ? src[ix + 1] : 0.0f;
-        }
-        const float *s0 = src - pad;
+        const int c0 = pad < len ? pad : len, c1 = pad + w < len ? pad + w : len;
+        for (int c = 0; c < c0; c++) row[c] = 0;
+        memcpy(row + c0, plane + (size_t)iy * w + (c0 - pad), sizeof(float) * (size_t)(c1 - c0));
+        for (int c = c1; c < len; c++) row[c] = 0;
+    }
+    for (int r = 0; r < rows; r++) {
+        // Bᵀ down the columns of the tile row's four input rows (whole rows at once) ...
+        const float *d0 = p + (size_t)(2 * r) * len, *d1 = d0 + len, *d2 = d1 + len, *d3 = d2 + len;
+        float *restrict t0 = t, *restrict t1 = t + len, *restrict t2 = t + 2 * len, *restrict t3 = t + 3 * len;
 #pragma clang loop vectorize(assume_safety)
-        for (int k = k0; k < k1; k++) {
-            e[i][k] = s0[2 * k];
-            o[i][k] = s0[2 * k + 1];
+        for (int c = 0; c < len; c++) {
+            t0[c] = d0[c] - d2[c];
+            t1[c] = d1[c] + d2[c];
+            t2[c] = d2[c] - d1[c];
+            t3[c] = d1[c] - d3[c];
         }
-        for (int k = k1 > k0 ? k1 : k0; k < len; k++) {
-            int ix = 2 * k - pad;
-            e[i][k] = (ix >= 0 && ix < w) ? src[ix] : 0.0f;
-            o[i][k] = (ix + 1 >= 0 && ix + 1 < w) ? src[ix + 1] : 0.0f;
+        // ... then B along each: V[4i + j][tx] from columns 2tx … 2tx + 3 of row i.
+        for (int i = 0; i < 4; i++) {
+            const float *ti = t + (size_t)i * len;
+            float *restrict w0 = v + (size_t)(4 * i) * estride + (size_t)r * tw, *restrict w1 = w0 + estride;
+            float *restrict w2 = w1 + estride, *restrict w3 = w2 + estride;
+#pragma clang loop vectorize(assume_safety)
+            for (int x = 0; x < tw; x++) {
+                const float a = ti[2 * x], b = ti[2 * x + 1], c = ti[2 * x + 2], d = ti[2 * x + 3];
+                w0[x] = a - c;
+                w1[x] = b + c;
+                w2[x] = c - b;
+                w3[x] = b - d;
+            }
         }
     }
-    // Per tile: t = d B along each of the four rows, then V = Bᵀ t down the columns.
-    const float *e0 = e[0], *e1 = e[1], *e2 = e[2], *e3 = e[3];
-    const float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3];
-    float *restrict v00 = v, *restrict v01 = v + estride, *restrict v02 = v + 2 * estride, *restrict v03 = v + 3 * estride;
-    float *restrict v10 = v + 4 * estride, *restrict v11 = v + 5 * estride, *restrict v12 = v + 6 * estride, *restrict v13 = v + 7 * estride;
-    float *restrict v20 = v + 8 * estride, *restrict v21 = v + 9 * estride, *restrict v22 = v + 10 * estride, *restrict v23 = v + 11 * estride;
-    float *restrict v30 = v + 12 * estride, *restrict v31 = v + 13 * estride, *restrict v32 = v + 14 * estride, *restrict v33 = v + 15 * estride;
-#define ROW(ei, oi, t0, t1, t2, t3) \
-    float t0 = ei[x] - ei[x + 1], t1 = oi[x] + ei[x + 1], t2 = ei[x + 1] - oi[x], t3 = oi[x] - oi[x + 1];
-    // The outputs never overlap the inputs (scratch and V are separate buffers).
-#pragma clang loop vectorize(assume_safety)
-    for (int x = 0; x < tw; x++) {
-        ROW(e0, o0, a0, a1, a2, a3)
-        ROW(e1, o1, b0, b1, b2, b3)
-        ROW(e2, o2, c0, c1, c2, c3)
-        ROW(e3, o3, d0, d1, d2, d3)
-        v00[x] = a0 - c0; v01[x] = a1 - c1; v02[x] = a2 - c2; v03[x] = a3 - c3;
-        v10[x] = b0 + c0; v11[x] = b1 + c1; v12[x] = b2 + c2; v13[x] = b3 + c3;
-        v20[x] = c0 - b0; v21[x] = c1 - b1; v22[x] = c2 - b2; v23[x] = c3 - b3;
-        v30[x] = b0 - d0; v31[x] = b1 - d1; v32[x] = b2 - d2; v33[x] = b3 - d3;
-    }
-#undef ROW
 }
 
 CK_CLONES

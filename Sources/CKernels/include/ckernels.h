@@ -27,11 +27,11 @@ void ck_float_to_half(const float *x, unsigned short *h, size_t n, int bf16);
 /// w[co][ci] (weights [cout, cin, 3, 3]).
 void ck_winograd_weights(const float *w, int cout, int cin, float *u);
 
-/// The input tiles of tile row `ty` of one channel plane [h, w] (padding `pad`, 2×2 outputs per
-/// tile, tiles 0..<tw): v[e·estride + tx] = (Bᵀ d B)[e] of the 4×4 patch at (2ty − pad, 2tx − pad).
-/// `scratch` holds 8·(tw + 1) floats.
-void ck_winograd_input_row(const float *plane, int h, int w, int pad, int ty, int tw,
-                           float *v, size_t estride, float *scratch);
+/// The input tiles of tile rows ty0..<ty0+rows of one channel plane [h, w] (padding `pad`, 2×2
+/// outputs per tile, tiles 0..<tw a row): v[e·estride + r·tw + tx] = (Bᵀ d B)[e] of the 4×4 patch at
+/// (2(ty0 + r) − pad, 2tx − pad). `scratch` holds 2·(2·rows + 6)·(tw + 1) floats.
+void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, int rows, int tw,
+                            float *v, size_t estride, float *scratch);
 
 /// Output rows 2ty and 2ty + 1 (those < ho) of one channel plane [ho, wo] from the products
 /// m[e·estride + tx]: Aᵀ m A + bias. `scratch` holds 10·tw floats.

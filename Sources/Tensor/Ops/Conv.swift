@@ -337,7 +337,8 @@ private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g:
     let u = Tensor(uninitialized: [16, g.cout, g.cin])
     ck_winograd_weights(weight.data, Int32(g.cout), Int32(g.cin), u.data)
     let ld = rowsPer * tw
-    let vSize = 16 * g.cin * ld, mSize = 16 * g.cout * ld, sSize = 4 * (2 * tw + 2) + 16 * tw
+    let vSize = 16 * g.cin * ld, mSize = 16 * g.cout * ld
+    let sSize = Swift.max(2 * (2 * rowsPer + 6) * (tw + 1), 10 * tw)  // input runs; output rows
     let workers = Parallel.chunkCount(items)
     let scratch = Tensor(uninitialized: [workers, vSize + mSize + sSize])
     let px = SendablePointer(x.data), pu = SendablePointer(u.data), po = SendablePointer(out.data)
@@ -348,12 +349,15 @@ private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g:
         let v = ps.p + t * (vSize + mSize + sSize), m = v + vSize, sc = m + mSize
         for item in s0..<e0 {
             let r0 = item * rowsPer, r1 = Swift.min(rowsTotal, r0 + rowsPer)
-            // Channel by channel, its tile rows in order (each plane read once, in sequence).
+            // Channel by channel, its tile rows in order, one call per run of them in one image
+            // (each plane read once, in sequence).
             for ci in 0..<g.cin {
-                for r in r0..<r1 {
-                    let n = r / th, ty = r % th, col = (r - r0) * tw
-                    ck_winograd_input_row(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
-                                          Int32(ty), Int32(tw), v + ci * ld + col, g.cin * ld, sc)
+                var r = r0
+                while r < r1 {
+                    let n = r / th, ty = r % th, run = Swift.min(r1 - r, th - ty)
+                    ck_winograd_input_rows(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
+                                           Int32(ty), Int32(run), Int32(tw), v + ci * ld + (r - r0) * tw, g.cin * ld, sc)
+                    r += run
                 }
             }
             let cols = (r1 - r0) * tw
