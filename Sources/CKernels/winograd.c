@@ -88,30 +88,48 @@ void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, 
 }
 
 CK_CLONES
-void ck_winograd_output_row(const float *m, size_t estride, int tw, int ty, float *plane, int ho, int wo,
-                            float bias, float *scratch) {
-    // s = m A across each row of the 4×4 block, then Aᵀ s down the columns: y[a][b][tx].
-    float *s = scratch;  // s[i][b][tx], 8 rows of tw
-    for (int i = 0; i < 4; i++) {
-        const float *m0 = m + (size_t)(i * 4 + 0) * estride, *m1 = m + (size_t)(i * 4 + 1) * estride;
-        const float *m2 = m + (size_t)(i * 4 + 2) * estride, *m3 = m + (size_t)(i * 4 + 3) * estride;
-        float *s0 = s + (size_t)(i * 2) * tw, *s1 = s + (size_t)(i * 2 + 1) * tw;
+void ck_winograd_output_rows(const float *m, size_t estride, int tw, int ty0, int rows, float *plane, int ho, int wo,
+                             float bias, float *scratch) {
+    float *s = scratch;                      // s[i][b][tx], 8 rows of tw
+    float *spare = scratch + 8 * (size_t)tw;  // one output row, 2·tw wide, when wo is odd
+    for (int r = 0; r < rows; r++) {
+        const int ty = ty0 + r;
+        const float *mr = m + (size_t)r * tw;
+        // s = m A across each row of the 4×4 block, then Aᵀ s down the columns: y[a][b][tx].
+        for (int i = 0; i < 4; i++) {
+            const float *m0 = mr + (size_t)(i * 4 + 0) * estride, *m1 = mr + (size_t)(i * 4 + 1) * estride;
+            const float *m2 = mr + (size_t)(i * 4 + 2) * estride, *m3 = mr + (size_t)(i * 4 + 3) * estride;
+            float *restrict s0 = s + (size_t)(i * 2) * tw, *restrict s1 = s + (size_t)(i * 2 + 1) * tw;
 #pragma clang loop vectorize(assume_safety)
-        for (int x = 0; x < tw; x++) {
-            s0[x] = m0[x] + m1[x] + m2[x];
-            s1[x] = m1[x] - m2[x] - m3[x];
+            for (int x = 0; x < tw; x++) {
+                s0[x] = m0[x] + m1[x] + m2[x];
+                s1[x] = m1[x] - m2[x] - m3[x];
+            }
         }
-    }
-    float *row = scratch + 8 * (size_t)tw;  // one output row, 2·tw wide
-    for (int a = 0; a < 2; a++) {
-        int oy = 2 * ty + a;
-        if (oy >= ho) break;
-        for (int b = 0; b < 2; b++) {
-            const float *p0 = s + (size_t)(0 * 2 + b) * tw, *p1 = s + (size_t)(1 * 2 + b) * tw;
-            const float *p2 = s + (size_t)(2 * 2 + b) * tw, *p3 = s + (size_t)(3 * 2 + b) * tw;
-            if (a == 0) for (int x = 0; x < tw; x++) row[2 * x + b] = p0[x] + p1[x] + p2[x] + bias;
-            else for (int x = 0; x < tw; x++) row[2 * x + b] = p1[x] - p2[x] - p3[x] + bias;
+        for (int a = 0; a < 2; a++) {
+            const int oy = 2 * ty + a;
+            if (oy >= ho) break;
+            // Straight into the plane when its rows are whole tiles wide.
+            float *restrict row = 2 * tw == wo ? plane + (size_t)oy * wo : spare;
+            // q: column 0 of each tile (s rows 0, 2, 4, 6), r: column 1 (rows 1, 3, 5, 7)
+            const float *q0 = s + (size_t)(0 * 2 + 0) * tw, *q1 = s + (size_t)(1 * 2 + 0) * tw;
+            const float *q2 = s + (size_t)(2 * 2 + 0) * tw, *q3 = s + (size_t)(3 * 2 + 0) * tw;
+            const float *r0 = s + (size_t)(0 * 2 + 1) * tw, *r1 = s + (size_t)(1 * 2 + 1) * tw;
+            const float *r2 = s + (size_t)(2 * 2 + 1) * tw, *r3 = s + (size_t)(3 * 2 + 1) * tw;
+            if (a == 0) {
+#pragma clang loop vectorize(assume_safety)
+                for (int x = 0; x < tw; x++) {
+                    row[2 * x] = q0[x] + q1[x] + q2[x] + bias;
+                    row[2 * x + 1] = r0[x] + r1[x] + r2[x] + bias;
+                }
+            } else {
+#pragma clang loop vectorize(assume_safety)
+                for (int x = 0; x < tw; x++) {
+                    row[2 * x] = q1[x] - q2[x] - q3[x] + bias;
+                    row[2 * x + 1] = r1[x] - r2[x] - r3[x] + bias;
+                }
+            }
+            if (row == spare) memcpy(plane + (size_t)oy * wo, spare, sizeof(float) * (size_t)wo);
         }
-        memcpy(plane + (size_t)oy * wo, row, sizeof(float) * wo);
     }
 }

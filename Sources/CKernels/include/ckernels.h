@@ -33,10 +33,11 @@ void ck_winograd_weights(const float *w, int cout, int cin, float *u);
 void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, int rows, int tw,
                             float *v, size_t estride, float *scratch);
 
-/// Output rows 2ty and 2ty + 1 (those < ho) of one channel plane [ho, wo] from the products
-/// m[e·estride + tx]: Aᵀ m A + bias. `scratch` holds 10·tw floats.
-void ck_winograd_output_row(const float *m, size_t estride, int tw, int ty, float *plane, int ho, int wo,
-                            float bias, float *scratch);
+/// Output rows 2ty and 2ty + 1 (those < ho) of one channel plane [ho, wo] for each tile row
+/// ty = ty0 + r, r < rows, from the products m[e·estride + r·tw + tx]: Aᵀ m A + bias. `scratch`
+/// holds 10·tw floats.
+void ck_winograd_output_rows(const float *m, size_t estride, int tw, int ty0, int rows, float *plane, int ho, int wo,
+                             float bias, float *scratch);
 
 /// One attention problem: `batch · heads` heads of queries [lq, d], keys [lk, d], values [lk, dv]
 /// and outputs [lq, dv]; head (b, h) of tensor x starts at x + b·x_b + h·x_h and its rows are x_r

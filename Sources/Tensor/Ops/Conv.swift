@@ -367,13 +367,15 @@ private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g:
                                  b: v + e * g.cin * ld, ldb: ld,
                                  beta: 0, c: m + e * g.cout * ld, ldc: ld)
             }
-            for r in r0..<r1 {
-                let n = r / th, ty = r % th, col = (r - r0) * tw
+            var r = r0
+            while r < r1 {
+                let n = r / th, ty = r % th, run = Swift.min(r1 - r, th - ty), col = (r - r0) * tw
                 for co in 0..<g.cout {
-                    ck_winograd_output_row(m + co * ld + col, g.cout * ld, Int32(tw), Int32(ty),
-                                           po.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
-                                           pb?.p[co] ?? 0, sc)
+                    ck_winograd_output_rows(m + co * ld + col, g.cout * ld, Int32(tw), Int32(ty), Int32(run),
+                                            po.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
+                                            pb?.p[co] ?? 0, sc)
                 }
+                r += run
             }
         }
     }
