@@ -80,36 +80,10 @@ CK_INLINE void rows_accumulate(int R, const float *a, size_t as, const float *p,
     }
 }
 
-// A row of scores (keys n ≤ ld): s ← exp(s − m), zero past n; returns the sum. m is the row's
-// max, or `lse` when `given` (the values are then the probabilities themselves).
-CK_INLINE float exp_row(float *s, int n, size_t ld, int given, float lse, float *max_out) {
-    float m = lse;
-    if (!given) {
-        float acc[16];
-        for (int l = 0; l < 16; l++) acc[l] = -INFINITY;
-        int j = 0;
-        for (; j + 16 <= n; j += 16)
-            for (int l = 0; l < 16; l++) acc[l] = s[j + l] > acc[l] ? s[j + l] : acc[l];
-        m = -INFINITY;
-        for (; j < n; j++) m = s[j] > m ? s[j] : m;
-        for (int l = 0; l < 16; l++) m = acc[l] > m ? acc[l] : m;
-        if (m == -INFINITY) m = 0;  // a fully masked row: exp(-inf) = 0 everywhere
-    }
-    float acc[16];
-    for (int l = 0; l < 16; l++) acc[l] = 0;
-    int j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int l = 0; l < 16; l++) {
-            float e = ck_expf(s[j + l] - m);
-            s[j + l] = e;
-            acc[l] += e;
-        }
-    float sum = 0;
-    for (; j < n; j++) { float e = ck_expf(s[j] - m); s[j] = e; sum += e; }
-    for (int l = 0; l < 16; l++) sum += acc[l];
+// A row of scores (keys n ≤ ld) into probabilities exp(s − lse), zero past n.
+CK_INLINE void prob_row(float *s, int n, size_t ld, float lse) {
+    for (int j = 0; j < n; j++) s[j] = ck_expf(s[j] - lse);
     for (size_t k = n; k < ld; k++) s[k] = 0;
-    *max_out = m;
-    return sum;
 }
 
 CK_INLINE int attended(const ck_attention *a, int row) {
@@ -138,39 +112,13 @@ CK_INLINE void copy_padded(const float *src, ptrdiff_t rs, int rows, int cols, f
     }
 }
 
-// 16 floats, one per lane: clang lowers it to one AVX-512 register, two AVX ones or four SSE ones
-// (memory of any float alignment).
-typedef float v16 __attribute__((ext_vector_type(16), aligned(4)));
-typedef int i16 __attribute__((ext_vector_type(16), aligned(4)));
+// 16 floats, one per lane (internal.h): clang lowers it to one AVX-512 register, two AVX ones or
+// four SSE ones (memory of any float alignment).
+typedef ck_v16 v16;
+typedef ck_i16 i16;
 
 CK_INLINE v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
-CK_INLINE void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 CK_INLINE v16 max16(v16 a, v16 b) { return a > b ? a : b; }
-
-// e^x lane by lane (ck_expf's arithmetic).
-CK_INLINE v16 exp16(v16 x) {
-    x = x > 88.72283f ? (v16)88.72283f : x;
-    x = x < -87.33654f ? (v16)-87.33654f : x;
-    const v16 magic = 12582912.0f;
-    v16 t = x * 1.44269504088896341f + magic;
-    v16 n = t - magic;
-    v16 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v16 p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    i16 ti, mi, pi;
-    memcpy(&ti, &t, sizeof t);
-    memcpy(&mi, &magic, sizeof magic);
-    memcpy(&pi, &p, sizeof p);
-    pi += (ti - mi) << 23;
-    memcpy(&p, &pi, sizeof p);
-    return p;
-}
 
 // The forward pass runs on 16 query rows at once, one row per lane: St[j] = the scores of key j
 // for rows r0…r0+15 (the key's row broadcast against the block's transposed queries), so the
@@ -219,7 +167,7 @@ CK_INLINE void forward_rows16(const ck_attention *a, int r0, int nr, const float
     m = m == -INFINITY ? (v16)0 : m;  // a fully masked row
     v16 sum = 0;
     for (j = 0; j < keys; j++) {
-        v16 s = St[j], e = exp16(s - m);
+        v16 s = St[j], e = ck_exp16(s - m);
         e = s == -INFINITY ? (v16)0 : e;
         St[j] = e;
         sum += e;
@@ -266,8 +214,7 @@ CK_INLINE void backward_block(int R, const ck_attention *a, int r0, const float 
     rows_times(R, qs, a->d, Kt, a->d, ld, P);
     float D[CK_ROWS];
     for (int r = 0; r < R; r++) {
-        float m;
-        exp_row(P + r * ld, attended(a, r0 + r), ld, 1, lse[r0 + r], &m);
+        prob_row(P + r * ld, attended(a, r0 + r), ld, lse[r0 + r]);
         float s = 0;
         for (int c = 0; c < a->dv; c++) s += gr[r * a->o_r + c] * orow[r * a->o_r + c];
         D[r] = s;

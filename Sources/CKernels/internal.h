@@ -7,29 +7,35 @@
 #define CK_INLINE static inline __attribute__((always_inline))
 
 // e^x with relative error ~2e-7: Cody–Waite reduction, degree-6 polynomial, 2^n by exponent bits.
-CK_INLINE float ck_expf(float x) {
-    x = x > 88.72283f ? 88.72283f : x;
-    x = x < -87.33654f ? -87.33654f : x;
-    const float magic = 12582912.0f;  // 1.5 · 2^23
-    float t = x * 1.44269504088896341f + magic;
-    float n = t - magic;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t tb, mb, pb;
-    memcpy(&tb, &t, 4);
-    memcpy(&mb, &magic, 4);
-    memcpy(&pb, &p, 4);
-    pb += (int32_t)((uint32_t)(tb - mb) << 23);
-    memcpy(&p, &pb, 4);
+// One body for a float (ck_expf) and for a vector of 16 (ck_exp16, lane by lane).
+typedef float ck_v16 __attribute__((ext_vector_type(16), aligned(4)));
+typedef int32_t ck_i16 __attribute__((ext_vector_type(16), aligned(4)));
+
+#define CK_EXP_BODY(T, I)                              \
+    x = x > 88.72283f ? (T)88.72283f : x;              \
+    x = x < -87.33654f ? (T)-87.33654f : x;            \
+    const T magic = 12582912.0f; /* 1.5 · 2^23 */      \
+    T t = x * 1.44269504088896341f + magic;            \
+    T n = t - magic;                                   \
+    T r = x - n * 0.693359375f;                        \
+    r = r - n * -2.12194440e-4f;                       \
+    T p = 1.0f / 720;                                  \
+    p = p * r + 1.0f / 120;                            \
+    p = p * r + 1.0f / 24;                             \
+    p = p * r + 1.0f / 6;                              \
+    p = p * r + 0.5f;                                  \
+    p = p * r + 1.0f;                                  \
+    p = p * r + 1.0f;                                  \
+    I tb, mb, pb;                                      \
+    memcpy(&tb, &t, sizeof t);                         \
+    memcpy(&mb, &magic, sizeof magic);                 \
+    memcpy(&pb, &p, sizeof p);                         \
+    pb += (tb - mb) << 23;                             \
+    memcpy(&p, &pb, sizeof p);                         \
     return p;
-}
+
+CK_INLINE float ck_expf(float x) { CK_EXP_BODY(float, uint32_t) }
+CK_INLINE ck_v16 ck_exp16(ck_v16 x) { CK_EXP_BODY(ck_v16, ck_i16) }
 
 // Three builds of each kernel and a one-time choice among them.
 #if defined(__x86_64__)
