@@ -689,4 +689,3 @@ extension Tensor {
         return y.reshaped([y.shape[0], y.shape[1], y.shape[3]])
     }
 }
-
