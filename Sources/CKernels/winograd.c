@@ -133,3 +133,78 @@ void ck_winograd_output_rows(const float *m, size_t estride, int tw, int ty0, in
         }
     }
 }
+
+// Weight gradients by Winograd F(3×3, 2×2). The forward's Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A is linear
+// in g, so dL/dg = Gᵀ[(A gY Aᵀ) ⊙ (Bᵀ d B)]G for one tile's output gradient gY (2×2) and input
+// patch d (4×4), and over all tiles and images the ⊙ summed becomes 16 matrix products
+// M_e [Cout, Cin] = Σ_tiles (A gY Aᵀ)_e (Bᵀ d B)_eᵀ: 4 multiply-adds per output pixel and channel
+// pair instead of im2col's 9, and no 9-fold unfold. The input side is ck_winograd_input_rows.
+// A's last row is taken as +[0 1] (not −) so the transform only copies, adds and subtracts; the
+// sign goes into the last row of G in ck_winograd_weights_grad (s_e s_f on both sides).
+
+CK_CLONES
+void ck_winograd_grad_rows(const float *plane, int ho, int wo, int ty0, int rows, int tw, float *v, size_t estride,
+                           float *scratch) {
+    const int len = 2 * tw;
+    float *pa = scratch, *pb = scratch + len, *t1 = scratch + 2 * (size_t)len, *t2 = t1 + len;
+    for (int r = 0; r < rows; r++) {
+        // The tile row's two output-gradient rows, zero past the plane's edge.
+        const int oy = 2 * (ty0 + r);
+        const float *a = plane + (size_t)oy * wo, *b = a + wo;
+        if (len != wo) {
+            memcpy(pa, a, sizeof(float) * (size_t)wo);
+            pa[len - 1] = 0;
+            a = pa;
+        }
+        if (oy + 1 >= ho) {
+            memset(pb, 0, sizeof(float) * (size_t)len);
+            b = pb;
+        } else if (len != wo) {
+            memcpy(pb, b, sizeof(float) * (size_t)wo);
+            pb[len - 1] = 0;
+            b = pb;
+        }
+        // A down the columns: rows a, a + b, a − b, b ...
+#pragma clang loop vectorize(assume_safety)
+        for (int c = 0; c < len; c++) {
+            t1[c] = a[c] + b[c];
+            t2[c] = a[c] - b[c];
+        }
+        // ... then along each: columns 2tx and 2tx + 1 → p, p + q, p − q, q.
+        const float *ts[4] = {a, t1, t2, b};
+        for (int i = 0; i < 4; i++) {
+            const float *ti = ts[i];
+            float *restrict w0 = v + (size_t)(4 * i) * estride + (size_t)r * tw, *restrict w1 = w0 + estride;
+            float *restrict w2 = w1 + estride, *restrict w3 = w2 + estride;
+#pragma clang loop vectorize(assume_safety)
+            for (int x = 0; x < tw; x++) {
+                const float p = ti[2 * x], q = ti[2 * x + 1];
+                w0[x] = p;
+                w1[x] = p + q;
+                w2[x] = p - q;
+                w3[x] = q;
+            }
+        }
+    }
+}
+
+void ck_winograd_weights_grad(const float *m, int cout, int cin, float *dw) {
+    const size_t plane = (size_t)cout * cin;
+    for (size_t k = 0; k < plane; k++) {
+        float t[3][4];  // G'ᵀ M down the columns (G' = G with its last row negated)
+        for (int f = 0; f < 4; f++) {
+            const float m0 = m[(size_t)f * plane + k], m1 = m[(size_t)(4 + f) * plane + k];
+            const float m2 = m[(size_t)(8 + f) * plane + k], m3 = m[(size_t)(12 + f) * plane + k];
+            t[0][f] = m0 + 0.5f * (m1 + m2);
+            t[1][f] = 0.5f * (m1 - m2);
+            t[2][f] = 0.5f * (m1 + m2) - m3;
+        }
+        float *o = dw + k * 9;
+        for (int i = 0; i < 3; i++) {  // (G'ᵀ M) G'
+            const float a = t[i][0], b = t[i][1], c = t[i][2], d = t[i][3];
+            o[3 * i] = a + 0.5f * (b + c);
+            o[3 * i + 1] = 0.5f * (b - c);
+            o[3 * i + 2] = 0.5f * (b + c) - d;
+        }
+    }
+}

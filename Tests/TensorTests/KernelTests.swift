@@ -91,7 +91,26 @@ final class KernelTests: XCTestCase {
             for i in 0..<w.count { dws += Double(w.data[i]) * Double(w.grad!.data[i]) }
             XCTAssertEqual(dxs, lhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3, "case \(k) dx")
             XCTAssertEqual(dws, lhs, accuracy: 1e-4 * Swift.abs(lhs) + 1e-3, "case \(k) dw")
+            // The weight gradient (Winograd F(3×3, 2×2)) element by element.
+            assertClose(w.grad!, naiveConv2dWeightGrad(x, g, kernel: 3, pad: p), atol: 2e-3, rtol: 1e-4, "case \(k) dw")
         }
+    }
+
+    /// dW[co, ci, i, j] = Σ g[n, co, oy, ox] · x[n, ci, oy − p + i, ox − p + j] (stride 1, one group).
+    func naiveConv2dWeightGrad(_ x: Tensor, _ g: Tensor, kernel k: Int, pad p: Int) -> Tensor {
+        let (n, cin, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (cout, ho, wo) = (g.shape[1], g.shape[2], g.shape[3])
+        var dw = [Float](repeating: 0, count: cout * cin * k * k)
+        for co in 0..<cout { for ci in 0..<cin { for i in 0..<k { for j in 0..<k {
+            var acc = 0.0
+            for b in 0..<n { for oy in 0..<ho { for ox in 0..<wo {
+                let iy = oy - p + i, ix = ox - p + j
+                if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+                acc += Double(g.data[((b * cout + co) * ho + oy) * wo + ox]) * Double(x.data[((b * cin + ci) * h + iy) * wd + ix])
+            } } }
+            dw[((co * cin + ci) * k + i) * k + j] = Float(acc)
+        } } } }
+        return Tensor(shape: [cout, cin, k, k], scalars: dw)
     }
 
     func testSmallImagesShareItemsAndMatchNaive() {

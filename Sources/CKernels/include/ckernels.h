@@ -39,6 +39,17 @@ void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, 
 void ck_winograd_output_rows(const float *m, size_t estride, int tw, int ty0, int rows, float *plane, int ho, int wo,
                              float bias, float *scratch);
 
+/// The output-gradient side of the weight gradient by Winograd F(3×3, 2×2), for tile rows
+/// ty0..<ty0+rows of one channel plane [ho, wo]: v[e·estride + r·tw + tx] = (A' gY A'ᵀ)[e] of the
+/// 2×2 block at (2(ty0 + r), 2tx), zero past the plane, A' = [1 0; 1 1; 1 −1; 0 1]. `scratch`
+/// holds 8·tw floats.
+void ck_winograd_grad_rows(const float *plane, int ho, int wo, int ty0, int rows, int tw, float *v, size_t estride,
+                           float *scratch);
+
+/// dw[co][ci][3][3] = G'ᵀ M G' of the summed products m[e][co][ci] (e = 4i + j < 16; G' = G with
+/// its last row negated, matching ck_winograd_grad_rows).
+void ck_winograd_weights_grad(const float *m, int cout, int cin, float *dw);
+
 /// One attention problem: `batch · heads` heads of queries [lq, d], keys [lk, d], values [lk, dv]
 /// and outputs [lq, dv]; head (b, h) of tensor x starts at x + b·x_b + h·x_h and its rows are x_r
 /// floats apart (elements of a row contiguous). [B, H, L, D] has x_b = H·L·D, x_h = L·D, x_r = D;

@@ -301,6 +301,8 @@ func conv2dForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ p: Conv2dPa
 extension ConvGeometry {
     /// `DIFFUSE_WINOGRAD=0` turns the Winograd path off (to compare).
     static let winogradEnabled = ProcessInfo.processInfo.environment["DIFFUSE_WINOGRAD"] != "0"
+    /// `DIFFUSE_WINOGRAD_DW=0` keeps the weight gradients of Winograd convolutions on im2col (to compare).
+    static let winogradWeightGradEnabled = ProcessInfo.processInfo.environment["DIFFUSE_WINOGRAD_DW"] != "0"
 
     /// 3×3, stride 1, no dilation, one group, equal padding ≤ 2, enough channels for the 16
     /// products to pay for the transforms, and enough 2×2 tiles (≥ 512) for those products to
@@ -379,6 +381,58 @@ private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g:
             }
         }
     }
+}
+
+/// The weight gradient of a convolution that runs forward as Winograd F(2×2, 3×3), by Winograd
+/// F(3×3, 2×2) (CKernels/winograd.c): work items are runs of tile rows as in the forward pass; a
+/// worker transforms its run's input (V [16, Cin, cols], the forward's transform) and output
+/// gradient (Y [16, Cout, cols]) and adds M_e += Y_e V_eᵀ into its own partial M [16, Cout, Cin];
+/// the partials are added in worker order (deterministic for a thread count) and transformed into
+/// dW. 2.25× fewer products than im2col's, and no unfold.
+private func conv2dWeightGradWinograd(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into dw: Tensor) {
+    let pad = g.p.padding.0
+    let th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2
+    let rowsTotal = g.n * th
+    var rowsPer = Swift.max(1, winogradItemFloats / (16 * (g.cin + g.cout) * tw))
+    rowsPer = Swift.min(rowsPer, Swift.max(1, rowsTotal / (3 * Threads.count)))
+    let items = (rowsTotal + rowsPer - 1) / rowsPer
+    let ld = rowsPer * tw
+    let vSize = 16 * g.cin * ld, ySize = 16 * g.cout * ld
+    let sSize = Swift.max(2 * (2 * rowsPer + 6) * (tw + 1), 8 * tw)
+    let mSize = 16 * g.cout * g.cin
+    let workers = Parallel.chunkCount(items)
+    let scratch = Tensor(uninitialized: [workers, vSize + ySize + sSize])
+    let partial = Tensor.zeros([workers, mSize])
+    let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
+    let ps = SendablePointer(scratch.data), pm = SendablePointer(partial.data)
+    let inPlane = g.h * g.w, outPlane = g.ho * g.wo
+    Parallel.indexedChunks(items) { t, s0, e0 in
+        let v = ps.p + t * (vSize + ySize + sSize), y = v + vSize, sc = y + ySize
+        for item in s0..<e0 {
+            let r0 = item * rowsPer, r1 = Swift.min(rowsTotal, r0 + rowsPer)
+            var r = r0
+            while r < r1 {
+                let n = r / th, ty = r % th, run = Swift.min(r1 - r, th - ty), col = (r - r0) * tw
+                for ci in 0..<g.cin {
+                    ck_winograd_input_rows(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
+                                           Int32(ty), Int32(run), Int32(tw), v + ci * ld + col, g.cin * ld, sc)
+                }
+                for co in 0..<g.cout {
+                    ck_winograd_grad_rows(pg.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
+                                          Int32(ty), Int32(run), Int32(tw), y + co * ld + col, g.cout * ld, sc)
+                }
+                r += run
+            }
+            let cols = (r1 - r0) * tw
+            for e in 0..<16 {
+                BLAS.sgemmSerial(transA: false, transB: true, m: g.cout, n: g.cin, k: cols,
+                                 a: y + e * g.cout * ld, lda: ld, b: v + e * g.cin * ld, ldb: ld,
+                                 beta: 1, c: pm.p + t * mSize + e * g.cout * g.cin, ldc: g.cin)
+            }
+        }
+    }
+    let m = workers > 1 ? sumForward(partial, axes: [0]) : partial
+    ck_winograd_weights_grad(m.data, Int32(g.cout), Int32(g.cin), dw.data)
 }
 
 /// dW = Σ over images and tiles of g_tile [Cout/G, cols] × col_tileᵀ, the tiles unfolded in
@@ -475,7 +529,13 @@ private func conv2dBackward(xShape: [Int], x: Tensor?, _ weight: Tensor, hasBias
     let dw = needW ? Tensor.zeros(weight.shape) : nil
     if flippable && (needX || needW) {
         let db = hasBias ? sumForward(gy, axes: [0, 2, 3]).reshapedRaw([g.cout]) : nil
-        if let dw { conv2dWeightGrad(x!, g, gy: gy, into: dw) }
+        if let dw {
+            if g.winograd && ConvGeometry.winogradWeightGradEnabled {
+                conv2dWeightGradWinograd(x!, g, gy: gy, into: dw)
+            } else {
+                conv2dWeightGrad(x!, g, gy: gy, into: dw)
+            }
+        }
         let dx = needX ? conv2dInputGradByFlippedKernel(weight, g, gy: gy) : nil
         return (dx, dw, db)
     }
