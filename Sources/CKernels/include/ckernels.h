@@ -29,7 +29,7 @@ void ck_winograd_weights(const float *w, int cout, int cin, float *u);
 
 /// The input tiles of tile rows ty0..<ty0+rows of one channel plane [h, w] (padding `pad`, 2×2
 /// outputs per tile, tiles 0..<tw a row): v[e·estride + r·tw + tx] = (Bᵀ d B)[e] of the 4×4 patch at
-/// (2(ty0 + r) − pad, 2tx − pad). `scratch` holds 2·(2·rows + 6)·(tw + 1) floats.
+/// (2(ty0 + r) − pad, 2tx − pad). `scratch` holds 10·(tw + 1) floats.
 void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, int rows, int tw,
                             float *v, size_t estride, float *scratch);
 

@@ -325,108 +325,123 @@ extension ConvGeometry {
 /// GFLOP/s, 64→64 at 16×16 151 → 206–212, 128→128 at 8×8 185 → 212 (2 runs each).
 let winogradItemFloats = Int(ProcessInfo.processInfo.environment["DIFFUSE_WINOGRAD_ITEM"] ?? "") ?? (1 << 18)
 
-/// Winograd F(2×2, 3×3) (transforms in CKernels/winograd.c): work items are runs of tile rows
-/// (2 output rows of one image each); a worker transforms its run's input into V [16, Cin, cols],
-/// multiplies M_e = U_e V_e for the 16 elements e (U [16, Cout, Cin], the transformed weights),
-/// and transforms M back into the output rows, bias added. V and M of a run stay within `winogradItemFloats`.
+/// How a Winograd convolution splits into work: tile rows (2 output rows of one image each), th
+/// per image and tw tiles a row, in items of `rowsPer` consecutive tile rows. A worker's scratch
+/// holds the item's transformed input [16, Cin, ld] and the other side's [16, C', ld] (C' = Cout:
+/// products or transformed output gradients); each element's block is padded by 16 floats so that
+/// the 16 blocks do not all start on the same cache sets (their strides are often powers of two).
+struct WinogradPlan {
+    let th, tw, rowsTotal, rowsPer, items, ld: Int
+    /// Floats between elements e and e + 1 of the input side and of the other side.
+    let vStride, mStride: Int
+    /// Floats of one worker's scratch, and where its transform scratch starts.
+    let scratch, transformOffset: Int
+
+    init(_ g: ConvGeometry) {
+        th = (g.ho + 1) / 2
+        tw = (g.wo + 1) / 2
+        rowsTotal = g.n * th
+        var r = Swift.max(1, winogradItemFloats / (16 * (g.cin + g.cout) * tw))
+        r = Swift.min(r, Swift.max(1, rowsTotal / (3 * Threads.count)))
+        rowsPer = r
+        items = (rowsTotal + r - 1) / r
+        ld = r * tw
+        vStride = g.cin * ld + 16
+        mStride = g.cout * ld + 16
+        transformOffset = 16 * (vStride + mStride)
+        scratch = transformOffset + 10 * (tw + 1)  // ck_winograd_{input,grad,output}_rows
+    }
+
+    /// Tile rows r0..<r1 of item `item`, as runs within one image: (image, first tile row in it,
+    /// rows, column of the run's first tile in the item's blocks).
+    func forEachRun(_ item: Int, _ body: (_ n: Int, _ ty: Int, _ run: Int, _ col: Int) -> Void) {
+        let r0 = item * rowsPer, r1 = Swift.min(rowsTotal, r0 + rowsPer)
+        var r = r0
+        while r < r1 {
+            let run = Swift.min(r1 - r, th - r % th)
+            body(r / th, r % th, run, (r - r0) * tw)
+            r += run
+        }
+    }
+
+    func columns(_ item: Int) -> Int { (Swift.min(rowsTotal, (item + 1) * rowsPer) - item * rowsPer) * tw }
+}
+
+/// Winograd F(2×2, 3×3) (transforms in CKernels/winograd.c): a worker transforms its item's
+/// input into V [16, Cin, cols], multiplies M_e = U_e V_e for the 16 elements e (U [16, Cout,
+/// Cin], the transformed weights), and transforms M back into the output rows, bias added.
 private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, into out: Tensor) {
     let pad = g.p.padding.0
-    let th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2
-    let rowsTotal = g.n * th
-    var rowsPer = Swift.max(1, winogradItemFloats / (16 * (g.cin + g.cout) * tw))
-    rowsPer = Swift.min(rowsPer, Swift.max(1, rowsTotal / (3 * Threads.count)))
-    let items = (rowsTotal + rowsPer - 1) / rowsPer
+    let plan = WinogradPlan(g)
     let u = Tensor(uninitialized: [16, g.cout, g.cin])
     ck_winograd_weights(weight.data, Int32(g.cout), Int32(g.cin), u.data)
-    let ld = rowsPer * tw
-    let vSize = 16 * g.cin * ld, mSize = 16 * g.cout * ld
-    let sSize = Swift.max(2 * (2 * rowsPer + 6) * (tw + 1), 10 * tw)  // input runs; output rows
-    let workers = Parallel.chunkCount(items)
-    let scratch = Tensor(uninitialized: [workers, vSize + mSize + sSize])
+    let ld = plan.ld, vs = plan.vStride, ms = plan.mStride
+    let scratch = Tensor(uninitialized: [Parallel.chunkCount(plan.items), plan.scratch])
     let px = SendablePointer(x.data), pu = SendablePointer(u.data), po = SendablePointer(out.data)
     let ps = SendablePointer(scratch.data)
     let pb = bias.map { SendablePointer($0.data) }
     let inPlane = g.h * g.w, outPlane = g.ho * g.wo
-    Parallel.indexedChunks(items) { t, s0, e0 in
-        let v = ps.p + t * (vSize + mSize + sSize), m = v + vSize, sc = m + mSize
+    Parallel.indexedChunks(plan.items) { t, s0, e0 in
+        let v = ps.p + t * plan.scratch, m = v + 16 * vs, sc = v + plan.transformOffset
         for item in s0..<e0 {
-            let r0 = item * rowsPer, r1 = Swift.min(rowsTotal, r0 + rowsPer)
-            // Channel by channel, its tile rows in order, one call per run of them in one image
-            // (each plane read once, in sequence).
-            for ci in 0..<g.cin {
-                var r = r0
-                while r < r1 {
-                    let n = r / th, ty = r % th, run = Swift.min(r1 - r, th - ty)
+            plan.forEachRun(item) { n, ty, run, col in
+                for ci in 0..<g.cin {
                     ck_winograd_input_rows(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
-                                           Int32(ty), Int32(run), Int32(tw), v + ci * ld + (r - r0) * tw, g.cin * ld, sc)
-                    r += run
+                                           Int32(ty), Int32(run), Int32(plan.tw), v + ci * ld + col, vs, sc)
                 }
             }
-            let cols = (r1 - r0) * tw
+            let cols = plan.columns(item)
             for e in 0..<16 {
                 BLAS.sgemmSerial(transA: false, transB: false, m: g.cout, n: cols, k: g.cin,
                                  a: pu.p + e * g.cout * g.cin, lda: g.cin,
-                                 b: v + e * g.cin * ld, ldb: ld,
-                                 beta: 0, c: m + e * g.cout * ld, ldc: ld)
+                                 b: v + e * vs, ldb: ld,
+                                 beta: 0, c: m + e * ms, ldc: ld)
             }
-            var r = r0
-            while r < r1 {
-                let n = r / th, ty = r % th, run = Swift.min(r1 - r, th - ty), col = (r - r0) * tw
+            plan.forEachRun(item) { n, ty, run, col in
                 for co in 0..<g.cout {
-                    ck_winograd_output_rows(m + co * ld + col, g.cout * ld, Int32(tw), Int32(ty), Int32(run),
+                    ck_winograd_output_rows(m + co * ld + col, ms, Int32(plan.tw), Int32(ty), Int32(run),
                                             po.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
                                             pb?.p[co] ?? 0, sc)
                 }
-                r += run
             }
         }
     }
 }
 
 /// The weight gradient of a convolution that runs forward as Winograd F(2×2, 3×3), by Winograd
-/// F(3×3, 2×2) (CKernels/winograd.c): work items are runs of tile rows as in the forward pass; a
-/// worker transforms its run's input (V [16, Cin, cols], the forward's transform) and output
-/// gradient (Y [16, Cout, cols]) and adds M_e += Y_e V_eᵀ into its own partial M [16, Cout, Cin];
-/// the partials are added in worker order (deterministic for a thread count) and transformed into
-/// dW. 2.25× fewer products than im2col's, and no unfold.
+/// F(3×3, 2×2) (CKernels/winograd.c): work items as in the forward pass; a worker transforms its
+/// item's input (V [16, Cin, cols], the forward's transform) and output gradient (Y [16, Cout,
+/// cols]) and adds M_e += Y_e V_eᵀ into its own partial M [16, Cout, Cin]; the partials are added
+/// in worker order (deterministic for a thread count) and transformed into dW. 2.25× fewer
+/// products than im2col's, and no unfold.
 private func conv2dWeightGradWinograd(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into dw: Tensor) {
     let pad = g.p.padding.0
-    let th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2
-    let rowsTotal = g.n * th
-    var rowsPer = Swift.max(1, winogradItemFloats / (16 * (g.cin + g.cout) * tw))
-    rowsPer = Swift.min(rowsPer, Swift.max(1, rowsTotal / (3 * Threads.count)))
-    let items = (rowsTotal + rowsPer - 1) / rowsPer
-    let ld = rowsPer * tw
-    let vSize = 16 * g.cin * ld, ySize = 16 * g.cout * ld
-    let sSize = Swift.max(2 * (2 * rowsPer + 6) * (tw + 1), 8 * tw)
+    let plan = WinogradPlan(g)
+    let ld = plan.ld, vs = plan.vStride, ys = plan.mStride
     let mSize = 16 * g.cout * g.cin
-    let workers = Parallel.chunkCount(items)
-    let scratch = Tensor(uninitialized: [workers, vSize + ySize + sSize])
+    let workers = Parallel.chunkCount(plan.items)
+    let scratch = Tensor(uninitialized: [workers, plan.scratch])
     let partial = Tensor.zeros([workers, mSize])
     let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
     let ps = SendablePointer(scratch.data), pm = SendablePointer(partial.data)
     let inPlane = g.h * g.w, outPlane = g.ho * g.wo
-    Parallel.indexedChunks(items) { t, s0, e0 in
-        let v = ps.p + t * (vSize + ySize + sSize), y = v + vSize, sc = y + ySize
+    Parallel.indexedChunks(plan.items) { t, s0, e0 in
+        let v = ps.p + t * plan.scratch, y = v + 16 * vs, sc = v + plan.transformOffset
         for item in s0..<e0 {
-            let r0 = item * rowsPer, r1 = Swift.min(rowsTotal, r0 + rowsPer)
-            var r = r0
-            while r < r1 {
-                let n = r / th, ty = r % th, run = Swift.min(r1 - r, th - ty), col = (r - r0) * tw
+            plan.forEachRun(item) { n, ty, run, col in
                 for ci in 0..<g.cin {
                     ck_winograd_input_rows(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
-                                           Int32(ty), Int32(run), Int32(tw), v + ci * ld + col, g.cin * ld, sc)
+                                           Int32(ty), Int32(run), Int32(plan.tw), v + ci * ld + col, vs, sc)
                 }
                 for co in 0..<g.cout {
                     ck_winograd_grad_rows(pg.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
-                                          Int32(ty), Int32(run), Int32(tw), y + co * ld + col, g.cout * ld, sc)
+                                          Int32(ty), Int32(run), Int32(plan.tw), y + co * ld + col, ys, sc)
                 }
-                r += run
             }
-            let cols = (r1 - r0) * tw
+            let cols = plan.columns(item)
             for e in 0..<16 {
                 BLAS.sgemmSerial(transA: false, transB: true, m: g.cout, n: g.cin, k: cols,
-                                 a: y + e * g.cout * ld, lda: ld, b: v + e * g.cin * ld, ldb: ld,
+                                 a: y + e * ys, lda: ld, b: v + e * vs, ldb: ld,
                                  beta: 1, c: pm.p + t * mSize + e * g.cout * g.cin, ldc: g.cin)
             }
         }
