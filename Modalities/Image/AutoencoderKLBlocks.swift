@@ -104,7 +104,7 @@ final class AutoencoderEncoder: Module {
         var h = convIn(x)
         for b in downBlocks { h = b(h) }
         h = midBlock(h, temb: nil)
-        return convOut(convNormOut(h).silu())
+        return convOut(convNormOut(h, then: .silu))
     }
 }
 

@@ -184,6 +184,6 @@ public final class UNet2DConditionModel: Module {
             let size = resizeUpsamples && b.upConv != nil ? Array(skips[skips.count - b.resnets.count - 1].shape[2...]) : nil
             x = b(x, skips: &skips, temb: emb, context: context, upsampleSize: size)
         }
-        return convOut(c.actFn(convNormOut(x)))
+        return convOut(convNormOut(x, then: c.actFn))
     }
 }

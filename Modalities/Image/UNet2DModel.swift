@@ -161,7 +161,7 @@ public final class UNet2DModel: Module {
         }
         if let midBlock { x = midBlock(x, temb: emb, hook: at(.mid, 0)) }
         for (i, b) in upBlocks.enumerated() { x = b(x, skips: &skips, temb: emb, hook: at(.up, i)) }
-        x = convOut(convNormOut(x).silu())
+        x = convOut(convNormOut(x, then: .silu))
         if config.timeEmbeddingType == .fourier {
             // out / t, t broadcast over [C, H, W]
             x = x / Tensor(shape: [n, 1, 1, 1], scalars: t)

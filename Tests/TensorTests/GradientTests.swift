@@ -141,6 +141,11 @@ final class GradientTests: XCTestCase {
             $0[0].groupNorm(groups: 3, weight: $0[1], bias: $0[2])
         }
         gradientCheck([r([2, 4, 5], 113)], atol: 2e-3) { $0[0].groupNorm(groups: 2) }
+        // Fused with SiLU (CKernels/norm.c): planes longer than the 16-lane blocks, and shorter.
+        gradientCheck([r([2, 6, 5, 7], 118), r([6], 119), r([6], 127)], atol: 2e-3) {
+            $0[0].groupNorm(groups: 3, weight: $0[1], bias: $0[2], silu: true)
+        }
+        gradientCheck([r([2, 4, 3], 128)], atol: 2e-3) { $0[0].groupNorm(groups: 2, silu: true) }
         gradientCheck([r([3, 2, 7], 114), r([7], 115), r([7], 116)], atol: 2e-3) {
             $0[0].layerNorm(weight: $0[1], bias: $0[2])
         }

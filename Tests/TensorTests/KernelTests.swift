@@ -327,6 +327,7 @@ final class KernelTests: XCTestCase {
     func testNormsMatchNaive() {
         let x = r([3, 6, 17], 20), w = r([6], 21), b = r([6], 22)
         let y = x.groupNorm(groups: 3, weight: w, bias: b, eps: 1e-6)
+        let ys = x.groupNorm(groups: 3, weight: w, bias: b, eps: 1e-6, silu: true)
         for n in 0..<3 { for g in 0..<3 {
             var vals: [Double] = []
             for c in (g * 2)..<(g * 2 + 2) { for s in 0..<17 { vals.append(Double(x.data[(n * 6 + c) * 17 + s])) } }
@@ -336,6 +337,8 @@ final class KernelTests: XCTestCase {
                 let i = (n * 6 + c) * 17 + s
                 let want = (Double(x.data[i]) - m) / (v + 1e-6).squareRoot() * Double(w.data[c]) + Double(b.data[c])
                 XCTAssertEqual(Double(y.data[i]), want, accuracy: 1e-5)
+                // fused with SiLU: h·σ(h) of the same h
+                XCTAssertEqual(Double(ys.data[i]), want / (1 + Foundation.exp(-want)), accuracy: 1e-5)
             } }
         } }
         let z = r([5, 33], 23), lw = r([33], 24), lb = r([33], 25)

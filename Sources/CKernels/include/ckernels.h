@@ -50,6 +50,17 @@ void ck_winograd_grad_rows(const float *plane, int ho, int wo, int ty0, int rows
 /// its last row negated, matching ck_winograd_grad_rows).
 void ck_winograd_weights_grad(const float *m, int cout, int cin, float *dw);
 
+/// Group norm of one group: cg channels of S floats at x (contiguous), w and b its channels'
+/// affine parameters (NULL: 1 and 0): y = x̂·w + b with x̂ = (x − mean)·rstd, then SiLU if `silu`;
+/// stats = {mean, rstd}.
+void ck_group_norm_forward(const float *x, int cg, size_t S, const float *w, const float *b, float eps, int silu,
+                           float *y, float *stats);
+
+/// The backward of ck_group_norm_forward for one group from the output gradient gy: dw[c] and db[c]
+/// for its channels, and dx unless NULL (overwritten).
+void ck_group_norm_backward(const float *x, const float *gy, int cg, size_t S, const float *w, const float *b, float m,
+                            float r, int silu, float *dx, float *dw, float *db);
+
 /// One attention problem: `batch · heads` heads of queries [lq, d], keys [lk, d], values [lk, dv]
 /// and outputs [lq, dv]; head (b, h) of tensor x starts at x + b·x_b + h·x_h and its rows are x_r
 /// floats apart (elements of a row contiguous). [B, H, L, D] has x_b = H·L·D, x_h = L·D, x_r = D;

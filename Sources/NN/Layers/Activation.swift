@@ -6,6 +6,9 @@ public enum Activation: String, Codable, CaseIterable, Sendable {
     /// GELU with the tanh approximation (diffusers' "gelu_tanh" / `approximate="tanh"`).
     case geluTanh = "gelu_tanh"
 
+    /// SiLU under either name.
+    public var isSiLU: Bool { self == .silu || self == .swish }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
         switch self {
         case .silu, .swish: return x.silu()

@@ -21,6 +21,13 @@ public final class GroupNorm: Module {
         precondition(x.rank >= 2 && x.shape[1] == channels, "GroupNorm(\(channels) channels) got \(x.shape)")
         return x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps)
     }
+
+    /// `act(self(x))`, SiLU in the same pass as the norm (one read and write of x fewer each way).
+    public func callAsFunction(_ x: Tensor, then act: Activation) -> Tensor {
+        guard act.isSiLU else { return act(self(x)) }
+        precondition(x.rank >= 2 && x.shape[1] == channels, "GroupNorm(\(channels) channels) got \(x.shape)")
+        return x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps, silu: true)
+    }
 }
 
 /// `torch.nn.LayerNorm` over the last dim.

@@ -73,7 +73,7 @@ public final class ResnetBlock: Module {
 
     /// x: [N, Cin, *S], temb: [N, T] -> [N, Cout, *S'] (S' = 2S up, S/2 down).
     public func callAsFunction(_ x: Tensor, temb: Tensor?) -> Tensor {
-        var h = act(norm1(x))
+        var h = norm1(x, then: act)
         let input = resample(x)
         h = conv1(resample(h))
         // temb [N, T] -> [N, C', 1, ...] to broadcast over the spatial dims
@@ -86,15 +86,16 @@ public final class ResnetBlock: Module {
         switch timeEmbeddingNorm {
         case .default:
             if let t { h = h + t }
-            h = norm2(h)
+            h = norm2(h, then: act)
         case .scaleShift:
             h = norm2(h)
             if let t {
                 let parts = t.chunked(2, axis: 1)
                 h = h * (parts[0] + 1) + parts[1]
             }
+            h = act(h)
         }
-        h = conv2(dropout(act(h)))
+        h = conv2(dropout(h))
         let skip = convShortcut.map { $0(input) } ?? input
         let out = skip + h
         return outputScaleFactor == 1 ? out : out / outputScaleFactor

@@ -18,7 +18,7 @@ public final class Conv1dBlock: Module {
         v("group_norm", groupNorm)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { act(groupNorm(conv1d(x))) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { groupNorm(conv1d(x), then: act) }
 }
 
 /// diffusers' `ResidualTemporalBlock1D` (the RL/Diffuser U-Net's ResNet block):

@@ -23,7 +23,7 @@ enum Op {
     case matmul(transA: Bool, transB: Bool)
     case conv2d(Conv2dParams)
     case convTranspose2d(Conv2dParams)
-    case groupNorm(groups: Int, hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
+    case groupNorm(groups: Int, hasWeight: Bool, hasBias: Bool, silu: Bool, mean: Tensor, rstd: Tensor)
     case layerNorm(hasWeight: Bool, hasBias: Bool, mean: Tensor, rstd: Tensor)
     case softmax(output: Tensor)
     /// heads: nil for [B, H, L, D] inputs, else the head count of [B, L, H·D] ones.
@@ -130,10 +130,10 @@ func gradients(of node: Node, outputGrad g: Tensor, output: Tensor) -> [Tensor?]
                                                    needX: x[0].requiresGrad, needW: x[1].requiresGrad)
         return [dx, dw, db]
 
-    case .groupNorm(let groups, let hasW, let hasB, let mean, let rstd):
-        let w = hasW ? x[1] : nil
-        let (dx, dw, db) = groupNormBackward(x[0], groups: groups, weight: w, mean: mean, rstd: rstd, g: g,
-                                             needX: x[0].requiresGrad, needAffine: hasW || hasB)
+    case .groupNorm(let groups, let hasW, let hasB, let silu, let mean, let rstd):
+        let w = hasW ? x[1] : nil, b = hasB ? x[hasW ? 2 : 1] : nil
+        let (dx, dw, db) = groupNormBackward(x[0], groups: groups, weight: w, bias: b, silu: silu, mean: mean,
+                                             rstd: rstd, g: g, needX: x[0].requiresGrad, needAffine: hasW || hasB)
         return [dx] + (hasW ? [dw] : []) + (hasB ? [db] : [])
 
     case .layerNorm(let hasW, let hasB, let mean, let rstd):

@@ -1,6 +1,8 @@
 // Group norm and layer norm: forward and backward side by side.
 // Statistics in Double; the saved mean and 1/std feed the backward pass.
 
+import CKernels
+
 /// Mean and 1/sqrt(var + eps) of n contiguous floats (two passes, population variance).
 @inline(__always) private func moments(_ p: UnsafePointer<Float>, _ n: Int, eps: Float) -> (Float, Float) {
     let mean = rowSum(p, n) / Double(n)
@@ -15,33 +17,30 @@
     return (m, Float(1 / (v + Double(eps)).squareRoot()))
 }
 
-/// y = (x - mean) * rstd * w[c] + b[c] over groups of channels. x: [N, C, *S].
-func groupNormForward(_ x: Tensor, groups G: Int, weight: Tensor?, bias: Tensor?, eps: Float)
+/// y = (x - mean) * rstd * w[c] + b[c] over groups of channels, then SiLU if `silu`. x: [N, C, *S].
+/// Each group runs in CKernels/norm.c (AVX-512/AVX2/baseline builds).
+func groupNormForward(_ x: Tensor, groups G: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false)
     -> (y: Tensor, mean: Tensor, rstd: Tensor) {
     let N = x.shape[0], C = x.shape[1], S = x.count / Swift.max(N * C, 1)
     let y = Tensor(uninitialized: x.shape)
-    let mean = Tensor(uninitialized: [N, G]), rstd = Tensor(uninitialized: [N, G])
+    let stats = Tensor(uninitialized: [N * G, 2])
     let cg = C / G
-    let px = SendablePointer(x.data), py = SendablePointer(y.data)
-    let pm = SendablePointer(mean.data), pr = SendablePointer(rstd.data)
+    let px = SendablePointer(x.data), py = SendablePointer(y.data), ps = SendablePointer(stats.data)
     let pw = weight.map { SendablePointer($0.data) }, pb = bias.map { SendablePointer($0.data) }
     Parallel.forEach(N * G) { ng in
-        let base = ng * cg * S
-        let (m, r) = moments(px.p + base, cg * S, eps: eps)
-        pm.p[ng] = m; pr.p[ng] = r
-        let g = ng % G
-        for cc in 0..<cg {
-            let c = g * cg + cc
-            let scale = r * (pw?.p[c] ?? 1)
-            let shift = (pb?.p[c] ?? 0) - m * scale
-            let off = base + cc * S
-            map8(S, px.p + off, py.p + off) { $0 * scale + shift }
-        }
+        let base = ng * cg * S, c0 = (ng % G) * cg
+        let w: UnsafePointer<Float>? = pw.map { UnsafePointer($0.p + c0) }
+        let b: UnsafePointer<Float>? = pb.map { UnsafePointer($0.p + c0) }
+        ck_group_norm_forward(px.p + base, Int32(cg), S, w, b, eps, silu ? 1 : 0, py.p + base, ps.p + 2 * ng)
     }
+    let mean = Tensor(uninitialized: [N, G]), rstd = Tensor(uninitialized: [N, G])
+    for i in 0..<N * G { mean.data[i] = stats.data[2 * i]; rstd.data[i] = stats.data[2 * i + 1] }
     return (y, mean, rstd)
 }
 
-func groupNormBackward(_ x: Tensor, groups G: Int, weight: Tensor?, mean: Tensor, rstd: Tensor, g gy: Tensor,
+/// Gradients of `groupNormForward` (with the same `silu`; the bias is needed only then).
+func groupNormBackward(_ x: Tensor, groups G: Int, weight: Tensor?, bias: Tensor? = nil, silu: Bool = false,
+                       mean: Tensor, rstd: Tensor, g gy: Tensor,
                        needX: Bool, needAffine: Bool) -> (dx: Tensor?, dw: Tensor?, db: Tensor?) {
     let N = x.shape[0], C = x.shape[1], S = x.count / Swift.max(N * C, 1)
     let cg = C / G
@@ -50,39 +49,16 @@ func groupNormBackward(_ x: Tensor, groups G: Int, weight: Tensor?, mean: Tensor
     let pdw = Tensor(uninitialized: [N, C]), pdb = Tensor(uninitialized: [N, C])
     let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
     let pm = SendablePointer(mean.data), pr = SendablePointer(rstd.data)
-    let pw = weight.map { SendablePointer($0.data) }
+    let pw = weight.map { SendablePointer($0.data) }, pb = bias.map { SendablePointer($0.data) }
     let pdx = dx.map { SendablePointer($0.data) }
     let ppw = SendablePointer(pdw.data), ppb = SendablePointer(pdb.data)
     Parallel.forEach(N * G) { ng in
-        let n = ng / G, g = ng % G
-        let m = pm.p[ng], r = pr.p[ng]
-        var sumA = 0.0, sumB = 0.0  // sum dxhat, sum dxhat * xhat
-        for cc in 0..<cg {
-            let c = g * cg + cc
-            let off = (n * C + c) * S
-            let xs = px.p + off, gs = pg.p + off
-            var s1 = 0.0, s2 = 0.0
-            for k in 0..<S {
-                let xh = (xs[k] - m) * r
-                s1 += Double(gs[k]); s2 += Double(gs[k] * xh)
-            }
-            ppw.p[n * C + c] = Float(s2); ppb.p[n * C + c] = Float(s1)
-            let w = Double(pw?.p[c] ?? 1)
-            sumA += s1 * w; sumB += s2 * w
-        }
-        guard let pdx else { return }
-        let cnt = Double(cg * S)
-        let a = Float(sumA / cnt), b = Float(sumB / cnt)
-        for cc in 0..<cg {
-            let c = g * cg + cc
-            let off = (n * C + c) * S
-            let w = pw?.p[c] ?? 1
-            let xs = px.p + off, gs = pg.p + off, ds = pdx.p + off
-            zip8(S, xs, gs, ds) { xv, gv in
-                let xh = (xv - m) * r
-                return r * (gv * w - a - xh * b)
-            }
-        }
+        let n = ng / G, c0 = (ng % G) * cg, base = (n * C + c0) * S
+        let w: UnsafePointer<Float>? = pw.map { UnsafePointer($0.p + c0) }
+        let b: UnsafePointer<Float>? = pb.map { UnsafePointer($0.p + c0) }
+        let d: UnsafeMutablePointer<Float>? = pdx.map { $0.p + base }
+        ck_group_norm_backward(px.p + base, pg.p + base, Int32(cg), S, w, b, pm.p[ng], pr.p[ng], silu ? 1 : 0,
+                               d, ppw.p + n * C + c0, ppb.p + n * C + c0)
     }
     var dw: Tensor? = nil, db: Tensor? = nil
     if needAffine {
@@ -160,13 +136,17 @@ func layerNormBackward(_ x: Tensor, weight: Tensor?, mean: Tensor, rstd: Tensor,
 extension Tensor {
     /// Group normalisation of [N, C, *S] over C/groups channels and all of S, as
     /// `torch.nn.functional.group_norm`; weight and bias are per channel [C].
-    public func groupNorm(groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5) -> Tensor {
+    /// With `silu`, SiLU follows in the same pass (the result is `groupNorm(…).silu()`; the backward
+    /// recomputes the normalised values instead of keeping them).
+    public func groupNorm(groups: Int, weight: Tensor? = nil, bias: Tensor? = nil, eps: Float = 1e-5,
+                          silu: Bool = false) -> Tensor {
         precondition(rank >= 2 && groups >= 1 && shape[1] % groups == 0,
                      "groupNorm: \(groups) groups do not divide the channels of \(shape)")
         if let weight { precondition(weight.shape == [shape[1]], "groupNorm: weight \(weight.shape) for \(shape)") }
         if let bias { precondition(bias.shape == [shape[1]], "groupNorm: bias \(bias.shape) for \(shape)") }
-        let (y, m, r) = groupNormForward(self, groups: groups, weight: weight, bias: bias, eps: eps)
-        return y.recorded(.groupNorm(groups: groups, hasWeight: weight != nil, hasBias: bias != nil, mean: m, rstd: r),
+        let (y, m, r) = groupNormForward(self, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+        return y.recorded(.groupNorm(groups: groups, hasWeight: weight != nil, hasBias: bias != nil, silu: silu,
+                                     mean: m, rstd: r),
                           [self] + [weight, bias].compactMap { $0 })
     }
 
