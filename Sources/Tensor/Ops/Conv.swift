@@ -365,13 +365,22 @@ struct WinogradPlan {
     }
 
     func columns(_ item: Int) -> Int { (Swift.min(rowsTotal, (item + 1) * rowsPer) - item * rowsPer) * tw }
+
+    /// The input side of a run (every channel's tile rows) into v [16, Cin, ld] at column `col`.
+    func transformInput(_ x: UnsafePointer<Float>, _ g: ConvGeometry, n: Int, ty: Int, run: Int, col: Int,
+                        into v: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let plane = g.h * g.w
+        for ci in 0..<g.cin {
+            ck_winograd_input_rows(x + (n * g.cin + ci) * plane, Int32(g.h), Int32(g.w), Int32(g.p.padding.0),
+                                   Int32(ty), Int32(run), Int32(tw), v + ci * ld + col, vStride, scratch)
+        }
+    }
 }
 
 /// Winograd F(2×2, 3×3) (transforms in CKernels/winograd.c): a worker transforms its item's
 /// input into V [16, Cin, cols], multiplies M_e = U_e V_e for the 16 elements e (U [16, Cout,
 /// Cin], the transformed weights), and transforms M back into the output rows, bias added.
 private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g: ConvGeometry, into out: Tensor) {
-    let pad = g.p.padding.0
     let plan = WinogradPlan(g)
     let u = Tensor(uninitialized: [16, g.cout, g.cin])
     ck_winograd_weights(weight.data, Int32(g.cout), Int32(g.cin), u.data)
@@ -380,15 +389,12 @@ private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g:
     let px = SendablePointer(x.data), pu = SendablePointer(u.data), po = SendablePointer(out.data)
     let ps = SendablePointer(scratch.data)
     let pb = bias.map { SendablePointer($0.data) }
-    let inPlane = g.h * g.w, outPlane = g.ho * g.wo
+    let outPlane = g.ho * g.wo
     Parallel.indexedChunks(plan.items) { t, s0, e0 in
         let v = ps.p + t * plan.scratch, m = v + 16 * vs, sc = v + plan.transformOffset
         for item in s0..<e0 {
             plan.forEachRun(item) { n, ty, run, col in
-                for ci in 0..<g.cin {
-                    ck_winograd_input_rows(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
-                                           Int32(ty), Int32(run), Int32(plan.tw), v + ci * ld + col, vs, sc)
-                }
+                plan.transformInput(px.p, g, n: n, ty: ty, run: run, col: col, into: v, scratch: sc)
             }
             let cols = plan.columns(item)
             for e in 0..<16 {
@@ -415,24 +421,20 @@ private func conv2dWinograd(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ g:
 /// in worker order (deterministic for a thread count) and transformed into dW. 2.25× fewer
 /// products than im2col's, and no unfold.
 private func conv2dWeightGradWinograd(_ x: Tensor, _ g: ConvGeometry, gy: Tensor, into dw: Tensor) {
-    let pad = g.p.padding.0
     let plan = WinogradPlan(g)
-    let ld = plan.ld, vs = plan.vStride, ys = plan.mStride
+    let ld = plan.ld, ys = plan.mStride
     let mSize = 16 * g.cout * g.cin
     let workers = Parallel.chunkCount(plan.items)
     let scratch = Tensor(uninitialized: [workers, plan.scratch])
     let partial = Tensor.zeros([workers, mSize])
     let px = SendablePointer(x.data), pg = SendablePointer(gy.data)
     let ps = SendablePointer(scratch.data), pm = SendablePointer(partial.data)
-    let inPlane = g.h * g.w, outPlane = g.ho * g.wo
+    let outPlane = g.ho * g.wo
     Parallel.indexedChunks(plan.items) { t, s0, e0 in
-        let v = ps.p + t * plan.scratch, y = v + 16 * vs, sc = v + plan.transformOffset
+        let v = ps.p + t * plan.scratch, y = v + 16 * plan.vStride, sc = v + plan.transformOffset
         for item in s0..<e0 {
             plan.forEachRun(item) { n, ty, run, col in
-                for ci in 0..<g.cin {
-                    ck_winograd_input_rows(px.p + (n * g.cin + ci) * inPlane, Int32(g.h), Int32(g.w), Int32(pad),
-                                           Int32(ty), Int32(run), Int32(plan.tw), v + ci * ld + col, vs, sc)
-                }
+                plan.transformInput(px.p, g, n: n, ty: ty, run: run, col: col, into: v, scratch: sc)
                 for co in 0..<g.cout {
                     ck_winograd_grad_rows(pg.p + (n * g.cout + co) * outPlane, Int32(g.ho), Int32(g.wo),
                                           Int32(ty), Int32(run), Int32(plan.tw), y + co * ld + col, ys, sc)
@@ -441,7 +443,7 @@ private func conv2dWeightGradWinograd(_ x: Tensor, _ g: ConvGeometry, gy: Tensor
             let cols = plan.columns(item)
             for e in 0..<16 {
                 BLAS.sgemmSerial(transA: false, transB: true, m: g.cout, n: g.cin, k: cols,
-                                 a: y + e * ys, lda: ld, b: v + e * vs, ldb: ld,
+                                 a: y + e * ys, lda: ld, b: v + e * plan.vStride, ldb: ld,
                                  beta: 1, c: pm.p + t * mSize + e * g.cout * g.cin, ldc: g.cin)
             }
         }
