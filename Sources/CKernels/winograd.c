@@ -95,46 +95,36 @@ void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, 
 CK_CLONES
 void ck_winograd_output_rows(const float *m, size_t estride, int tw, int ty0, int rows, float *plane, int ho, int wo,
                              float bias, float *scratch) {
-    float *s = scratch;                      // s[i][b][tx], 8 rows of tw
-    float *spare = scratch + 8 * (size_t)tw;  // one output row, 2·tw wide, when wo is odd
+    // Each tile row's four outputs per tile straight from its 16 products (no intermediate rows:
+    // 1.5–2.2× in cache, bit for bit the same sums), into the plane's two rows when they are
+    // whole tiles wide and both inside it, else through `spare`.
+    float *spare = scratch;  // two output rows, 2·tw wide
     for (int r = 0; r < rows; r++) {
-        const int ty = ty0 + r;
+        const int ty = ty0 + r, oy = 2 * ty;
         const float *mr = m + (size_t)r * tw;
-        // s = m A across each row of the 4×4 block, then Aᵀ s down the columns: y[a][b][tx].
-        for (int i = 0; i < 4; i++) {
-            const float *m0 = mr + (size_t)(i * 4 + 0) * estride, *m1 = mr + (size_t)(i * 4 + 1) * estride;
-            const float *m2 = mr + (size_t)(i * 4 + 2) * estride, *m3 = mr + (size_t)(i * 4 + 3) * estride;
-            float *restrict s0 = s + (size_t)(i * 2) * tw, *restrict s1 = s + (size_t)(i * 2 + 1) * tw;
+        const int whole = 2 * tw == wo && oy + 1 < ho;
+        float *restrict y0 = whole ? plane + (size_t)oy * wo : spare;
+        float *restrict y1 = whole ? y0 + wo : spare + 2 * (size_t)tw;
+        const float *m0 = mr, *m1 = mr + estride, *m2 = mr + 2 * estride, *m3 = mr + 3 * estride;
+        const float *m4 = mr + 4 * estride, *m5 = mr + 5 * estride, *m6 = mr + 6 * estride, *m7 = mr + 7 * estride;
+        const float *m8 = mr + 8 * estride, *m9 = mr + 9 * estride, *m10 = mr + 10 * estride, *m11 = mr + 11 * estride;
+        const float *m12 = mr + 12 * estride, *m13 = mr + 13 * estride, *m14 = mr + 14 * estride, *m15 = mr + 15 * estride;
 #pragma clang loop vectorize(assume_safety)
-            for (int x = 0; x < tw; x++) {
-                s0[x] = m0[x] + m1[x] + m2[x];
-                s1[x] = m1[x] - m2[x] - m3[x];
-            }
+        for (int x = 0; x < tw; x++) {
+            // m A across each row i of the 4×4 block: (p_i, q_i) = (m_i0 + m_i1 + m_i2, m_i1 − m_i2 − m_i3)
+            const float p0 = m0[x] + m1[x] + m2[x], q0 = m1[x] - m2[x] - m3[x];
+            const float p1 = m4[x] + m5[x] + m6[x], q1 = m5[x] - m6[x] - m7[x];
+            const float p2 = m8[x] + m9[x] + m10[x], q2 = m9[x] - m10[x] - m11[x];
+            const float p3 = m12[x] + m13[x] + m14[x], q3 = m13[x] - m14[x] - m15[x];
+            // then Aᵀ down the columns
+            y0[2 * x] = p0 + p1 + p2 + bias;
+            y0[2 * x + 1] = q0 + q1 + q2 + bias;
+            y1[2 * x] = p1 - p2 - p3 + bias;
+            y1[2 * x + 1] = q1 - q2 - q3 + bias;
         }
-        for (int a = 0; a < 2; a++) {
-            const int oy = 2 * ty + a;
-            if (oy >= ho) break;
-            // Straight into the plane when its rows are whole tiles wide.
-            float *restrict row = 2 * tw == wo ? plane + (size_t)oy * wo : spare;
-            // q: column 0 of each tile (s rows 0, 2, 4, 6), r: column 1 (rows 1, 3, 5, 7)
-            const float *q0 = s + (size_t)(0 * 2 + 0) * tw, *q1 = s + (size_t)(1 * 2 + 0) * tw;
-            const float *q2 = s + (size_t)(2 * 2 + 0) * tw, *q3 = s + (size_t)(3 * 2 + 0) * tw;
-            const float *r0 = s + (size_t)(0 * 2 + 1) * tw, *r1 = s + (size_t)(1 * 2 + 1) * tw;
-            const float *r2 = s + (size_t)(2 * 2 + 1) * tw, *r3 = s + (size_t)(3 * 2 + 1) * tw;
-            if (a == 0) {
-#pragma clang loop vectorize(assume_safety)
-                for (int x = 0; x < tw; x++) {
-                    row[2 * x] = q0[x] + q1[x] + q2[x] + bias;
-                    row[2 * x + 1] = r0[x] + r1[x] + r2[x] + bias;
-                }
-            } else {
-#pragma clang loop vectorize(assume_safety)
-                for (int x = 0; x < tw; x++) {
-                    row[2 * x] = q1[x] - q2[x] - q3[x] + bias;
-                    row[2 * x + 1] = r1[x] - r2[x] - r3[x] + bias;
-                }
-            }
-            if (row == spare) memcpy(plane + (size_t)oy * wo, spare, sizeof(float) * (size_t)wo);
+        if (!whole) {
+            memcpy(plane + (size_t)oy * wo, spare, sizeof(float) * (size_t)wo);
+            if (oy + 1 < ho) memcpy(plane + (size_t)(oy + 1) * wo, spare + 2 * (size_t)tw, sizeof(float) * (size_t)wo);
         }
     }
 }
@@ -151,7 +141,7 @@ CK_CLONES
 void ck_winograd_grad_rows(const float *plane, int ho, int wo, int ty0, int rows, int tw, float *v, size_t estride,
                            float *scratch) {
     const int len = 2 * tw;
-    float *pa = scratch, *pb = scratch + len, *t1 = scratch + 2 * (size_t)len, *t2 = t1 + len;
+    float *pa = scratch, *pb = scratch + len;
     for (int r = 0; r < rows; r++) {
         // The tile row's two output-gradient rows, zero past the plane's edge.
         const int oy = 2 * (ty0 + r);
@@ -169,26 +159,22 @@ void ck_winograd_grad_rows(const float *plane, int ho, int wo, int ty0, int rows
             pb[len - 1] = 0;
             b = pb;
         }
-        // A down the columns: rows a, a + b, a − b, b ...
+        // A' down the two rows (a, a + b, a − b, b), then along each: columns 2tx and 2tx + 1
+        // (p, q) → p, p + q, p − q, q — all 16 from the four values, in one pass.
+        float *restrict w0 = v + (size_t)r * tw;
+        float *restrict w1 = w0 + estride, *restrict w2 = w1 + estride, *restrict w3 = w2 + estride;
+        float *restrict w4 = w3 + estride, *restrict w5 = w4 + estride, *restrict w6 = w5 + estride;
+        float *restrict w7 = w6 + estride, *restrict w8 = w7 + estride, *restrict w9 = w8 + estride;
+        float *restrict w10 = w9 + estride, *restrict w11 = w10 + estride, *restrict w12 = w11 + estride;
+        float *restrict w13 = w12 + estride, *restrict w14 = w13 + estride, *restrict w15 = w14 + estride;
 #pragma clang loop vectorize(assume_safety)
-        for (int c = 0; c < len; c++) {
-            t1[c] = a[c] + b[c];
-            t2[c] = a[c] - b[c];
-        }
-        // ... then along each: columns 2tx and 2tx + 1 → p, p + q, p − q, q.
-        const float *ts[4] = {a, t1, t2, b};
-        for (int i = 0; i < 4; i++) {
-            const float *ti = ts[i];
-            float *restrict w0 = v + (size_t)(4 * i) * estride + (size_t)r * tw, *restrict w1 = w0 + estride;
-            float *restrict w2 = w1 + estride, *restrict w3 = w2 + estride;
-#pragma clang loop vectorize(assume_safety)
-            for (int x = 0; x < tw; x++) {
-                const float p = ti[2 * x], q = ti[2 * x + 1];
-                w0[x] = p;
-                w1[x] = p + q;
-                w2[x] = p - q;
-                w3[x] = q;
-            }
+        for (int x = 0; x < tw; x++) {
+            const float ap = a[2 * x], aq = a[2 * x + 1], bp = b[2 * x], bq = b[2 * x + 1];
+            const float sp = ap + bp, sq = aq + bq, dp = ap - bp, dq = aq - bq;
+            w0[x] = ap; w1[x] = ap + aq; w2[x] = ap - aq; w3[x] = aq;
+            w4[x] = sp; w5[x] = sp + sq; w6[x] = sp - sq; w7[x] = sq;
+            w8[x] = dp; w9[x] = dp + dq; w10[x] = dp - dq; w11[x] = dq;
+            w12[x] = bp; w13[x] = bp + bq; w14[x] = bp - bq; w15[x] = bq;
         }
     }
 }

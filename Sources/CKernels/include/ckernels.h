@@ -35,14 +35,14 @@ void ck_winograd_input_rows(const float *plane, int h, int w, int pad, int ty0, 
 
 /// Output rows 2ty and 2ty + 1 (those < ho) of one channel plane [ho, wo] for each tile row
 /// ty = ty0 + r, r < rows, from the products m[e·estride + r·tw + tx]: Aᵀ m A + bias. `scratch`
-/// holds 10·tw floats.
+/// holds 4·tw floats.
 void ck_winograd_output_rows(const float *m, size_t estride, int tw, int ty0, int rows, float *plane, int ho, int wo,
                              float bias, float *scratch);
 
 /// The output-gradient side of the weight gradient by Winograd F(3×3, 2×2), for tile rows
 /// ty0..<ty0+rows of one channel plane [ho, wo]: v[e·estride + r·tw + tx] = (A' gY A'ᵀ)[e] of the
 /// 2×2 block at (2(ty0 + r), 2tx), zero past the plane, A' = [1 0; 1 1; 1 −1; 0 1]. `scratch`
-/// holds 8·tw floats.
+/// holds 4·tw floats.
 void ck_winograd_grad_rows(const float *plane, int ho, int wo, int ty0, int rows, int tw, float *v, size_t estride,
                            float *scratch);
 
