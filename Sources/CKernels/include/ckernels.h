@@ -1,5 +1,6 @@
-// Pointwise float kernels compiled for several instruction sets (AVX-512, AVX2+FMA, baseline);
-// the loader picks the best one for the CPU it runs on. Used by Sources/Tensor only.
+// Float kernels compiled for several instruction sets (AVX-512, AVX2+FMA, baseline) — pointwise
+// math, narrow-head attention, Winograd transforms, group norm — the best one for the CPU picked
+// at run time. Used by Sources/Tensor only.
 #pragma once
 #include <stddef.h>
 
