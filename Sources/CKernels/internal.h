@@ -37,6 +37,9 @@ typedef int32_t ck_i16 __attribute__((ext_vector_type(16), aligned(4)));
 CK_INLINE float ck_expf(float x) { CK_EXP_BODY(float, uint32_t) }
 CK_INLINE ck_v16 ck_exp16(ck_v16 x) { CK_EXP_BODY(ck_v16, ck_i16) }
 
+// x·σ(x).
+CK_INLINE float ck_siluf(float x) { return x / (1.0f + ck_expf(-x)); }
+
 // Three builds of each kernel and a one-time choice among them.
 #if defined(__x86_64__)
 #define CK_VARIANTS(ret, name, params, args)                                                   \

@@ -29,7 +29,7 @@ CK_INLINE void unary_impl(int op, const float *restrict x, float *y, size_t n) {
         for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + ck_expf(-x[i]));
         break;
     case CK_SILU:
-        for (size_t i = 0; i < n; i++) { float v = x[i]; y[i] = v / (1.0f + ck_expf(-v)); }
+        for (size_t i = 0; i < n; i++) y[i] = ck_siluf(x[i]);
         break;
     case CK_TANH:
         for (size_t i = 0; i < n; i++) y[i] = ck_tanhf(x[i]);

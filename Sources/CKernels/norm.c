@@ -27,14 +27,14 @@ CK_INLINE float silu_grad(float h) {  // d/dh h·σ(h)
 }
 
 CK_INLINE void group_norm_forward_impl(const float *x, int cg, size_t S, const float *w, const float *b, float eps,
-                                       int silu, float *y, float *stats) {
+                                       int silu, float *y, float *mean_out, float *rstd_out) {
     const size_t n = (size_t)cg * S;
     const double mean = sum_impl(x, n, 0, 0) / (double)n;
     const float m = (float)mean;
     const double var = sum_impl(x, n, m, 1) / (double)n;
     const float r = (float)(1.0 / __builtin_sqrt(var + eps));
-    stats[0] = m;
-    stats[1] = r;
+    *mean_out = m;
+    *rstd_out = r;
     for (int c = 0; c < cg; c++) {
         const float scale = r * (w ? w[c] : 1.0f), shift = (b ? b[c] : 0.0f) - m * scale;
         const float *restrict xc = x + (size_t)c * S;
@@ -42,7 +42,7 @@ CK_INLINE void group_norm_forward_impl(const float *x, int cg, size_t S, const f
         if (silu) {
             for (size_t k = 0; k < S; k++) {
                 const float h = xc[k] * scale + shift;
-                yc[k] = h / (1.0f + ck_expf(-h));
+                yc[k] = ck_siluf(h);
             }
         } else {
             for (size_t k = 0; k < S; k++) yc[k] = xc[k] * scale + shift;
@@ -110,16 +110,16 @@ CK_INLINE void group_norm_backward_impl(const float *x, const float *gy, int cg,
 
 CK_VARIANTS(void, group_norm_forward,
             (const float *x, int cg, size_t S, const float *w, const float *b, float eps, int silu, float *y,
-             float *stats),
-            (x, cg, S, w, b, eps, silu, y, stats))
+             float *mean, float *rstd),
+            (x, cg, S, w, b, eps, silu, y, mean, rstd))
 CK_VARIANTS(void, group_norm_backward,
             (const float *x, const float *gy, int cg, size_t S, const float *w, const float *b, float m, float r,
              int silu, float *dx, float *dw, float *db),
             (x, gy, cg, S, w, b, m, r, silu, dx, dw, db))
 
 void ck_group_norm_forward(const float *x, int cg, size_t S, const float *w, const float *b, float eps, int silu,
-                           float *y, float *stats) {
-    CK_DISPATCH(group_norm_forward)(x, cg, S, w, b, eps, silu, y, stats);
+                           float *y, float *mean, float *rstd) {
+    CK_DISPATCH(group_norm_forward)(x, cg, S, w, b, eps, silu, y, mean, rstd);
 }
 
 void ck_group_norm_backward(const float *x, const float *gy, int cg, size_t S, const float *w, const float *b, float m,

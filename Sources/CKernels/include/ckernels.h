@@ -53,9 +53,9 @@ void ck_winograd_weights_grad(const float *m, int cout, int cin, float *dw);
 
 /// Group norm of one group: cg channels of S floats at x (contiguous), w and b its channels'
 /// affine parameters (NULL: 1 and 0): y = x̂·w + b with x̂ = (x − mean)·rstd, then SiLU if `silu`;
-/// stats = {mean, rstd}.
+/// *mean and *rstd get the group's statistics.
 void ck_group_norm_forward(const float *x, int cg, size_t S, const float *w, const float *b, float eps, int silu,
-                           float *y, float *stats);
+                           float *y, float *mean, float *rstd);
 
 /// The backward of ck_group_norm_forward for one group from the output gradient gy: dw[c] and db[c]
 /// for its channels, and dx unless NULL (overwritten).

@@ -17,16 +17,16 @@ public final class GroupNorm: Module {
         v("bias", bias)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        precondition(x.rank >= 2 && x.shape[1] == channels, "GroupNorm(\(channels) channels) got \(x.shape)")
-        return x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps)
-    }
+    public func callAsFunction(_ x: Tensor) -> Tensor { normalise(x, silu: false) }
 
     /// `act(self(x))`, SiLU in the same pass as the norm (one read and write of x fewer each way).
     public func callAsFunction(_ x: Tensor, then act: Activation) -> Tensor {
-        guard act.isSiLU else { return act(self(x)) }
+        act.isSiLU ? normalise(x, silu: true) : act(normalise(x, silu: false))
+    }
+
+    private func normalise(_ x: Tensor, silu: Bool) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] == channels, "GroupNorm(\(channels) channels) got \(x.shape)")
-        return x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps, silu: true)
+        return x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
     }
 }
 

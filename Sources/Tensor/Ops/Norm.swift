@@ -1,5 +1,6 @@
 // Group norm and layer norm: forward and backward side by side.
-// Statistics in Double; the saved mean and 1/std feed the backward pass.
+// Statistics summed in Double (group norm: float lanes first, in CKernels/norm.c); the saved mean
+// and 1/std feed the backward pass.
 
 import CKernels
 
@@ -23,18 +24,17 @@ func groupNormForward(_ x: Tensor, groups G: Int, weight: Tensor?, bias: Tensor?
     -> (y: Tensor, mean: Tensor, rstd: Tensor) {
     let N = x.shape[0], C = x.shape[1], S = x.count / Swift.max(N * C, 1)
     let y = Tensor(uninitialized: x.shape)
-    let stats = Tensor(uninitialized: [N * G, 2])
+    let mean = Tensor(uninitialized: [N, G]), rstd = Tensor(uninitialized: [N, G])
     let cg = C / G
-    let px = SendablePointer(x.data), py = SendablePointer(y.data), ps = SendablePointer(stats.data)
+    let px = SendablePointer(x.data), py = SendablePointer(y.data)
+    let pm = SendablePointer(mean.data), pr = SendablePointer(rstd.data)
     let pw = weight.map { SendablePointer($0.data) }, pb = bias.map { SendablePointer($0.data) }
     Parallel.forEach(N * G) { ng in
         let base = ng * cg * S, c0 = (ng % G) * cg
         let w: UnsafePointer<Float>? = pw.map { UnsafePointer($0.p + c0) }
         let b: UnsafePointer<Float>? = pb.map { UnsafePointer($0.p + c0) }
-        ck_group_norm_forward(px.p + base, Int32(cg), S, w, b, eps, silu ? 1 : 0, py.p + base, ps.p + 2 * ng)
+        ck_group_norm_forward(px.p + base, Int32(cg), S, w, b, eps, silu ? 1 : 0, py.p + base, pm.p + ng, pr.p + ng)
     }
-    let mean = Tensor(uninitialized: [N, G]), rstd = Tensor(uninitialized: [N, G])
-    for i in 0..<N * G { mean.data[i] = stats.data[2 * i]; rstd.data[i] = stats.data[2 * i + 1] }
     return (y, mean, rstd)
 }
 
